@@ -1,0 +1,26 @@
+// Shared jest settings for every package: SWC transpiles TypeScript (type checking is the
+// build's job), and workspace imports resolve to sources so tests never need a build first.
+const path = require('path');
+module.exports = {
+  testEnvironment: 'node',
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      {
+        jsc: {
+          parser: { syntax: 'typescript', decorators: true },
+          transform: { legacyDecorator: true, decoratorMetadata: true },
+          target: 'es2022',
+        },
+        module: { type: 'commonjs' },
+        sourceMaps: 'inline',
+      },
+    ],
+  },
+  moduleFileExtensions: ['ts', 'js', 'json'],
+  moduleNameMapper: {
+    '^@tfkd/([a-z0-9-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
+    '^@tfkd/([a-z0-9-]+)/testing$': path.join(__dirname, 'packages/$1/src/testing/index.ts'),
+  },
+  testMatch: ['<rootDir>/src/**/*.spec.ts'],
+};

@@ -1,0 +1,7 @@
+export * from './types';
+export * from './idx';
+export * from './fashion-mnist';
+export * from './cifar';
+export * from './synthetic';
+export * from './batching';
+export * from './tensors';

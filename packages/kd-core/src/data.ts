@@ -1,0 +1,43 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from './rng';
+import type { Dataset } from './tokens';
+
+/**
+ * The batches of one epoch: a permutation that depends only on (seed, epoch), so a resumed run
+ * replays the same order. The last partial batch is kept unless `dropLast`.
+ */
+export function epochBatches(
+  n: number,
+  opts: { batchSize: number; seed: number; epoch: number; shuffle?: boolean; dropLast?: boolean },
+): Int32Array[] {
+  const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : new Rng(mix(opts.seed, opts.epoch)).permutation(n);
+  const out: Int32Array[] = [];
+  for (let s = 0; s < n; s += opts.batchSize) {
+    if (opts.dropLast && s + opts.batchSize > n) break;
+    out.push(order.subarray(s, Math.min(n, s + opts.batchSize)));
+  }
+  return out;
+}
+
+function mix(seed: number, epoch: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(epoch + 1, 0x85ebca6b)) >>> 0;
+}
+
+/** Images and labels of the given samples as tensors: x [n, H, W, C] float32, y [n] int32. */
+export function batchTensors(ds: Dataset, indices: ArrayLike<number>): { x: tf.Tensor4D; y: tf.Tensor1D } {
+  const [h, w, c] = ds.shape;
+  const per = h * w * c;
+  const n = indices.length;
+  const xs = new Float32Array(n * per);
+  const ys = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = indices[i];
+    xs.set(ds.images.subarray(k * per, (k + 1) * per), i * per);
+    ys[i] = ds.labels[k];
+  }
+  return { x: tf.tensor4d(xs, [n, h, w, c]), y: tf.tensor1d(ys, 'int32') };
+}
+
+export function datasetSize(ds: Dataset): number {
+  return ds.labels.length;
+}

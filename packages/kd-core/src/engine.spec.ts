@@ -1,0 +1,178 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { z } from 'zod';
+import { Engine, runSpec } from './engine';
+import { KdError } from './errors';
+import { definePlugin } from './plugin';
+import { Registry } from './registry';
+import { RunSpec, type RunSpecInput } from './spec';
+import { testModule, tracer } from './testing';
+
+const base: RunSpecInput = {
+  seed: 3,
+  backend: 'cpu',
+  data: { name: 'blobs', train: 8, test: 4 },
+  student: { model: 'test-dense' },
+  train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.1, momentum: 0, weightDecay: 0 } },
+  plugins: [{ use: 'test/ce' }],
+};
+
+function spec(over: Partial<RunSpecInput> = {}): RunSpec {
+  return RunSpec.parse({ ...base, ...over });
+}
+
+describe('Engine', () => {
+  it('fires the hooks of a 2-batch run in the documented order', async () => {
+    const trace: string[] = [];
+    const registry = new Registry([testModule(tracer(trace, 'obs'), tracer(trace, 'smp'))]);
+    const s = spec({
+      plugins: [{ use: 'obs' }, { use: 'test/ce' }, { use: 'smp', name: 'smp' }],
+    });
+    const result = await runSpec(s, { registry });
+    result.models.forEach((m) => m.dispose());
+    const perBatch = (i: number) => [`obs:batchStart:${i}`, `smp:batchStart:${i}`, `obs:loss:${i}`, `smp:loss:${i}`, `obs:batchEnd:${i}`, `smp:batchEnd:${i}`];
+    expect(trace).toEqual([
+      'obs:runStart', 'smp:runStart',
+      'obs:epochStart:distill:1', 'smp:epochStart:distill:1',
+      ...perBatch(0),
+      ...perBatch(1),
+      'obs:evalBatch:student', 'smp:evalBatch:student',
+      'obs:evalEnd:1', 'smp:evalEnd:1',
+      'obs:epochEnd:1', 'smp:epochEnd:1',
+      'obs:runEnd', 'smp:runEnd',
+    ]);
+  });
+
+  it('fails the step with the name of a plugin that throws', async () => {
+    const broken = definePlugin({
+      id: 'loss/broken',
+      kind: 'loss',
+      describe: 'throws on the second batch',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({
+        name: deps.name,
+        register(bus) {
+          bus.on('loss', (ctx) => {
+            if (ctx.batchIndex === 1) throw new Error('bad tensor');
+          });
+        },
+      }),
+    });
+    const registry = new Registry([testModule(broken)]);
+    const engine = new Engine(spec({ plugins: [{ use: 'test/ce' }, { use: 'loss/broken' }] }), { registry });
+    await expect(engine.run()).rejects.toThrow("plugin 'loss/broken' failed in hook 'loss': bad tensor");
+    engine.dispose();
+  });
+
+  it('leaks no tensor: numTensors after step 5 equals numTensors after step 50', async () => {
+    const counts: number[] = [];
+    const counter = definePlugin({
+      id: 'obs/count',
+      kind: 'observer',
+      describe: 'records tf.memory().numTensors after each step',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('batchEnd', () => void counts.push(tf.memory().numTensors)) }),
+    });
+    const registry = new Registry([testModule(counter)]);
+    const s = spec({
+      data: { name: 'blobs', train: 40, test: 4 },
+      train: { epochs: 5, batchSize: 4, optimizer: { name: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 } },
+      plugins: [{ use: 'test/ce' }, { use: 'obs/count' }],
+      evalEvery: 100,
+    });
+    const result = await runSpec(s, { registry });
+    result.models.forEach((m) => m.dispose());
+    expect(counts).toHaveLength(50);
+    expect(counts[49]).toBe(counts[4]);
+  });
+
+  it('learns: the test accuracy of the blobs task rises above chance', async () => {
+    const registry = new Registry([testModule()]);
+    const s = spec({
+      data: { name: 'blobs', train: 96, test: 48 },
+      train: { epochs: 8, batchSize: 16, optimizer: { name: 'adam', lr: 0.02, momentum: 0, weightDecay: 0 } },
+    });
+    const result = await runSpec(s, { registry });
+    result.models.forEach((m) => m.dispose());
+    expect(result.eval.student.accuracy).toBeGreaterThan(0.9);
+    expect(result.history).toHaveLength(8);
+    expect(result.ledger.roles.student.forwardImages).toBe(8 * 96);
+    expect(result.ledger.roles.student.backwardImages).toBe(8 * 96);
+    // dense 16→8 and 8→3: 2·(16·8 + 8·3) = 304 FLOPs per image
+    expect(result.ledger.roles.student.flopsPerImage).toBe(304);
+  });
+
+  it('is deterministic for a seed', async () => {
+    const registry = new Registry([testModule()]);
+    const s = spec({ train: { epochs: 2, batchSize: 4, optimizer: { name: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 0 } } });
+    const a = await runSpec(s, { registry });
+    const b = await runSpec(s, { registry: new Registry([testModule()]) });
+    expect(a.history.map((h) => h.train.loss)).toEqual(b.history.map((h) => h.train.loss));
+    [...a.models.values(), ...b.models.values()].forEach((m) => m.dispose());
+  });
+
+  describe('start-up errors', () => {
+    const fail = async (s: RunSpec) => {
+      const engine = new Engine(s, { registry: new Registry([testModule()]) });
+      try {
+        await engine.prepare();
+      } catch (e) {
+        return e as KdError;
+      }
+      throw new Error('expected prepare() to fail');
+    };
+
+    it('unknown plugin id: lists the known ids and suggests the nearest', async () => {
+      const e = await fail(spec({ plugins: [{ use: 'test/cee' }] }));
+      expect(e.code).toBe('KD_PLUGIN_UNKNOWN');
+      expect(e.path).toBe('plugins[0].use');
+      expect(e.message).toBe("unknown plugin 'test/cee'; known: test/ce");
+      expect(e.fix).toContain("did you mean 'test/ce'?");
+    });
+
+    it('unknown model', async () => {
+      const e = await fail(spec({ student: { model: 'resnet-9000' } }));
+      expect(e.code).toBe('KD_MODEL_UNKNOWN');
+      expect(e.path).toBe('student.model');
+    });
+
+    it('unknown tap: names the layer and lists the real ones', async () => {
+      const tapper = definePlugin({
+        id: 'loss/tapper',
+        kind: 'loss',
+        describe: 'reads a tap',
+        options: z.object({ tap: z.string() }).strict(),
+        requires: (o) => ({ taps: [o.tap] }),
+        create: (_o, deps) => ({ name: deps.name, register() {} }),
+      });
+      const engine = new Engine(spec({ plugins: [{ use: 'loss/tapper', with: { tap: 'student.block9' } }] }), {
+        registry: new Registry([testModule(tapper)]),
+      });
+      const e = await engine.prepare().then(() => null, (x) => x as KdError);
+      expect(e?.code).toBe('KD_TAP_UNKNOWN');
+      expect(e?.path).toBe('plugins[0]');
+      expect(e?.message).toBe("role 'student' (dense) has no layer 'block9'");
+      expect(e?.fix).toContain('fc1 [null,8]');
+    });
+
+    it('missing teacher for a plugin that needs one', async () => {
+      const needy = definePlugin({
+        id: 'loss/needy',
+        kind: 'loss',
+        describe: 'needs a teacher',
+        options: z.object({}).strict(),
+        requires: () => ({ roles: ['teacher'] }),
+        create: (_o, deps) => ({ name: deps.name, register() {} }),
+      });
+      const engine = new Engine(spec({ plugins: [{ use: 'loss/needy' }] }), { registry: new Registry([testModule(needy)]) });
+      await expect(engine.prepare()).rejects.toMatchObject({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins[0]' });
+    });
+
+    it('bad plugin options carry the option path', async () => {
+      const e = await fail(spec({ plugins: [{ use: 'test/ce', with: { temperature: 4 } }] }));
+      expect(e.code).toBe('KD_PLUGIN_OPTIONS');
+      expect(e.path).toBe('plugins[0].with');
+      expect(e.fix).toContain("'temperature'");
+    });
+  });
+});

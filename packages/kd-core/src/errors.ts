@@ -1,0 +1,61 @@
+/**
+ * Every user-facing failure is a KdError: a stable code (never reworded once published), a message
+ * that says what went wrong, the spec path or file at fault, and the fix. The CLI prints all four
+ * and exits non-zero; library callers can switch on `code`.
+ */
+export const ERROR_CODES = {
+  KD_SPEC_INVALID: 'The run spec does not match the schema',
+  KD_SPEC_PARSE: 'The run spec is not valid YAML/JSON',
+  KD_PLUGIN_UNKNOWN: 'A `use:` id names no installed plugin',
+  KD_PLUGIN_OPTIONS: "A plugin's `with:` options are invalid",
+  KD_PLUGIN_DEPENDENCY: 'A plugin needs a role, tap or plugin that the spec does not provide',
+  KD_PLUGIN_FAILED: 'A plugin threw inside a lifecycle hook',
+  KD_PLUGIN_PACKAGE: 'A package listed in `packages:` could not be loaded',
+  KD_HOOK_ASYNC: 'A handler of a tensor hook returned a Promise',
+  KD_TAP_UNKNOWN: 'A tap names a layer the model does not have',
+  KD_SHAPE_MISMATCH: 'Two tensors that must match in shape do not',
+  KD_MODEL_UNKNOWN: 'A model name is not in the zoo',
+  KD_MODEL_LOAD: 'A saved model could not be loaded',
+  KD_DATA_MISSING: 'A data folder or file does not exist',
+  KD_DATA_CORRUPT: 'A data file is truncated or malformed',
+  KD_BACKEND_UNAVAILABLE: 'The requested tfjs backend cannot be used here',
+  KD_LOSS_NONFINITE: 'A loss term or gradient became NaN or infinite',
+  KD_OUTPUT_WRITE: 'An output file could not be written',
+  KD_INTERNAL: 'An invariant of the library was broken (a bug: please report it)',
+} as const;
+
+export type KdErrorCode = keyof typeof ERROR_CODES;
+
+export interface KdErrorDetails {
+  /** Spec path (`plugins[2].with.temperature`) or file path at fault. */
+  path?: string;
+  /** What the user should do about it. */
+  fix?: string;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+export class KdError extends Error {
+  readonly code: KdErrorCode;
+  readonly path?: string;
+  readonly fix?: string;
+
+  constructor(code: KdErrorCode, message: string, details: KdErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'KdError';
+    this.code = code;
+    this.path = details.path;
+    this.fix = details.fix;
+  }
+
+  /** One human-readable block: `KD_TAP_UNKNOWN at plugins[1].with.pairs: ...\n  fix: ...` */
+  format(): string {
+    const where = this.path ? ` at ${this.path}` : '';
+    const fix = this.fix ? `\n  fix: ${this.fix}` : '';
+    return `${this.code}${where}: ${this.message}${fix}`;
+  }
+}
+
+export function isKdError(e: unknown): e is KdError {
+  return e instanceof KdError || (typeof e === 'object' && e !== null && (e as { name?: string }).name === 'KdError');
+}

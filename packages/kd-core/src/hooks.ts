@@ -1,0 +1,177 @@
+import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import type { Rng } from './rng';
+
+/**
+ * The lifecycle, in firing order. A run fires `runStart`, then per phase and epoch `epochStart`,
+ * per batch `batchStart` → `loss` → `batchEnd`, then `epochEnd` (after evaluation: `evalBatch` per
+ * test batch and role, `evalEnd`), and finally `runEnd`.
+ */
+export const HOOKS = [
+  'runStart',
+  'epochStart',
+  'batchStart',
+  'loss',
+  'batchEnd',
+  'evalBatch',
+  'evalEnd',
+  'epochEnd',
+  'runEnd',
+] as const;
+export type HookName = (typeof HOOKS)[number];
+
+/** Hooks whose payload holds tensors: handlers run inside the step's tidy scope and must be synchronous. */
+export const TENSOR_HOOKS = ['batchStart', 'loss', 'evalBatch'] as const;
+export type TensorHook = (typeof TENSOR_HOOKS)[number];
+export type NumberHook = Exclude<HookName, TensorHook>;
+
+export function isTensorHook(hook: HookName): hook is TensorHook {
+  return (TENSOR_HOOKS as readonly string[]).includes(hook);
+}
+
+/** Order inside one hook: by stage, then by spec order. */
+export const STAGES = ['sample', 'default', 'observe'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export type RoleKind = 'teacher' | 'student';
+
+export interface RoleInfo {
+  name: string;
+  kind: RoleKind;
+  trainable: boolean;
+}
+
+/** What one role's forward pass yields: logits and the tapped layer outputs by layer name. */
+export interface RoleOutputs {
+  logits: Tensor;
+  taps: Record<string, Tensor>;
+}
+
+export interface Batch {
+  /** Images, NHWC (or the flat shape a role's model takes: the engine reshapes per role). */
+  x: Tensor;
+  /** Integer class labels, int32 [n]. */
+  y: Tensor;
+  /** Indices of the samples in the training set, or null once a sampler transformed the batch. */
+  indices: Int32Array | null;
+  size: number;
+}
+
+export interface LossTerm {
+  /** Name as logged; defaults to the plugin's name. */
+  name?: string;
+  value: Scalar;
+  /** Multiplies the plugin's spec `weight`. Default 1. */
+  weight?: number;
+}
+
+/** The per-step context handed to `batchStart` and `loss` handlers. Tensors live until the step ends. */
+export interface StepContext {
+  readonly phase: string;
+  /** 1-based epoch within the phase. */
+  readonly epoch: number;
+  readonly epochs: number;
+  /** 0-based batch index within the epoch. */
+  readonly batchIndex: number;
+  /** Global step count within the phase (0-based). */
+  readonly step: number;
+  readonly numClasses: number;
+  readonly roles: readonly RoleInfo[];
+  /** The plugin's own seeded generator (forked per plugin, state saved with checkpoints). */
+  readonly rng: Rng;
+  readonly batch: Batch;
+  /** Samplers: replace the batch. `transformed` (mixed, augmented) disables the teacher-output cache. */
+  replaceBatch(batch: { x: Tensor; y: Tensor; indices?: Int32Array | null }, opts: { transformed: boolean }): void;
+  /** The batch as `role` sees it (its view: resized for cross-quality KD, reshaped to its input). */
+  input(role: string): Tensor;
+  /** Inference outside the loss (no gradient), counted in the ledger. `training` selects dropout/BN mode. */
+  predict(role: string, x: Tensor, opts?: { training?: boolean }): Tensor;
+  /** Lazy forward of the current batch; teachers without gradient, students with. Cached per step. */
+  outputs(role: string): RoleOutputs;
+  addLoss(term: LossTerm): void;
+}
+
+export interface RunStartInfo {
+  runId: string;
+  backend: string;
+  seed: number;
+  roles: readonly RoleInfo[];
+  phases: readonly { name: string; epochs: number; batchesPerEpoch: number }[];
+  dataset: { name: string; source: string; train: number; test: number; note?: string };
+}
+
+export interface EpochStartInfo {
+  phase: string;
+  epoch: number;
+  epochs: number;
+}
+
+export interface BatchSummary {
+  phase: string;
+  epoch: number;
+  batchIndex: number;
+  batchesPerEpoch: number;
+  step: number;
+  /** Weighted total loss. */
+  loss: number;
+  /** Unweighted value of every term, by term name. */
+  terms: Record<string, number>;
+  learningRate: number;
+  images: number;
+}
+
+export interface EvalBatch {
+  phase: string;
+  epoch: number;
+  role: string;
+  /** Logits [n, K] of the role on this test batch. */
+  logits: Tensor;
+  /** Labels int32 [n]. */
+  labels: Tensor;
+}
+
+/** Evaluation results by role, then metric name. Metric plugins add to it in their `evalEnd` handler. */
+export interface EvalReport {
+  phase: string;
+  epoch: number;
+  metrics: Record<string, Record<string, number>>;
+  /** Add (or overwrite) metric values of a role. */
+  set(role: string, values: Record<string, number>): void;
+}
+
+export interface EpochSummary {
+  phase: string;
+  epoch: number;
+  epochs: number;
+  /** Mean of each term over the epoch, and `loss`. */
+  train: Record<string, number>;
+  eval: Record<string, Record<string, number>>;
+  seconds: number;
+  learningRate: number;
+}
+
+export interface RunSummary {
+  status: 'completed' | 'failed' | 'interrupted';
+  seconds: number;
+  eval: Record<string, Record<string, number>>;
+}
+
+export interface HookPayloads {
+  runStart: RunStartInfo;
+  epochStart: EpochStartInfo;
+  batchStart: StepContext;
+  loss: StepContext;
+  batchEnd: BatchSummary;
+  evalBatch: EvalBatch;
+  evalEnd: EvalReport;
+  epochEnd: EpochSummary;
+  runEnd: RunSummary;
+}
+
+/** The discriminated union carried by the bus. */
+export type LifecycleEvent = { [K in HookName]: { hook: K; payload: HookPayloads[K] } }[HookName];
+/** Events observers see: numbers only. */
+export type ObservedEvent = Extract<LifecycleEvent, { hook: NumberHook }>;
+
+export type HookHandler<K extends HookName> = K extends TensorHook
+  ? (payload: HookPayloads[K]) => void
+  : (payload: HookPayloads[K]) => void | Promise<void>;

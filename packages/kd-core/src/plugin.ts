@@ -1,0 +1,70 @@
+import type { Variable } from '@tensorflow/tfjs-core';
+import type { z } from 'zod';
+import type { HookHandler, HookName, RoleInfo, Stage } from './hooks';
+import type { Rng } from './rng';
+
+export type PluginKind = 'loss' | 'sampler' | 'metric' | 'observer' | 'method';
+
+/** What a plugin needs from the run, checked at start-up before any training. */
+export interface PluginRequirements {
+  /** Role kinds or names that must exist (`teacher`, `student`, `student.1`). */
+  roles?: string[];
+  /** Taps as `role.layerName` (`student.block2`, `teacher.block3`). */
+  taps?: string[];
+}
+
+/** The bus as one plugin sees it: subscriptions are attributed to the plugin for ordering and errors. */
+export interface PluginBus {
+  on<K extends HookName>(hook: K, handler: HookHandler<K>): void;
+}
+
+/** What `create` receives besides its validated options. */
+export interface PluginDeps {
+  /** Instance name: the spec's `name:` or the plugin id. */
+  name: string;
+  /** The spec's `weight:` for this entry (default 1); `defineLoss` applies it. */
+  weight: number;
+  numClasses: number;
+  /** NHWC shape of one input image. */
+  inputShape: number[];
+  roles: readonly RoleInfo[];
+  /** Output shape (without batch) of a tap `role.layer`, known at start-up. */
+  tapShape(tap: string): number[];
+  /** Seeded generator owned by this plugin instance. */
+  rng: Rng;
+  /** The spec path of this entry (`plugins[2]`), for error messages. */
+  specPath: string;
+}
+
+/** A plugin instance. Small: a name, a `register`, and optional trainable state. */
+export interface Plugin {
+  readonly name: string;
+  register(bus: PluginBus): void;
+  /** Trainable variables owned by the plugin (adapters, embedding heads), trained with the students. */
+  variables?(): Variable[];
+  /** JSON-serialisable state for checkpoints (tensors go through `variables`). */
+  getState?(): unknown;
+  setState?(state: unknown): void;
+  dispose?(): void;
+}
+
+/** What a package binds to PLUGIN_DEFINITION. */
+export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
+  /** `family/name`, e.g. `loss/hinton-kd`. Stable: specs name it. */
+  id: string;
+  kind: PluginKind;
+  describe: string;
+  /** Options schema with defaults (zod); `kd list` prints it. */
+  options: S;
+  /** Default `sample` for samplers, `default` otherwise. */
+  stage?: Stage;
+  /** Whether this plugin transforms batches (samplers that mix): disables the teacher-output cache. */
+  transformsBatch?: boolean | ((options: z.output<S>) => boolean);
+  requires?(options: z.output<S>): PluginRequirements;
+  create(options: z.output<S>, deps: PluginDeps): Plugin;
+}
+
+/** Identity helper that keeps the options type flowing from the schema into `create`. */
+export function definePlugin<S extends z.ZodType>(def: PluginDefinition<S>): PluginDefinition<S> {
+  return def;
+}

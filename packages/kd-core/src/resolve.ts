@@ -1,0 +1,79 @@
+import { KdError } from './errors';
+import type { RoleInfo, Stage } from './hooks';
+import type { PluginDefinition, PluginRequirements } from './plugin';
+import type { Registry } from './registry';
+import { Rng } from './rng';
+import { validate, type PluginEntry, type RunSpec } from './spec';
+
+/** A spec entry matched to its definition, with validated options and its own generator. */
+export interface ResolvedPlugin {
+  index: number;
+  specPath: string;
+  entry: PluginEntry;
+  def: PluginDefinition;
+  options: unknown;
+  name: string;
+  stage: Stage;
+  requirements: PluginRequirements;
+  rng: Rng;
+  requiresRole(info: RoleInfo): boolean;
+}
+
+/** Metrics always computed by the engine itself (no plugin needed). */
+export const BUILTIN_METRICS = ['accuracy', 'nll'];
+
+/** Resolve `plugins:` and the metric plugins named in `eval:`, validating every option. */
+export function resolvePlugins(spec: RunSpec, registry: Registry): ResolvedPlugin[] {
+  const entries: { entry: PluginEntry; specPath: string }[] = spec.plugins.map((entry, i) => ({ entry, specPath: `plugins[${i}]` }));
+  spec.eval.forEach((m, i) => {
+    if (!BUILTIN_METRICS.includes(m)) {
+      entries.push({ entry: { use: m.includes('/') ? m : `metric/${m}`, with: {}, weight: 1 }, specPath: `eval[${i}]` });
+    }
+  });
+  const names = new Set<string>();
+  const seedRng = new Rng(spec.seed ^ 0x2545f491);
+  return entries.map(({ entry, specPath }, index) => {
+    const def = registry.plugin(entry.use, specPath.startsWith('eval') ? specPath : `${specPath}.use`);
+    const options = validate(def.options, entry.with, {
+      code: 'KD_PLUGIN_OPTIONS',
+      prefix: `${specPath}.with`,
+    });
+    const name = entry.name ?? def.id;
+    if (names.has(name)) {
+      throw new KdError('KD_SPEC_INVALID', `two plugins are named '${name}'`, {
+        path: `${specPath}.name`,
+        fix: 'give one of them a distinct `name:` (term names and logs use it)',
+      });
+    }
+    names.add(name);
+    const requirements = def.requires?.(options) ?? {};
+    const tapRoles = (requirements.taps ?? []).map((t) => t.slice(0, t.lastIndexOf('.')));
+    return {
+      index,
+      specPath,
+      entry,
+      def,
+      options,
+      name,
+      stage: def.stage ?? (def.kind === 'sampler' ? 'sample' : def.kind === 'metric' || def.kind === 'observer' ? 'observe' : 'default'),
+      requirements,
+      rng: seedRng.fork(index),
+      requiresRole(info: RoleInfo) {
+        const wanted = [...(requirements.roles ?? []), ...tapRoles];
+        return wanted.includes(info.name) || wanted.includes(info.kind);
+      },
+    };
+  });
+}
+
+/** Split `student.0.block2` into a role and a layer, given the run's role names. */
+export function parseTap(tap: string, roleNames: readonly string[], specPath: string): { role: string; layer: string } {
+  const role = [...roleNames].sort((a, b) => b.length - a.length).find((r) => tap.startsWith(`${r}.`));
+  if (!role) {
+    throw new KdError('KD_TAP_UNKNOWN', `tap '${tap}' names no role of this run (roles: ${roleNames.join(', ')})`, {
+      path: specPath,
+      fix: 'write taps as <role>.<layerName>, e.g. student.block2 or teacher.block3',
+    });
+  }
+  return { role, layer: tap.slice(role.length + 1) };
+}

@@ -1,0 +1,108 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import * as path from 'path';
+import { KdError } from './errors';
+import type { RoleInfo, RoleKind } from './hooks';
+import type { Registry } from './registry';
+import type { RoleSpec, TrainSpec } from './spec';
+
+/** A role at run time: its model, the multi-output "tapped" model, its view and its optimizer. */
+export interface RoleRuntime {
+  info: RoleInfo;
+  specPath: string;
+  spec: RoleSpec;
+  model: tfl.LayersModel;
+  /** Outputs [logits, ...taps]; the same weights as `model`. */
+  tapped: tfl.LayersModel;
+  tapNames: string[];
+  /** Input shape of one example as the model takes it. */
+  inputShape: number[];
+  flopsPerImage: number;
+  train?: TrainSpec;
+  optimizer?: tf.Optimizer;
+}
+
+/** Role names from the spec: `teacher`, `student`, or `student.0…` for `students:`. */
+export function roleSpecs(spec: {
+  teacher?: RoleSpec;
+  student?: RoleSpec;
+  students?: RoleSpec[];
+}): { name: string; kind: RoleKind; spec: RoleSpec; specPath: string }[] {
+  const out: { name: string; kind: RoleKind; spec: RoleSpec; specPath: string }[] = [];
+  if (spec.teacher) out.push({ name: 'teacher', kind: 'teacher', spec: spec.teacher, specPath: 'teacher' });
+  if (spec.student) out.push({ name: 'student', kind: 'student', spec: spec.student, specPath: 'student' });
+  spec.students?.forEach((s, i) =>
+    out.push({ name: `student.${i}`, kind: 'student', spec: s, specPath: `students[${i}]` }),
+  );
+  return out;
+}
+
+/** Build a zoo model or load a saved one. */
+export async function buildModel(
+  registry: Registry,
+  role: { name: string; spec: RoleSpec; specPath: string },
+  ctx: { inputShape: number[]; numClasses: number; seed: number; specDir: string },
+): Promise<tfl.LayersModel> {
+  if (role.spec.load) {
+    const dir = path.resolve(ctx.specDir, role.spec.load);
+    return registry.modelTools().load(dir);
+  }
+  const def = registry.model(role.spec.model as string, `${role.specPath}.model`);
+  try {
+    const model = def.build({ ...role.spec.options, inputShape: ctx.inputShape, numClasses: ctx.numClasses, seed: ctx.seed });
+    return model;
+  } catch (e) {
+    if (e instanceof KdError) throw e;
+    throw new KdError('KD_SPEC_INVALID', `model '${def.id}' could not be built: ${(e as Error).message}`, {
+      path: `${role.specPath}.options`,
+      fix: `check the options of '${def.id}' (kd list --models)`,
+      cause: e,
+    });
+  }
+}
+
+/** A model whose outputs are [logits, ...the named layers' outputs]. */
+export function tappedModel(model: tfl.LayersModel, taps: readonly string[], roleName: string, specPath: string): tfl.LayersModel {
+  if (taps.length === 0) return model;
+  const outputs = taps.map((t) => {
+    const layer = model.layers.find((l) => l.name === t);
+    if (!layer) {
+      const known = model.layers.map((l) => `${l.name} ${JSON.stringify(l.outputShape)}`).join(', ');
+      throw new KdError('KD_TAP_UNKNOWN', `role '${roleName}' (${model.name}) has no layer '${t}'`, {
+        path: specPath,
+        fix: `tap one of: ${known}`,
+      });
+    }
+    return layer.output as tfl.SymbolicTensor;
+  });
+  return tfl.model({ inputs: model.inputs, outputs: [model.outputs[0], ...outputs], name: `${model.name}_tapped` });
+}
+
+export function makeOptimizer(train: TrainSpec): tf.Optimizer {
+  const o = train.optimizer;
+  if (o.name === 'adam') return tf.train.adam(o.lr);
+  if (o.momentum > 0) return tf.train.momentum(o.lr, o.momentum, o.nesterov);
+  return tf.train.sgd(o.lr);
+}
+
+/** Learning rate at the start of `epoch` (1-based) of `epochs`. */
+export function learningRateAt(train: TrainSpec, epoch: number): number {
+  const { lr } = train.optimizer;
+  const s = train.schedule;
+  let rate = lr;
+  if (s.name === 'step') rate = lr * Math.pow(s.gamma, s.milestones.filter((m) => epoch > m).length);
+  if (s.name === 'cosine') rate = 0.5 * lr * (1 + Math.cos((Math.PI * (epoch - 1)) / train.epochs));
+  if (s.warmup > 0 && epoch <= s.warmup) rate *= epoch / s.warmup;
+  return rate;
+}
+
+/** Set the learning rate of a tfjs optimizer (SGD/momentum cache it as a scalar; Adam reads the field). */
+export function setLearningRate(opt: tf.Optimizer, lr: number): void {
+  const o = opt as unknown as { setLearningRate?: (lr: number) => void; learningRate: number };
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else o.learningRate = lr;
+}
+
+export function trainableVariables(model: tfl.LayersModel): tf.Variable[] {
+  return model.trainableWeights.map((w) => w.read() as tf.Variable);
+}

@@ -1,0 +1,176 @@
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { SelectedBackend } from './backend';
+import type { LifecycleBus } from './bus';
+import { KdError } from './errors';
+import type { Engine } from './engine';
+import type { Plugin } from './plugin';
+import type { Registry } from './registry';
+import { parseTap, type ResolvedPlugin } from './resolve';
+import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
+import { RunSpec, TrainSpec } from './spec';
+import type { DataSplits } from './tokens';
+
+export interface SetupContext {
+  registry: Registry;
+  specDir: string;
+  cacheDir: string | null;
+  data: DataSplits & { note?: string };
+  plugins: ResolvedPlugin[];
+  backend: SelectedBackend;
+  log: (line: string) => void;
+  observe?: (bus: LifecycleBus, phase: string) => void;
+}
+
+/**
+ * Build (or load, or train-and-cache) every role's model, check every plugin requirement against
+ * them, build the tapped models and create the plugin instances. Everything here runs before the
+ * first step, so a bad spec fails fast.
+ */
+export async function prepareRoles(
+  engine: Engine,
+  ctx: SetupContext,
+): Promise<{ roles: Map<string, RoleRuntime>; teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>; instances: Plugin[] }> {
+  const spec = engine.spec;
+  const numClasses = ctx.data.train.numClasses;
+  const inputShape = [...ctx.data.train.shape];
+  const declared = roleSpecs(spec);
+  const roleNames = declared.map((r) => r.name);
+
+  // Requirements first: cheap, and they should fail before any teacher training.
+  const tapsByRole = new Map<string, string[]>(roleNames.map((r) => [r, []]));
+  for (const p of ctx.plugins) {
+    for (const want of p.requirements.roles ?? []) {
+      if (!declared.some((r) => r.name === want || r.kind === want)) {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' needs a ${want} role, and the spec has none`, {
+          path: p.specPath,
+          fix: want === 'teacher' ? 'add `teacher: { load: … }` or `teacher: { model: …, train: {…} }`' : `add a '${want}' role`,
+        });
+      }
+    }
+    for (const tap of p.requirements.taps ?? []) {
+      const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);
+      const list = tapsByRole.get(role) as string[];
+      if (!list.includes(layer)) list.push(layer);
+    }
+  }
+
+  const roles = new Map<string, RoleRuntime>();
+  const teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }> = {};
+  const tools = ctx.registry.modelTools();
+  for (const [i, r] of declared.entries()) {
+    let model: LayersModel;
+    const seed = r.spec.seed ?? spec.seed * 1000 + i;
+    if (r.kind === 'teacher' && r.spec.train && !r.spec.load) {
+      const t = await trainedTeacher(spec, r, seed, inputShape, numClasses, ctx);
+      model = t.model;
+      teachers[r.name] = { cached: t.cached, key: t.key, dir: t.dir };
+    } else {
+      if (r.kind === 'teacher' && !r.spec.load) {
+        throw new KdError('KD_SPEC_INVALID', `teacher '${r.name}' is neither loaded nor trained`, {
+          path: r.specPath,
+          fix: 'give `load: path/to/model` or `train: { epochs: … }` (trained once, then cached)',
+        });
+      }
+      model = await buildModel(ctx.registry, r, { inputShape, numClasses, seed, specDir: ctx.specDir });
+      if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: r.spec.load ?? null };
+    }
+    if (r.kind === 'teacher') model.trainable = false;
+    const tapNames = tapsByRole.get(r.name) as string[];
+    const tapped = tappedModel(model, tapNames, r.name, ctx.plugins.find((p) => (p.requirements.taps ?? []).some((t) => t.startsWith(`${r.name}.`)))?.specPath ?? r.specPath);
+    const runtime: RoleRuntime = {
+      info: { name: r.name, kind: r.kind, trainable: r.kind === 'student' },
+      specPath: r.specPath,
+      spec: r.spec,
+      model,
+      tapped,
+      tapNames,
+      inputShape: (model.inputs[0].shape as number[]).slice(1),
+      flopsPerImage: tools.countFlops(model),
+    };
+    engine.ledger.addRole(r.name, runtime.flopsPerImage);
+    roles.set(r.name, runtime);
+  }
+
+  const instances = ctx.plugins.map((p) =>
+    p.def.create(p.options, {
+      name: p.name,
+      weight: p.entry.weight,
+      numClasses,
+      inputShape,
+      roles: [...roles.values()].map((r) => r.info),
+      rng: p.rng,
+      specPath: p.specPath,
+      tapShape(tap: string) {
+        const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);
+        const rt = roles.get(role) as RoleRuntime;
+        const idx = rt.tapNames.indexOf(layer);
+        if (idx < 0) {
+          throw new KdError('KD_TAP_UNKNOWN', `'${p.name}' asked for tap '${tap}' it did not declare in requires()`, {
+            path: p.specPath,
+            fix: 'list every tap the plugin reads in its requires().taps',
+          });
+        }
+        return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
+      },
+    }),
+  );
+  return { roles, teachers, instances };
+}
+
+/** Train a teacher from labels once per (model, options, seed, train, data) and cache it. */
+async function trainedTeacher(
+  spec: RunSpec,
+  r: { name: string; spec: RunSpec['teacher'] & object; specPath: string },
+  seed: number,
+  inputShape: number[],
+  numClasses: number,
+  ctx: SetupContext,
+): Promise<{ model: LayersModel; cached: boolean; key: string; dir: string | null }> {
+  const train = TrainSpec.parse({ ...spec.train, ...(r.spec.train ?? {}) });
+  const keyObj = { v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses };
+  const key = createHash('sha256').update(JSON.stringify(keyObj)).digest('hex').slice(0, 16);
+  const tools = ctx.registry.modelTools();
+  const dir = ctx.cacheDir ? path.resolve(ctx.cacheDir, 'teachers', key) : null;
+  if (dir && fs.existsSync(path.join(dir, 'model.json'))) {
+    ctx.log(`teacher '${r.name}': reusing the cached model ${dir}`);
+    return { model: await tools.load(dir), cached: true, key, dir };
+  }
+  ctx.log(`teacher '${r.name}': training ${r.spec.model} from labels for ${train.epochs} epochs (cached afterwards)`);
+  const childSpec = RunSpec.parse({
+    seed,
+    backend: spec.backend,
+    data: spec.data,
+    student: { model: r.spec.model, options: r.spec.options, seed },
+    train,
+    plugins: [{ use: 'loss/cross-entropy' }],
+    packages: spec.packages,
+    eval: ['accuracy'],
+    nonFinite: spec.nonFinite,
+  });
+  const { Engine: EngineClass } = await import('./engine');
+  const child = new EngineClass(childSpec, {
+    registry: ctx.registry,
+    specDir: ctx.specDir,
+    cacheDir: null,
+    data: ctx.data,
+    backend: ctx.backend,
+    log: ctx.log,
+    observe: ctx.observe,
+    phase: `teacher`,
+  });
+  const result = await child.run();
+  child.dispose(['student']);
+  const model = result.models.get('student') as LayersModel;
+  if (dir) {
+    const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    await tools.save(model, tmp);
+    fs.writeFileSync(path.join(tmp, 'teacher.json'), JSON.stringify({ key: keyObj, eval: result.eval.student, seconds: result.seconds }, null, 2));
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+  }
+  return { model, cached: false, key, dir };
+}

@@ -1,0 +1,202 @@
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { z } from 'zod';
+import { KdError } from './errors';
+
+/** Optimizer and schedule of a trainable role. Defaults are the UNIXKD/RepDistiller CIFAR recipe's shape. */
+export const OptimizerSpec = z
+  .object({
+    name: z.enum(['sgd', 'adam']).default('sgd'),
+    lr: z.number().positive().default(0.05),
+    momentum: z.number().min(0).max(1).default(0.9),
+    weightDecay: z.number().min(0).default(5e-4),
+    nesterov: z.boolean().default(false),
+  })
+  .strict();
+
+export const ScheduleSpec = z
+  .object({
+    name: z.enum(['constant', 'step', 'cosine']).default('constant'),
+    /** `step`: after each milestone epoch (1-based) lr is multiplied by `gamma` (PyTorch MultiStepLR). */
+    milestones: z.array(z.number().int().positive()).default([]),
+    gamma: z.number().positive().default(0.1),
+    /** Linear warm-up epochs. */
+    warmup: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+export const TrainSpec = z
+  .object({
+    epochs: z.number().int().positive().default(10),
+    batchSize: z.number().int().positive().default(64),
+    optimizer: OptimizerSpec.default(() => OptimizerSpec.parse({})),
+    schedule: ScheduleSpec.default(() => ScheduleSpec.parse({})),
+    /** Cap on batches per epoch (quick development runs). */
+    maxBatches: z.number().int().positive().optional(),
+  })
+  .strict();
+export type TrainSpec = z.output<typeof TrainSpec>;
+
+export const ViewSpec = z
+  .object({
+    /** Bilinear resize of this role's input to [h, w] (cross-quality KD). */
+    resize: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
+    /** Resize back to the original size after down-sampling. */
+    upsample: z.boolean().default(false),
+  })
+  .strict();
+
+export const RoleSpec = z
+  .object({
+    /** Zoo id (`kd list` shows them). */
+    model: z.string().min(1).optional(),
+    /** Options of the zoo model (hidden sizes, widths, …). */
+    options: z.record(z.string(), z.unknown()).default({}),
+    /** A saved LayersModel folder (model.json + weights.bin) instead of a zoo model. */
+    load: z.string().min(1).optional(),
+    /** Teachers: train from labels first (cached by the hash of this spec). Students: overrides of `train`. */
+    train: TrainSpec.partial().optional(),
+    view: ViewSpec.optional(),
+    /** Initialisation (and, for a trained teacher, training) seed; default: the run's seed. */
+    seed: z.number().int().min(0).optional(),
+  })
+  .strict()
+  .refine((r) => (r.model === undefined) !== (r.load === undefined), {
+    message: 'give exactly one of `model` (a zoo id) or `load` (a saved model folder)',
+  });
+export type RoleSpec = z.output<typeof RoleSpec>;
+
+export const PluginEntry = z
+  .object({
+    use: z.string().min(1),
+    with: z.record(z.string(), z.unknown()).default({}),
+    weight: z.number().finite().default(1),
+    name: z.string().min(1).optional(),
+  })
+  .strict();
+export type PluginEntry = z.output<typeof PluginEntry>;
+
+export const RunSpec = z
+  .object({
+    seed: z.number().int().min(0).default(1),
+    backend: z.enum(['auto', 'wasm', 'cpu', 'tensorflow']).default('auto'),
+    /** `name` picks a dataset definition (`fashion-mnist`, `synthetic`, `cifar10`, …); the rest are its options. */
+    data: z.object({ name: z.string().min(1) }).passthrough(),
+    teacher: RoleSpec.optional(),
+    student: RoleSpec.optional(),
+    /** Several students (DML, ONE): roles `student.0`, `student.1`, … */
+    students: z.array(RoleSpec).min(1).optional(),
+    train: TrainSpec.default(() => TrainSpec.parse({})),
+    plugins: z.array(PluginEntry).default([]),
+    /** Extra plugin packages to load (module names or paths), each exporting a ContainerModule. */
+    packages: z.array(z.string().min(1)).default([]),
+    /** Metrics on the test split: `accuracy` is always computed; others name `metric/<id>` plugins. */
+    eval: z.array(z.string().min(1)).default(['accuracy']),
+    /** What to do when a loss or gradient is NaN/Inf. */
+    nonFinite: z.enum(['stop', 'skip-batch']).default('stop'),
+    /** Evaluate every n epochs (and always after the last). */
+    evalEvery: z.number().int().positive().default(1),
+  })
+  .strict()
+  .refine((s) => s.student !== undefined || s.students !== undefined, {
+    message: 'a run needs a `student` (or `students`)',
+    path: ['student'],
+  })
+  .refine((s) => !(s.student !== undefined && s.students !== undefined), {
+    message: 'give `student` or `students`, not both',
+    path: ['students'],
+  });
+export type RunSpec = z.output<typeof RunSpec>;
+export type RunSpecInput = z.input<typeof RunSpec>;
+
+/** `plugins[2].with.temperature` from zod's path array. */
+export function formatPath(path: readonly PropertyKey[], prefix = ''): string {
+  let out = prefix;
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || '(root)';
+}
+
+/** Validate with a zod schema; the first issue becomes a KdError with its spec path. */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  opts: { code?: 'KD_SPEC_INVALID' | 'KD_PLUGIN_OPTIONS'; prefix?: string; fix?: string } = {},
+): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issues = r.error.issues;
+  const first = issues[0];
+  const path = formatPath(first.path, opts.prefix);
+  const others = issues.length > 1 ? ` (+${issues.length - 1} more: ${issues.slice(1, 4).map((i) => formatPath(i.path, opts.prefix)).join(', ')})` : '';
+  throw new KdError(opts.code ?? 'KD_SPEC_INVALID', `${first.message}${others}`, {
+    path,
+    fix: opts.fix ?? fixFor(first),
+  });
+}
+
+function fixFor(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `remove or rename ${issue.keys.map((k) => `'${k}'`).join(', ')}; see the spec reference in docs/spec.md`;
+    case 'invalid_value':
+      return `use one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'invalid_type':
+      return `give a value of type ${issue.expected}`;
+    default:
+      return 'correct the value; `kd list` shows every plugin option with its default';
+  }
+}
+
+/** Parse YAML (or JSON) text into a validated RunSpec. `source` names the file in errors. */
+export function parseSpec(text: string, source = 'spec'): RunSpec {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (e) {
+    throw new KdError('KD_SPEC_PARSE', `${source} is not valid YAML: ${(e as Error).message}`, {
+      path: source,
+      fix: 'check indentation and quoting near the line shown',
+      cause: e,
+    });
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new KdError('KD_SPEC_INVALID', `${source} must be a mapping (seed:, data:, student:, …)`, {
+      path: '(root)',
+      fix: 'start from examples/fashion-kd.yaml',
+    });
+  }
+  return validate(RunSpec, raw);
+}
+
+/** Apply `--set a.b[0].c=value` overrides (value parsed as YAML) to a raw spec object. */
+export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) {
+      throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, { path: s, fix: 'write e.g. --set train.epochs=5' });
+    }
+    const keys = s
+      .slice(0, eq)
+      .split(/\.|\[(\d+)\]/)
+      .filter((k) => k !== undefined && k !== '')
+      .map((k) => (/^\d+$/.test(k) ? Number(k) : k));
+    const value: unknown = parseYaml(s.slice(eq + 1));
+    let node: Record<string | number, unknown> = out;
+    keys.forEach((k, i) => {
+      if (i === keys.length - 1) {
+        node[k] = value;
+        return;
+      }
+      if (typeof node[k] !== 'object' || node[k] === null) node[k] = typeof keys[i + 1] === 'number' ? [] : {};
+      node = node[k] as Record<string | number, unknown>;
+    });
+  }
+  return out;
+}
+
+export function stringifySpec(spec: unknown): string {
+  return stringifyYaml(spec, { lineWidth: 110 });
+}

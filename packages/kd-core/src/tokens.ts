@@ -1,0 +1,77 @@
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+
+/**
+ * DI tokens. Few and global (`Symbol.for`) so that two copies of kd-core in one process (a
+ * third-party plugin with its own install) still agree on them.
+ */
+export const PLUGIN_DEFINITION = Symbol.for('kd.PluginDefinition');
+export const MODEL_DEFINITION = Symbol.for('kd.ModelDefinition');
+export const DATASET_DEFINITION = Symbol.for('kd.DatasetDefinition');
+
+/** Options every zoo model accepts; a model may accept more (validated by its own schema). */
+export interface ModelBuildOptions {
+  /** NHWC input shape of one image, e.g. [28, 28, 1]. */
+  inputShape: number[];
+  numClasses: number;
+  /** Initialiser seed, so a run is reproducible. */
+  seed?: number;
+  [key: string]: unknown;
+}
+
+export interface ModelDefinition {
+  /** Zoo id as written in a spec (`model: cnn-small`). */
+  id: string;
+  describe: string;
+  /** Names of the layers exposed as taps, shallow to deep. */
+  taps: string[];
+  build(options: ModelBuildOptions): LayersModel;
+}
+
+/** One split of a dataset: plain typed arrays, no tensors (they are made per batch). */
+export interface Dataset {
+  name: string;
+  /** N·H·W·C floats in [0, 1], NHWC. */
+  images: Float32Array;
+  labels: Int32Array;
+  shape: [number, number, number];
+  numClasses: number;
+  classNames?: string[];
+  /** `full`, `subset`, `synthetic`, `cifar`, `idx`. */
+  source: string;
+  note?: string;
+}
+
+export interface DataSplits {
+  train: Dataset;
+  test: Dataset;
+}
+
+/** What a dataset package binds to DATASET_DEFINITION; a spec picks one by `data.name`. */
+export interface DatasetDefinition {
+  id: string;
+  describe: string;
+  /** Schema of the spec's `data:` block (without `name`). */
+  options: import('zod').ZodType;
+  load(options: Record<string, unknown>, ctx: { seed: number; specPath: string }): Promise<DataSplits>;
+}
+
+/** Model services the engine needs and the models package provides (bound to MODEL_TOOLS). */
+export interface ModelTools {
+  /** Forward FLOPs per image. */
+  countFlops(model: LayersModel): number;
+  save(model: LayersModel, dir: string): Promise<void>;
+  load(dir: string): Promise<LayersModel>;
+}
+export const MODEL_TOOLS = Symbol.for('kd.ModelTools');
+
+/** A tfjs backend the engine can select (`backend:` in the spec). Bound to BACKEND_PROVIDER. */
+export interface BackendProvider {
+  name: 'wasm' | 'cpu' | 'tensorflow';
+  /** Higher wins when several providers offer the same name. */
+  priority: number;
+  /** What this provider adds, for metrics.json (`wasm + training kernels`). */
+  label: string;
+  /** Initialise and `setBackend`; false (not throw) when it cannot be used here. */
+  init(): Promise<boolean>;
+}
+export const BACKEND_PROVIDER = Symbol.for('kd.BackendProvider');
