@@ -3,7 +3,7 @@
  * (n, seed, epoch): no generator state is carried between epochs, so a run resumed at epoch k
  * draws exactly the batches the uninterrupted run would have drawn.
  */
-import { KdError, Rng } from '@tfkd/kd-core';
+import { KdError, Rng, epochBatches } from '@tfkd/kd-core';
 import type { Dataset } from './types';
 import { exampleSize } from './types';
 
@@ -47,25 +47,12 @@ export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
   return new Rng(seed).fork(epoch).permutation(n);
 }
 
-/** Index batches for one epoch; every index in [0, n) appears exactly once unless dropLast drops the tail. */
+/** Index batches for one epoch (validated; the engine's own `epochBatches`, so both agree exactly). */
 export function batchIndices(n: number, opts: BatchOptions): Int32Array[] {
   checkInt(opts.batchSize, 'batchSize', 1);
-  const shuffle = opts.shuffle ?? true;
-  let order: Int32Array;
-  if (shuffle) {
-    order = epochOrder(n, opts.seed, opts.epoch);
-  } else {
-    checkInt(n, 'n', 0);
-    order = new Int32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-  }
-  const batches: Int32Array[] = [];
-  for (let start = 0; start < n; start += opts.batchSize) {
-    const end = Math.min(n, start + opts.batchSize);
-    if (opts.dropLast && end - start < opts.batchSize) break;
-    batches.push(order.slice(start, end));
-  }
-  return batches;
+  checkInt(n, 'n', 0);
+  if (opts.shuffle ?? true) epochOrder(n, opts.seed, opts.epoch);
+  return epochBatches(n, opts).map((b) => b.slice());
 }
 
 /** Copies the examples at `indices` (in that order) into one contiguous batch. */

@@ -5,3 +5,4 @@ export * from './cifar';
 export * from './synthetic';
 export * from './batching';
 export * from './tensors';
+export * from './module';

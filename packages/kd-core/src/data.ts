@@ -10,17 +10,14 @@ export function epochBatches(
   n: number,
   opts: { batchSize: number; seed: number; epoch: number; shuffle?: boolean; dropLast?: boolean },
 ): Int32Array[] {
-  const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : new Rng(mix(opts.seed, opts.epoch)).permutation(n);
+  const order =
+    opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : new Rng(opts.seed).fork(opts.epoch).permutation(n);
   const out: Int32Array[] = [];
   for (let s = 0; s < n; s += opts.batchSize) {
     if (opts.dropLast && s + opts.batchSize > n) break;
     out.push(order.subarray(s, Math.min(n, s + opts.batchSize)));
   }
   return out;
-}
-
-function mix(seed: number, epoch: number): number {
-  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(epoch + 1, 0x85ebca6b)) >>> 0;
 }
 
 /** Images and labels of the given samples as tensors: x [n, H, W, C] float32, y [n] int32. */

@@ -43,6 +43,8 @@ export interface RunResult {
   ledger: LedgerSnapshot;
   seconds: number;
   models: Map<string, LayersModel>;
+  /** The data the run used (plain arrays), for post-run analysis such as calibration. */
+  data: DataSplits;
   teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>;
 }
 
@@ -206,6 +208,7 @@ export class Engine {
       ledger: this.ledger.snapshot(),
       seconds,
       models: new Map(roleList.map((r) => [r.info.name, r.model])),
+      data: this.data,
       teachers: this.teachers,
     };
   }

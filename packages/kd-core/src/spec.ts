@@ -149,8 +149,8 @@ function fixFor(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** Parse YAML (or JSON) text into a validated RunSpec. `source` names the file in errors. */
-export function parseSpec(text: string, source = 'spec'): RunSpec {
+/** Parse YAML (or JSON) text into a raw spec object (not yet validated). `source` names the file in errors. */
+export function parseSpecText(text: string, source = 'spec'): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = parseYaml(text, { prettyErrors: true });
@@ -167,7 +167,12 @@ export function parseSpec(text: string, source = 'spec'): RunSpec {
       fix: 'start from examples/fashion-kd.yaml',
     });
   }
-  return validate(RunSpec, raw);
+  return raw as Record<string, unknown>;
+}
+
+/** Parse and validate: YAML text (plus `--set path=value` overrides) to a RunSpec with defaults filled in. */
+export function parseSpec(text: string, source = 'spec', overrides: readonly string[] = []): RunSpec {
+  return validate(RunSpec, applyOverrides(parseSpecText(text, source), overrides));
 }
 
 /** Apply `--set a.b[0].c=value` overrides (value parsed as YAML) to a raw spec object. */

@@ -1,0 +1,44 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { batchTensors, type Dataset, type RunResult } from '@tfkd/kd-core';
+import { computeCalibration, reliabilityDiagramSvg, type CalibrationResult } from '@tfkd/metrics-ece';
+
+/** Test-set logits of a model, [n·K] row-major, computed in tidy batches (reshaped to the model input). */
+export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): Float32Array {
+  const n = test.labels.length;
+  const k = (model.outputs[0].shape as number[])[1];
+  const out = new Float32Array(n * k);
+  const inputShape = (model.inputs[0].shape as number[]).slice(1);
+  for (let s = 0; s < n; s += batchSize) {
+    const idx = Int32Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
+    const rows = tf.tidy(() => {
+      const { x } = batchTensors(test, idx);
+      const logits = model.predict(tf.reshape(x, [idx.length, ...inputShape])) as tf.Tensor;
+      return logits.dataSync() as Float32Array;
+    });
+    out.set(rows, s * k);
+  }
+  return out;
+}
+
+export function calibrationOf(model: LayersModel, test: Dataset): CalibrationResult {
+  const k = (model.outputs[0].shape as number[])[1];
+  return computeCalibration(testLogits(model, test), test.labels, { input: 'logits', numClasses: k });
+}
+
+/**
+ * Calibration of every role's final model on the test split, written as reliability diagrams
+ * (`reliability-<role>.svg`); returns the numbers to merge into metrics.json.
+ */
+export async function calibrationArtifacts(
+  result: RunResult,
+  write: (name: string, svg: string) => void,
+): Promise<Record<string, Record<string, number>>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [role, model] of result.models) {
+    const c = calibrationOf(model, result.data.test);
+    write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
+    out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };
+  }
+  return out;
+}

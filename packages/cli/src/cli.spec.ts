@@ -1,0 +1,163 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { main } from './main';
+
+jest.setTimeout(120_000);
+
+let tmp: string;
+let stderr: string;
+let stdout: string;
+const origErr = process.stderr.write.bind(process.stderr);
+const origOut = process.stdout.write.bind(process.stdout);
+
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-cli-'));
+  stderr = '';
+  stdout = '';
+  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => ((stdout += s), true)) as typeof process.stdout.write;
+});
+afterEach(() => {
+  process.stderr.write = origErr;
+  process.stdout.write = origOut;
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function spec(name: string, text: string): string {
+  const f = path.join(tmp, name);
+  fs.writeFileSync(f, text);
+  return f;
+}
+
+const tiny = `
+seed: 2
+backend: cpu
+data: { name: synthetic, train: 64, test: 32, numClasses: 4, shape: [6, 6, 1] }
+teacher: { model: mlp, options: { hidden: [32] }, seed: 1, train: { epochs: 2, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } } }
+student: { model: mlp, options: { hidden: [8] } }
+train: { epochs: 2, batchSize: 16, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
+plugins:
+  - use: loss/cross-entropy
+    weight: 0.1
+  - use: loss/hinton-kd
+    with: { temperature: 4 }
+    weight: 0.9
+eval: [accuracy, ece]
+`;
+
+describe('kd run', () => {
+  it('writes the whole run folder, and reuses the cached teacher on the second run', async () => {
+    const f = spec('tiny.yaml', tiny);
+    const out = path.join(tmp, 'run1');
+    const cache = path.join(tmp, 'cache');
+    expect(await main(['run', f, '--out', out, '--cache-dir', cache, '--quiet'])).toBe(0);
+    expect(fs.readdirSync(out).sort()).toEqual(
+      expect.arrayContaining(['history.jsonl', 'metrics.json', 'spec.resolved.yaml', 'student', 'training-curves.svg']),
+    );
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    expect(m.status).toBe('completed');
+    expect(m.backend.name).toBe('cpu');
+    expect(m.seed).toBe(2);
+    expect(m.dataset).toMatchObject({ name: 'synthetic-2:train', source: 'synthetic', train: 64, test: 32 });
+    expect(m.teachers.teacher.cached).toBe(false);
+    // teacher: 2 epochs × 64 images forward for distillation + one eval is not counted; student trains on 2 × 64
+    expect(m.ledger.roles.student.backwardImages).toBe(128);
+    expect(m.ledger.roles.teacher.forwardImages).toBe(128);
+    expect(m.ledger.roles.teacher.backwardImages).toBe(0);
+    expect(m.eval.student.accuracy).toBeGreaterThanOrEqual(0);
+    expect(typeof m.eval.student.ece).toBe('number');
+    const history = fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(history.map((h) => h.epoch)).toEqual([1, 2]);
+    expect(Object.keys(history[0].train).sort()).toEqual(['loss', 'loss/cross-entropy', 'loss/hinton-kd']);
+    const resolved = fs.readFileSync(path.join(out, 'spec.resolved.yaml'), 'utf8');
+    expect(resolved).toContain('nonFinite: stop');
+    expect(fs.existsSync(path.join(out, 'student', 'model.json'))).toBe(true);
+    expect(fs.readdirSync(tmp).filter((n) => n.includes('.partial-'))).toEqual([]);
+
+    const out2 = path.join(tmp, 'run2');
+    expect(await main(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).toBe(0);
+    const m2 = JSON.parse(fs.readFileSync(path.join(out2, 'metrics.json'), 'utf8'));
+    expect(m2.teachers.teacher.cached).toBe(true);
+    expect(m2.eval.teacher.accuracy).toBe(m.eval.teacher.accuracy);
+    // Same seed, same cached teacher: the same student.
+    expect(m2.eval.student.accuracy).toBe(m.eval.student.accuracy);
+  });
+
+  it('applies --set overrides', async () => {
+    const f = spec('tiny.yaml', tiny);
+    const out = path.join(tmp, 'run');
+    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet', '--set', 'train.epochs=1'])).toBe(0);
+    const history = fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n');
+    expect(history).toHaveLength(1);
+  });
+
+  const failures: [string, string, string, string][] = [
+    ['malformed YAML', 'seed: [1\n', 'KD_SPEC_PARSE', 'bad.yaml'],
+    ['unknown field', tiny.replace('seed: 2', 'sed: 2'), 'KD_SPEC_INVALID', '(root)'],
+    ['unknown plugin id', tiny.replace('loss/hinton-kd', 'loss/hinton-kdd'), 'KD_PLUGIN_UNKNOWN', 'plugins[1].use'],
+    ['bad option', tiny.replace('temperature: 4', 'temperature: -4'), 'KD_PLUGIN_OPTIONS', 'plugins[1].with.temperature'],
+    ['unknown model', tiny.replace('model: mlp, options: { hidden: [8] }', 'model: mlpp'), 'KD_MODEL_UNKNOWN', 'student.model'],
+    ['missing data folder', tiny.replace(/data: .*/, 'data: { name: fashion-mnist, path: /nonexistent/fmnist }'), 'KD_DATA_MISSING', ''],
+  ];
+  it.each(failures)('%s: one coded error, exit 2, no run folder', async (_what, text, code, where) => {
+    const f = spec('bad.yaml', text);
+    const out = path.join(tmp, 'out');
+    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
+    expect(stderr).toContain(`error ${code}`);
+    if (where) expect(stderr).toMatch(new RegExp(` at \\S*${where.replace(/[[\].()]/g, '\\$&')}: `));
+    expect(stderr).toContain('fix: ');
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.readdirSync(tmp).filter((n) => n.includes('.partial-'))).toEqual([]);
+  });
+
+  it('unknown tap: names the layer and the layers that exist', async () => {
+    const { definePlugin, PLUGIN_DEFINITION } = await import('@tfkd/kd-core');
+    const { z } = await import('zod');
+    const { ContainerModule } = await import('inversify');
+    const pkg = path.join(tmp, 'tapper.js');
+    // A third-party package loaded by `packages:` that asks for a tap.
+    (global as Record<string, unknown>).__tapperModule = new ContainerModule((o) => {
+      o.bind(PLUGIN_DEFINITION).toConstantValue(
+        definePlugin({
+          id: 'loss/tapper',
+          kind: 'loss',
+          describe: 'asks for a tap',
+          options: z.object({ tap: z.string() }).strict(),
+          requires: (opt) => ({ taps: [opt.tap] }),
+          create: (_o, deps) => ({ name: deps.name, register() {} }),
+        }),
+      );
+    });
+    fs.writeFileSync(pkg, 'module.exports = { kdModule: global.__tapperModule };');
+    const f = spec('tap.yaml', `${tiny}packages: [./tapper.js]\n`.replace('  - use: loss/cross-entropy', '  - use: loss/tapper\n    with: { tap: student.block7 }\n  - use: loss/cross-entropy'));
+    expect(await main(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
+    expect(stderr).toContain("error KD_TAP_UNKNOWN at plugins[0]: role 'student'");
+    expect(stderr).toContain("has no layer 'block7'");
+    expect(stderr).toContain('fc1');
+  });
+
+  it('corrupt IDX file: names the file', async () => {
+    const dir = path.join(tmp, 'fm');
+    fs.mkdirSync(dir);
+    const subset = path.join(__dirname, '..', '..', 'datasets', 'data', 'fashion-mnist-subset');
+    for (const n of fs.readdirSync(subset)) fs.copyFileSync(path.join(subset, n), path.join(dir, n));
+    const bad = path.join(dir, 'train-images-idx3-ubyte.gz');
+    fs.writeFileSync(bad, fs.readFileSync(bad).subarray(0, 5000));
+    const f = spec('c.yaml', tiny.replace(/data: .*/, `data: { name: fashion-mnist, path: ${dir} }`));
+    expect(await main(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
+    expect(stderr).toContain('error KD_DATA_CORRUPT');
+    expect(stderr).toContain(bad);
+  });
+});
+
+describe('kd list', () => {
+  it('lists plugins with their defaults, models and datasets', async () => {
+    expect(await main(['list'])).toBe(0);
+    expect(stdout).toMatch(/loss\/hinton-kd {2}\(loss\)/);
+    expect(stdout).toMatch(/temperature: number = 4/);
+    expect(stdout).toContain('mlp-teacher');
+    expect(stdout).toContain('fashion-mnist');
+    expect(await main(['list', '--json'])).toBe(0);
+  });
+});

@@ -1,0 +1,6 @@
+export * from './main';
+export * from './run';
+export * from './eval';
+export * from './list';
+export * from './modules';
+export { writeFileAtomic, StagedFolder } from './output';

@@ -1,0 +1,65 @@
+import { Command, Option } from 'commander';
+import { isKdError, type KdError } from '@tfkd/kd-core';
+import { evalCommand } from './eval';
+import { listText } from './list';
+import { defaultRegistry } from './modules';
+import { runCommand } from './run';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'];
+
+export function program(): Command {
+  const p = new Command('kd')
+    .description('Composable knowledge distillation for TensorFlow.js')
+    .showHelpAfterError()
+    .exitOverride();
+  p.command('run')
+    .description('train the roles of a run spec and write a run folder')
+    .argument('<spec>', 'YAML run spec')
+    .option('--out <dir>', 'run folder (default runs/<spec name>)')
+    .option('--set <path=value>', 'override a spec value (repeatable), e.g. --set train.epochs=2', collect, [])
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS))
+    .option('--cache-dir <dir>', 'teacher cache folder', '.kd-cache')
+    .option('--quiet', 'no progress output')
+    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean }) => {
+      const { outDir, metrics } = await runCommand(spec, o);
+      process.stdout.write(`${JSON.stringify({ outDir, eval: metrics.eval, wallSeconds: metrics.wallSeconds })}\n`);
+    });
+  p.command('eval')
+    .description('evaluate a saved model: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram')
+    .argument('<model>', 'folder with model.json and weights.bin')
+    .option('--data <name>', 'dataset id', 'fashion-mnist')
+    .option('--data-path <dir>', 'dataset folder')
+    .option('--subset', 'use the shipped subset')
+    .option('--out <dir>', 'write eval.json and reliability.svg here')
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS).default('auto'))
+    .action(async (model: string, o: { data: string; dataPath?: string; subset?: boolean; out?: string; backend: string }) => {
+      process.stdout.write(`${await evalCommand(model, o)}\n`);
+    });
+  p.command('list')
+    .description('installed plugins with their options and defaults, models and datasets')
+    .option('--json', 'machine-readable')
+    .action((o: { json?: boolean }) => {
+      process.stdout.write(`${listText(defaultRegistry(), o)}\n`);
+    });
+  return p;
+}
+
+/** Run the CLI; returns the exit code (0 ok, 2 user error with a KdError code, 1 unexpected). */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
+      return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : 2;
+    }
+    if (isKdError(e)) {
+      process.stderr.write(`error ${(e as KdError).format()}\n`);
+      return 2;
+    }
+    process.stderr.write(`error KD_INTERNAL: ${(e as Error).stack ?? String(e)}\n  fix: this is a bug; please report it with the spec\n`);
+    return 1;
+  }
+}

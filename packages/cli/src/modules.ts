@@ -1,0 +1,20 @@
+import { Registry } from '@tfkd/kd-core';
+import { wasmTrainModule } from '@tfkd/backend-wasm-train';
+import { datasetsModule } from '@tfkd/datasets';
+import { logitLossesModule } from '@tfkd/losses-logit';
+import { metricsModule } from '@tfkd/metrics-ece';
+import { modelsModule } from '@tfkd/models';
+import type { ContainerModule } from 'inversify';
+
+/** The packages the `kd` command ships with; a spec's `packages:` adds more. */
+export const BUILTIN_MODULES: readonly ContainerModule[] = [
+  wasmTrainModule,
+  datasetsModule,
+  modelsModule,
+  logitLossesModule,
+  metricsModule,
+];
+
+export function defaultRegistry(): Registry {
+  return new Registry(BUILTIN_MODULES);
+}

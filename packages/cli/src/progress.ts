@@ -1,0 +1,51 @@
+import { SingleBar, Presets } from 'cli-progress';
+import { filter } from 'rxjs';
+import type { LifecycleBus, ObservedEvent } from '@tfkd/kd-core';
+
+function fmt(metrics: Record<string, Record<string, number>>): string {
+  return Object.entries(metrics)
+    .map(([role, m]) => `${role} acc ${(m.accuracy * 100).toFixed(2)}%`)
+    .join(', ');
+}
+
+/**
+ * Progress on the terminal: a bar per epoch on a TTY, one plain line per epoch otherwise. It only
+ * observes `bus.events$` (numbers); it never touches tensors.
+ */
+export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.WriteStream = process.stderr): void {
+  const tty = Boolean(out.isTTY) && !process.env.CI;
+  let bar: SingleBar | null = null;
+  let batches = 0;
+  bus.events$.pipe(filter((e: ObservedEvent) => e.hook !== 'evalEnd')).subscribe({
+    next(e) {
+      switch (e.hook) {
+        case 'runStart':
+          batches = e.payload.phases[0]?.batchesPerEpoch ?? 0;
+          if (phase === 'distill' || phase === 'teacher') {
+            out.write(`[${phase}] ${e.payload.dataset.name} (${e.payload.dataset.source}, ${e.payload.dataset.train} train / ${e.payload.dataset.test} test) on ${e.payload.backend}\n`);
+            if (e.payload.dataset.note && phase === 'distill') out.write(`  note: ${e.payload.dataset.note}\n`);
+          }
+          break;
+        case 'epochStart':
+          if (tty) {
+            bar = new SingleBar({ format: `[${phase}] epoch ${e.payload.epoch}/${e.payload.epochs} {bar} {value}/{total} loss {loss}`, hideCursor: true, clearOnComplete: true, stream: out }, Presets.shades_classic);
+            bar.start(batches, 0, { loss: '-' });
+          }
+          break;
+        case 'batchEnd':
+          bar?.update(e.payload.batchIndex + 1, { loss: e.payload.loss.toFixed(4) });
+          break;
+        case 'epochEnd': {
+          bar?.stop();
+          bar = null;
+          const p = e.payload;
+          const acc = Object.keys(p.eval).length ? `, ${fmt(p.eval)}` : '';
+          out.write(`[${phase}] epoch ${p.epoch}/${p.epochs} loss ${p.train.loss.toFixed(4)}${acc} (${p.seconds.toFixed(1)}s)\n`);
+          break;
+        }
+        default:
+          break;
+      }
+    },
+  });
+}

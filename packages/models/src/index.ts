@@ -1,0 +1,5 @@
+export * from './zoo';
+export * from './module';
+export * from './taps';
+export * from './flops';
+export * from './io';
