@@ -5,6 +5,8 @@ import { KdError } from './errors';
 /**
  * Identity in the forward pass, zero gradient in the backward pass. tfjs has no stopGradient; this is
  * what DML/ONE peers' targets, BYOT's deepest head and every teacher-side term go through.
+ * The stopped tensor stays on the gradient tape: ops without a gradient (comparisons, argMax)
+ * applied to it still break the backward pass when it depends on trainable variables.
  */
 export function stopGradient<T extends Tensor>(x: T): T {
   const f = tf.customGrad(((input: Tensor) => ({
@@ -23,17 +25,29 @@ export function softmaxT(z: Tensor, temperature = 1): Tensor {
   return tf.softmax(temperature === 1 ? z : tf.div(z, temperature));
 }
 
+/** Floor for log-probabilities in `klRows`: −∞ becomes −1e30, so a p = 0 entry contributes 0, not NaN. */
+const LOG_FLOOR = -1e30;
+
 /**
- * KL(p ‖ q) = Σ p (log p − log q), summed over classes, averaged over the batch (PyTorch's
- * `kl_div(log q, p, reduction='batchmean')`). Terms with p = 0 contribute 0.
+ * Per-row KL(p ‖ q) = Σ_k p (log p − log q) from log-probabilities `[B, K]` → `[B]`. Entries with
+ * p = 0 (underflow, masked classes) contribute 0, as in torch's `kl_div` (xlogy).
+ *
+ * No comparison op (`tf.greater` + `tf.where`) is used: a target that went through `stopGradient`
+ * is still on the gradient tape when it depends on trainable variables (a DML peer), and tfjs then
+ * fails on ops without a gradient ("gradient function not found for Greater"). `tf.maximum` has a
+ * gradient; with finite logits the floor never binds.
  */
-export function klBatchMean(logP: Tensor, logQ: Tensor): Scalar {
+export function klRows(logP: Tensor, logQ: Tensor): tf.Tensor1D {
   return tf.tidy(() => {
-    const p = tf.exp(logP);
-    const term = tf.mul(p, tf.sub(logP, logQ));
-    const safe = tf.where(tf.greater(p, 0), term, tf.zerosLike(term));
-    return tf.div(tf.sum(safe), logP.shape[0] as number) as Scalar;
+    const lp = tf.maximum(logP, LOG_FLOOR);
+    const lq = tf.maximum(logQ, LOG_FLOOR);
+    return tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, lq)), 1) as tf.Tensor1D;
   });
+}
+
+/** KL(p ‖ q) summed over classes, averaged over the batch (PyTorch `kl_div(..., reduction='batchmean')`). */
+export function klBatchMean(logP: Tensor, logQ: Tensor): Scalar {
+  return tf.tidy(() => tf.mean(klRows(logP, logQ)) as Scalar);
 }
 
 /** Throw KD_SHAPE_MISMATCH unless the shapes are equal. */

@@ -7,7 +7,7 @@ export type PluginKind = 'loss' | 'sampler' | 'metric' | 'observer' | 'method';
 
 /** What a plugin needs from the run, checked at start-up before any training. */
 export interface PluginRequirements {
-  /** Role kinds or names that must exist (`teacher`, `student`, `student.1`). */
+  /** Role names that must exist, matched exactly (`teacher`, `student`, `student.1`). */
   roles?: string[];
   /** Taps as `role.layerName` (`student.block2`, `teacher.block3`). */
   taps?: string[];

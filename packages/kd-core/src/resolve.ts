@@ -60,7 +60,7 @@ export function resolvePlugins(spec: RunSpec, registry: Registry): ResolvedPlugi
       rng: seedRng.fork(index),
       requiresRole(info: RoleInfo) {
         const wanted = [...(requirements.roles ?? []), ...tapRoles];
-        return wanted.includes(info.name) || wanted.includes(info.kind);
+        return wanted.includes(info.name);
       },
     };
   });

@@ -43,10 +43,10 @@ export async function prepareRoles(
   const tapsByRole = new Map<string, string[]>(roleNames.map((r) => [r, []]));
   for (const p of ctx.plugins) {
     for (const want of p.requirements.roles ?? []) {
-      if (!declared.some((r) => r.name === want || r.kind === want)) {
-        throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' needs a ${want} role, and the spec has none`, {
+      if (!declared.some((r) => r.name === want)) {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' needs the role '${want}', and the spec has none (roles: ${roleNames.join(', ')})`, {
           path: p.specPath,
-          fix: want === 'teacher' ? 'add `teacher: { load: … }` or `teacher: { model: …, train: {…} }`' : `add a '${want}' role`,
+          fix: want === 'teacher' ? 'add `teacher: { load: … }` or `teacher: { model: …, train: {…} }`' : `add the role '${want}', or point the plugin's role options at one of: ${roleNames.join(', ')}`,
         });
       }
     }
