@@ -23,4 +23,5 @@ module.exports = {
     '^@tfkd/([a-z0-9-]+)/testing$': path.join(__dirname, 'packages/$1/src/testing/index.ts'),
   },
   testMatch: ['<rootDir>/src/**/*.spec.ts'],
+  setupFiles: [path.join(__dirname, 'jest.setup.js')],
 };

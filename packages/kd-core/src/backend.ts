@@ -16,6 +16,7 @@ export interface SelectedBackend {
 
 function optionalRequire(name: string): boolean {
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- optional peer, detected at run time
     require(name);
     return true;
   } catch {

@@ -134,6 +134,7 @@ async function importModule(target: string, baseDir: string): Promise<Record<str
     resolved = target;
   }
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- `packages:` are loaded at run time
     return require(resolved) as Record<string, unknown>;
   } catch (e) {
     if ((e as { code?: string }).code !== 'ERR_REQUIRE_ESM') throw e;

@@ -1,5 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
-import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
+import type { Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { KdError, assertSameShape, stopGradient, type PluginDefinition, type StepContext } from '@tfkd/kd-core';
 export { klRows, klBatchMean } from '@tfkd/kd-core';
 import { z } from 'zod';
