@@ -1,0 +1,109 @@
+/**
+ * Conv2DBackpropFilter for the wasm backend (the gradient of conv2d w.r.t. its filter).
+ *
+ *   dW[a, b, ci, co] = sum_{n, i, j} x[n, i*sh + a*dh - top, j*sw + b*dw - left, ci] * dy[n, i, j, co]
+ *
+ * This is itself a convolution once the batch axis is treated as the channel axis: take
+ * X' = transpose(x) [Cin, H, W, N] as a batch of Cin images with N channels, and
+ * F' = transpose(dy) [OH, OW, N, Cout] as the filter. Convolving X' with F' using
+ * stride = the forward dilation and dilation = the forward stride gives [Cin, FH, FW, Cout].
+ * Padding is explicit: `top`/`left` as in the forward conv, and bottom/right chosen so the output is
+ * exactly FH x FW (negative amounts crop rows of x the forward conv never read). The heavy lifting
+ * is one XNNPACK convolution (the wasm backend's own Conv2D kernel).
+ */
+import {
+  backend_util,
+  Conv2DBackpropFilter,
+  KernelBackend,
+  KernelConfig,
+  KernelFunc,
+  Tensor,
+  TensorInfo,
+} from '@tensorflow/tfjs-core';
+import { KdError } from '@tfkd/kd-core';
+import { adopt, assertChannelsLast, assertFloat, disposeAll, padOrCrop, pair, run } from './kernel-utils';
+
+export interface Conv2DBackpropFilterWasmAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  filterShape: [number, number, number, number];
+  /**
+   * Not part of the tfjs kernel contract (tfjs's conv2d gradient refuses dilations > 1), but
+   * accepted here so dilated convolutions can be differentiated by calling the kernel directly.
+   */
+  dilations?: number | [number, number];
+}
+
+export function conv2DBackpropFilterWasm(args: {
+  inputs: { x: TensorInfo; dy: TensorInfo };
+  backend: KernelBackend;
+  attrs: Conv2DBackpropFilterWasmAttrs;
+}): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { x, dy } = inputs;
+  assertChannelsLast(Conv2DBackpropFilter, attrs.dataFormat);
+  assertFloat(Conv2DBackpropFilter, x, dy);
+  const [fh, fw, cin, cout] = attrs.filterShape;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterShape,
+    attrs.strides,
+    pair(attrs.dilations),
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  const [n, oh, ow] = [info.batchSize, info.outHeight, info.outWidth];
+  if (dy.shape.length !== 4 || dy.shape[0] !== n || dy.shape[1] !== oh || dy.shape[2] !== ow || dy.shape[3] !== cout) {
+    throw new KdError(
+      'KD_SHAPE_MISMATCH',
+      `${Conv2DBackpropFilter}: dy has shape [${dy.shape}] but x [${x.shape}] with filter [${attrs.filterShape}] gives [${info.outShape}]`,
+      { fix: 'Pass the dy produced by the forward conv2d with the same strides, pad and filter shape' },
+    );
+  }
+  if (x.shape[3] !== cin) {
+    throw new KdError('KD_SHAPE_MISMATCH', `${Conv2DBackpropFilter}: x has ${x.shape[3]} channels, filterShape expects ${cin}`, {
+      fix: 'filterShape[2] must equal the channel count of x',
+    });
+  }
+  const { top, left } = info.padInfo;
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  // Rows of (top-padded) x the gradient reads: the last one is (oh-1)*sh + (fh-1)*dh.
+  const bottom = (fh - 1) * dh + (oh - 1) * sh + 1 - info.inHeight - top;
+  const right = (fw - 1) * dw + (ow - 1) * sw + 1 - info.inWidth - left;
+
+  let xt: Tensor | null = null;
+  let xp: Tensor | null = null;
+  let dyt: Tensor | null = null;
+  let conv: Tensor | null = null;
+  try {
+    xt = run('Transpose', { x }, { perm: [3, 1, 2, 0] }); // [Cin, H, W, N]
+    // Crop what the forward conv never read; padding itself is left to the conv.
+    xp = bottom < 0 || right < 0 ? padOrCrop(xt, [[0, 0], [0, Math.min(0, bottom)], [0, Math.min(0, right)], [0, 0]]) : null;
+    dyt = run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] }); // [OH, OW, N, Cout]
+    const pad = [
+      [0, 0],
+      [top, Math.max(0, bottom)],
+      [left, Math.max(0, right)],
+      [0, 0],
+    ];
+    conv = run(
+      'Conv2D',
+      { x: xp ?? xt, filter: dyt },
+      { strides: [dh, dw], dilations: [sh, sw], pad, dataFormat: 'NHWC', dimRoundingMode: undefined },
+    ); // [Cin, FH, FW, Cout]
+    const out = run('Transpose', { x: conv }, { perm: [1, 2, 0, 3] });
+    return adopt(backend, out);
+  } finally {
+    disposeAll(xt, xp, dyt, conv);
+  }
+}
+
+export const conv2DBackpropFilterWasmConfig: KernelConfig = {
+  kernelName: Conv2DBackpropFilter,
+  backendName: 'wasm',
+  kernelFunc: conv2DBackpropFilterWasm as unknown as KernelFunc,
+};

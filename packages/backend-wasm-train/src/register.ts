@@ -1,0 +1,110 @@
+/** Registration of the training kernels for the 'wasm' backend. */
+import {
+  BatchMatMul,
+  Conv2DBackpropFilter,
+  Conv2DBackpropInput,
+  DepthwiseConv2dNativeBackpropFilter,
+  DepthwiseConv2dNativeBackpropInput,
+  Einsum,
+  getKernel,
+  KernelConfig,
+  registerKernel,
+  UnsortedSegmentSum,
+  unregisterKernel,
+} from '@tensorflow/tfjs-core';
+import { conv2DBackpropFilterWasmConfig } from './conv2d-backprop-filter';
+import { conv2DBackpropInputWasmConfig } from './conv2d-backprop-input';
+import { depthwiseConv2dNativeBackpropFilterWasmConfig } from './depthwise-backprop-filter';
+import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise-backprop-input';
+import { einsumWasmConfig } from './einsum';
+import { unsortedSegmentSumWasmConfig } from './unsorted-segment-sum';
+import { wrapBatchMatMul } from './batch-matmul';
+
+/** The kernels tfjs-backend-wasm 4.22 lacks for training, which this package provides. */
+export const WASM_TRAINING_KERNELS: readonly string[] = Object.freeze([
+  Conv2DBackpropFilter,
+  DepthwiseConv2dNativeBackpropFilter,
+  DepthwiseConv2dNativeBackpropInput,
+  UnsortedSegmentSum,
+  Einsum,
+]);
+
+/** wasm kernels that exist but are slow enough to dominate training; replaced by default. */
+export const WASM_KERNEL_REPLACEMENTS: readonly string[] = Object.freeze([Conv2DBackpropInput, BatchMatMul]);
+
+const CONFIGS: readonly KernelConfig[] = [
+  conv2DBackpropFilterWasmConfig,
+  depthwiseConv2dNativeBackpropFilterWasmConfig,
+  depthwiseConv2dNativeBackpropInputWasmConfig,
+  unsortedSegmentSumWasmConfig,
+  einsumWasmConfig,
+];
+const REPLACEMENTS: readonly KernelConfig[] = [conv2DBackpropInputWasmConfig];
+/** Replacements that wrap the native kernel (built once the native one is known). */
+const WRAPPERS: ReadonlyMap<string, (native: KernelConfig) => KernelConfig> = new Map([[BatchMatMul, wrapBatchMatMul]]);
+const originals = new Map<string, KernelConfig>();
+const wrapped = new Map<string, KernelConfig>();
+
+export interface RegisterOptions {
+  /** Replace the slow native kernels in {@link WASM_KERNEL_REPLACEMENTS} (default true). */
+  replaceSlowKernels?: boolean;
+}
+
+/**
+ * Registers the kernels for backend 'wasm' (safe to call any number of times). Returns the names of
+ * this package's kernels now in place. A missing kernel that a future tfjs-backend-wasm implements
+ * natively is left alone and not listed. Replacements are installed only once tfjs-backend-wasm
+ * has registered its own kernels (it would otherwise override ours when it loads), so call this (or
+ * `initWasmBackend`) after importing tfjs-backend-wasm; `replaceSlowKernels: false` restores the
+ * originals.
+ */
+export function registerWasmTrainingKernels(opts: RegisterOptions = {}): string[] {
+  const names: string[] = [];
+  for (const config of CONFIGS) {
+    const existing = getKernel(config.kernelName, 'wasm');
+    if (existing == null) registerKernel(config);
+    else if (existing.kernelFunc !== config.kernelFunc) continue;
+    names.push(config.kernelName);
+  }
+  for (const config of REPLACEMENTS) {
+    const existing = getKernel(config.kernelName, 'wasm');
+    const ours = existing?.kernelFunc === config.kernelFunc;
+    if (opts.replaceSlowKernels === false) {
+      const original = originals.get(config.kernelName);
+      if (ours && original) {
+        unregisterKernel(config.kernelName, 'wasm');
+        registerKernel(original);
+      }
+      continue;
+    }
+    if (existing == null) continue; // tfjs-backend-wasm not loaded yet
+    if (!ours) {
+      originals.set(config.kernelName, existing);
+      unregisterKernel(config.kernelName, 'wasm');
+      registerKernel(config);
+    }
+    names.push(config.kernelName);
+  }
+  for (const [name, wrap] of WRAPPERS) {
+    const existing = getKernel(name, 'wasm');
+    const ours = existing != null && existing === wrapped.get(name);
+    if (opts.replaceSlowKernels === false) {
+      const original = originals.get(name);
+      if (ours && original) {
+        unregisterKernel(name, 'wasm');
+        registerKernel(original);
+      }
+      continue;
+    }
+    if (existing == null) continue;
+    if (!ours) {
+      originals.set(name, existing);
+      const config = wrap(existing);
+      wrapped.set(name, config);
+      unregisterKernel(name, 'wasm');
+      registerKernel(config);
+    }
+    names.push(name);
+  }
+  return names;
+}
