@@ -49,7 +49,7 @@ export function program(): Command {
 /** Run the CLI; returns the exit code (0 ok, 2 user error with a KdError code, 1 unexpected). */
 export async function main(argv: string[]): Promise<number> {
   // The backend is chosen deliberately and recorded in metrics.json: no tfjs-node advertisement.
-  if (!env().getBool('IS_TEST')) env().set('PROD', true);
+  env().set('PROD', true);
   try {
     await program().parseAsync(argv, { from: 'user' });
     return 0;
