@@ -218,7 +218,96 @@ const STEPS = [
   { id: 'b', name: '(b) CNN 2 conv + dense, b64', n: { cpu: 3, wasm: 20 } },
   { id: 'c', name: '(c) ResNet KD 16/32/64 <- 32/64/128, b64', n: { cpu: 1, wasm: 5 } },
 ];
-const IMPLEMENTATIONS = [{ impl: 'hand-written', build: { a: buildMlpKd, b: buildCnn, c: buildResnetKd } }];
+/**
+ * The same steps through the framework: a kd-core Engine built from a spec (zoo models, loss
+ * plugins, the bus, batches gathered from a dataset), stepped with `engine.stepper()`. Measured on
+ * wasm only (the cpu side of (c) alone takes minutes per step). (c) uses the zoo ResNets, which have
+ * batch norm; the hand-written (c) has none, so (c) compares similar, not identical, networks.
+ */
+async function buildFramework(tf, id) {
+  const { Engine, RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
+  const adam = { name: 'adam', lr: 1e-3, weightDecay: 0 };
+  const kd = [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { temperature: 4 } }];
+  const teacherTrain = { epochs: 1, maxBatches: 1 };
+  const specs = {
+    a: { teacher: { model: 'mlp-teacher', seed: 1, train: teacherTrain }, student: { model: 'mlp-student' }, batch: 128, plugins: kd },
+    b: { student: { model: 'cnn-small' }, batch: 64, plugins: [{ use: 'loss/cross-entropy' }] },
+    c: {
+      teacher: { model: 'resnet-teacher', options: { widths: [32, 64, 128], blocksPerStage: 1 }, seed: 1, train: teacherTrain },
+      student: { model: 'resnet-student' },
+      batch: 64,
+      plugins: kd,
+    },
+  };
+  const { batch, plugins, ...roles } = specs[id];
+  const spec = RunSpec.parse({
+    seed: 1,
+    backend: tf.getBackend(),
+    data: { name: 'synthetic', train: batch * 4, test: 8, numClasses: 10, shape: [28, 28, 1] },
+    ...roles,
+    train: { epochs: 1, batchSize: batch, optimizer: adam },
+    plugins,
+  });
+  const backend = { name: tf.getBackend(), label: 'bench', requested: tf.getBackend(), skipped: [] };
+  const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null, backend });
+  const stepper = await engine.stepper();
+  return { step: () => stepper.step(), dispose: () => engine.dispose() };
+}
+
+/**
+ * The zoo's LayersModels in a minimal hand-written loop (fixed batch tensors, variableGrads, Adam):
+ * the baseline that isolates the framework's own overhead from tfjs-layers' (same networks as the
+ * framework column).
+ */
+function buildLayersLoop(tf, id) {
+  const { MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const zoo = (name, options = {}) =>
+    MODEL_ZOO.find((d) => d.id === name).build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1, ...options });
+  const setups = {
+    a: { student: zoo('mlp-student'), teacher: zoo('mlp-teacher'), batch: 128 },
+    b: { student: zoo('cnn-small'), teacher: null, batch: 64 },
+    c: { student: zoo('resnet-student'), teacher: zoo('resnet-teacher', { widths: [32, 64, 128], blocksPerStage: 1 }), batch: 64 },
+  };
+  const { student, teacher, batch } = setups[id];
+  const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 3);
+  const vars = student.trainableWeights.map((w) => w.read());
+  const opt = tf.train.adam(1e-3);
+  return {
+    step() {
+      tf.tidy(() => {
+        const t = teacher ? teacher.apply(x, { training: false }) : null;
+        const { value, grads } = tf.variableGrads(() => {
+          const s = student.apply(x, { training: true });
+          return t ? kdLoss(tf, s, t, y, 4) : tf.losses.softmaxCrossEntropy(y, s);
+        }, vars);
+        opt.applyGradients(grads);
+        value.dataSync();
+      });
+    },
+    dispose() {
+      opt.dispose();
+      student.dispose();
+      teacher?.dispose();
+      x.dispose();
+      y.dispose();
+    },
+  };
+}
+
+const IMPLEMENTATIONS = [
+  { impl: 'hand-written', build: { a: buildMlpKd, b: buildCnn, c: buildResnetKd } },
+  {
+    impl: 'layers loop',
+    backends: ['wasm'],
+    build: { a: (tf) => buildLayersLoop(tf, 'a'), b: (tf) => buildLayersLoop(tf, 'b'), c: (tf) => buildLayersLoop(tf, 'c') },
+  },
+  {
+    impl: 'framework',
+    backends: ['wasm'],
+    build: { a: (tf) => buildFramework(tf, 'a'), b: (tf) => buildFramework(tf, 'b'), c: (tf) => buildFramework(tf, 'c') },
+  },
+];
 
 async function runBackend(backend, threads) {
   const tf = require('@tensorflow/tfjs');
@@ -232,8 +321,9 @@ async function runBackend(backend, threads) {
   const quick = flag('quick');
   const rows = [];
   for (const impl of IMPLEMENTATIONS) {
+    if (impl.backends && !impl.backends.includes(backend)) continue;
     for (const s of STEPS) {
-      const model = impl.build[s.id](tf);
+      const model = await impl.build[s.id](tf);
       const n = quick ? 1 : s.n[backend];
       const r = timeSteps(`${s.id}/${impl.impl}`, backend, () => model.step(), n, backend === 'cpu' ? 1 : 2);
       model.dispose();

@@ -13,7 +13,7 @@ import { Rng } from './rng';
 import { learningRateAt, makeOptimizer, setLearningRate, trainableVariables, type RoleRuntime } from './roles';
 import { prepareRoles } from './setup';
 import { TrainSpec, validate, type RunSpec } from './spec';
-import { evaluate, trainStep, type TrainHost } from './step';
+import { evaluate, trainStep, type StepResult, type TrainHost } from './step';
 import type { DataSplits } from './tokens';
 
 export interface EngineOptions {
@@ -133,28 +133,7 @@ export class Engine {
       Object.assign(finalEval, rep.metrics);
     }
 
-    for (const s of students) {
-      s.train = TrainSpec.parse({ ...spec.train, ...(s.spec.train ?? {}) });
-      s.optimizer = makeOptimizer(s.train);
-    }
-    const pluginVars = this.instances.flatMap((p) => p.variables?.() ?? []);
-    const host: TrainHost = {
-      bus: this.bus,
-      train: this.data.train,
-      roles: this.roles,
-      roleInfos: roleList.map((r) => r.info),
-      ledger: this.ledger,
-      numClasses: this.data.train.numClasses,
-      weightOf: (owner) => this.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
-      rngOf: (owner) => this.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
-      trainables: students.map((s, i) => ({
-        role: s,
-        variables: [...trainableVariables(s.model), ...(i === 0 ? pluginVars : [])],
-        weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
-      })),
-      prefetch: teachers.filter((t) => this.plugins.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
-      nonFinite: spec.nonFinite,
-    };
+    const host = this.trainHost();
 
     const history: EpochSummary[] = [];
     let step = 0;
@@ -210,6 +189,58 @@ export class Engine {
       models: new Map(roleList.map((r) => [r.info.name, r.model])),
       data: this.data,
       teachers: this.teachers,
+    };
+  }
+
+  /**
+   * Step-level access for benchmarks and soak tests: prepares the run, then `step()` trains on the
+   * next batch of epoch 1's order (cycling), exactly as `run()` would, without evaluation or
+   * number hooks. Returns the step's loss and terms.
+   */
+  async stepper(): Promise<{ step(): StepResult }> {
+    await this.prepare();
+    const host = this.trainHost();
+    const n = this.data.train.labels.length;
+    const batches = epochBatches(n, { batchSize: this.spec.train.batchSize, seed: this.spec.seed, epoch: 1 });
+    let step = 0;
+    return {
+      step: () => {
+        const batchIndex = step % batches.length;
+        const r = trainStep(host, { phase: this.phase, epoch: 1, epochs: this.spec.train.epochs, batchIndex, step, indices: batches[batchIndex] });
+        step++;
+        return r;
+      },
+    };
+  }
+
+  /** Optimizers per student and the step's view of the run. */
+  private trainHost(): TrainHost {
+    const spec = this.spec;
+    const roleList = [...this.roles.values()];
+    const students = roleList.filter((r) => r.info.kind === 'student');
+    const teachers = roleList.filter((r) => r.info.kind === 'teacher');
+    for (const s of students) {
+      s.train = TrainSpec.parse({ ...spec.train, ...(s.spec.train ?? {}) });
+      s.optimizer?.dispose();
+      s.optimizer = makeOptimizer(s.train);
+    }
+    const pluginVars = this.instances.flatMap((p) => p.variables?.() ?? []);
+    return {
+      bus: this.bus,
+      train: this.data.train,
+      roles: this.roles,
+      roleInfos: roleList.map((r) => r.info),
+      ledger: this.ledger,
+      numClasses: this.data.train.numClasses,
+      weightOf: (owner) => this.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
+      rngOf: (owner) => this.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
+      trainables: students.map((s, i) => ({
+        role: s,
+        variables: [...trainableVariables(s.model), ...(i === 0 ? pluginVars : [])],
+        weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
+      })),
+      prefetch: teachers.filter((t) => this.plugins.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
+      nonFinite: spec.nonFinite,
     };
   }
 
