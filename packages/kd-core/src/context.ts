@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import type { OutputCache } from './cache';
 import { KdError } from './errors';
 import type { Batch, LossTerm, RoleInfo, RoleOutputs, StepContext } from './hooks';
 import type { CostLedger } from './ledger';
@@ -16,6 +17,8 @@ export interface StepHost {
   /** Spec weight of a plugin instance. */
   weightOf(owner: string): number;
   rngOf(owner: string): Rng;
+  /** Teacher-output caches by role (only for runs whose batches no sampler transforms). */
+  caches?: Map<string, OutputCache>;
 }
 
 export interface RecordedTerm {
@@ -109,16 +112,24 @@ export class StepContextImpl implements StepContext {
     const hit = self.outputsCache.get(role);
     if (hit) return hit;
     const r = self.roleRuntime(role);
-    const x = self.input(role);
     const student = r.info.kind === 'student';
-    const raw = r.tapped.apply(x, { training: student });
-    const list = Array.isArray(raw) ? raw : [raw];
+    const cache = student ? undefined : self.host.caches?.get(role);
+    const indices = self.transformed ? null : self.batch.indices;
+    let list: Tensor[];
+    if (cache && indices && cache.has(indices)) {
+      list = cache.get(indices);
+      self.host.ledger.cacheHit(role, self.batch.size);
+    } else {
+      const raw = r.tapped.apply(self.input(role), { training: student });
+      list = Array.isArray(raw) ? (raw as Tensor[]) : [raw as Tensor];
+      self.host.ledger.forward(role, self.batch.size);
+      if (cache && indices) cache.put(indices, list);
+    }
     const fix = (t: Tensor): Tensor => (student ? t : stopGradient(t));
     const outputs: RoleOutputs = {
       logits: fix(list[0] as Tensor),
       taps: Object.fromEntries(r.tapNames.map((name, i) => [name, fix(list[i + 1] as Tensor)])),
     };
-    self.host.ledger.forward(role, self.batch.size);
     self.outputsCache.set(role, outputs);
     return outputs;
   }

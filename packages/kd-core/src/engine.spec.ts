@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as path from 'path';
 import '@tensorflow/tfjs-backend-cpu';
 import { z } from 'zod';
 import { Engine, runSpec } from './engine';
@@ -126,7 +127,7 @@ describe('Engine', () => {
       const e = await fail(spec({ plugins: [{ use: 'test/cee' }] }));
       expect(e.code).toBe('KD_PLUGIN_UNKNOWN');
       expect(e.path).toBe('plugins[0].use');
-      expect(e.message).toBe("unknown plugin 'test/cee'; known: test/ce");
+      expect(e.message).toBe("unknown plugin 'test/cee'; known: test/ce, test/logit-match");
       expect(e.fix).toContain("did you mean 'test/ce'?");
     });
 
@@ -174,5 +175,33 @@ describe('Engine', () => {
       expect(e.path).toBe('plugins[0].with');
       expect(e.fix).toContain("'temperature'");
     });
+  });
+});
+
+describe('teacher-output cache', () => {
+  it('serves a frozen teacher from the cache after epoch 1: same losses, fewer teacher forwards', async () => {
+    const { denseModel, testModelTools } = await import('./testing');
+    const dir = path.resolve('mem-teacher-cache-test');
+    const teacherModel = denseModel({ inputShape: [4, 4, 1], numClasses: 3, seed: 11, hidden: 16 });
+    await testModelTools.save(teacherModel, dir);
+    teacherModel.dispose();
+    const run = async (teacherCache: 'auto' | 'off') => {
+      const s = spec({
+        teacher: { load: dir },
+        data: { name: 'blobs', train: 12, test: 4 },
+        train: { epochs: 3, batchSize: 4, optimizer: { name: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 0 } },
+        plugins: [{ use: 'test/ce', weight: 0.5 }, { use: 'test/logit-match', weight: 0.5 }],
+        teacherCache,
+      });
+      const r = await runSpec(s, { registry: new Registry([testModule()]) });
+      r.models.forEach((m) => m.dispose());
+      return r;
+    };
+    const cached = await run('auto');
+    const plain = await run('off');
+    expect(cached.history.map((h) => h.train.loss)).toEqual(plain.history.map((h) => h.train.loss));
+    expect(cached.eval.student.accuracy).toBe(plain.eval.student.accuracy);
+    expect(plain.ledger.roles.teacher).toMatchObject({ forwardImages: 36, cacheHits: 0 });
+    expect(cached.ledger.roles.teacher).toMatchObject({ forwardImages: 12, cacheHits: 24 });
   });
 });

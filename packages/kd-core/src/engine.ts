@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
+import { OutputCache } from './cache';
 import { LifecycleBus } from './bus';
 import { epochBatches } from './data';
 import { KdError } from './errors';
@@ -241,7 +242,26 @@ export class Engine {
       })),
       prefetch: teachers.filter((t) => this.plugins.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
       nonFinite: spec.nonFinite,
+      caches: this.teacherCaches(teachers),
     };
+  }
+
+  /** Per-teacher output caches, when no plugin transforms batches and each fits the budget. */
+  private teacherCaches(teachers: RoleRuntime[]): Map<string, OutputCache> {
+    const caches = new Map<string, OutputCache>();
+    if (this.spec.teacherCache === 'off') return caches;
+    const transforms = this.plugins.some((p) => {
+      const t = p.def.transformsBatch;
+      return typeof t === 'function' ? t(p.options as never) : Boolean(t);
+    });
+    if (transforms) return caches;
+    const n = this.data.train.labels.length;
+    for (const t of teachers) {
+      const shapes = t.tapped.outputs.map((o) => (o.shape as number[]).slice(1));
+      if (OutputCache.bytes(n, shapes) <= this.spec.teacherCacheMB * 2 ** 20) caches.set(t.info.name, new OutputCache(n, shapes));
+      else this.log(`teacher '${t.info.name}': outputs too large to cache (${(OutputCache.bytes(n, shapes) / 2 ** 20).toFixed(0)} MB > teacherCacheMB)`);
+    }
+    return caches;
   }
 
   /** Free the models (except those of the roles in `keep`), optimizers and plugin state. */

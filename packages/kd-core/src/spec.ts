@@ -93,6 +93,12 @@ export const RunSpec = z
     eval: z.array(z.string().min(1)).default(['accuracy']),
     /** What to do when a loss or gradient is NaN/Inf. */
     nonFinite: z.enum(['stop', 'skip-batch']).default('stop'),
+    /**
+     * Cache frozen teachers' outputs per training sample (`auto`: on when no sampler transforms the
+     * batches and the cache fits in `teacherCacheMB`).
+     */
+    teacherCache: z.enum(['auto', 'off']).default('auto'),
+    teacherCacheMB: z.number().positive().default(512),
     /** Evaluate every n epochs (and always after the last). */
     evalEvery: z.number().int().positive().default(1),
   })

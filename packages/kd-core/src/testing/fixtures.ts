@@ -60,7 +60,9 @@ export const testModelDefinition: ModelDefinition = {
   build: (o) => denseModel({ inputShape: o.inputShape, numClasses: o.numClasses, seed: o.seed, hidden: o.hidden as number | undefined }),
 };
 
-/** Dense-only FLOP count; save/load are not needed by kd-core's own tests. */
+const memoryModels = new Map<string, tf.io.ModelArtifacts>();
+
+/** Dense-only FLOP count; save/load to an in-memory store keyed by folder path (no files). */
 export const testModelTools: ModelTools = {
   countFlops(model) {
     return model.layers
@@ -70,13 +72,31 @@ export const testModelTools: ModelTools = {
         return s + 2 * (kernel.shape[0] as number) * (kernel.shape[1] as number);
       }, 0);
   },
-  async save() {
-    throw new Error('testModelTools cannot save');
+  async save(model, dir) {
+    await model.save(
+      tf.io.withSaveHandler(async (artifacts) => {
+        memoryModels.set(dir, artifacts);
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
   },
-  async load() {
-    throw new Error('testModelTools cannot load');
+  async load(dir) {
+    const artifacts = memoryModels.get(dir);
+    if (!artifacts) throw new Error(`testModelTools: nothing saved at ${dir}`);
+    return tfl.loadLayersModel(tf.io.fromMemory(artifacts));
   },
 };
+
+/** A KD-style test loss: mean squared difference of student and teacher logits. */
+export const testLogitMatch = defineLoss({
+  id: 'test/logit-match',
+  describe: 'mean((z_s − z_t)²) (test fixture)',
+  options: z.object({}).strict(),
+  requires: () => ({ roles: ['student', 'teacher'] }),
+  compute(ctx) {
+    return tf.mean(tf.squaredDifference(ctx.outputs('student').logits, ctx.outputs('teacher').logits)) as tf.Scalar;
+  },
+});
 
 export const testDataset: DatasetDefinition = {
   id: 'blobs',
@@ -133,6 +153,7 @@ export function testModule(...extra: PluginDefinition[]): ContainerModule {
     o.bind(MODEL_TOOLS).toConstantValue(testModelTools);
     o.bind(DATASET_DEFINITION).toConstantValue(testDataset);
     o.bind(PLUGIN_DEFINITION).toConstantValue(testCrossEntropy);
+    o.bind(PLUGIN_DEFINITION).toConstantValue(testLogitMatch);
     for (const d of extra) o.bind(PLUGIN_DEFINITION).toConstantValue(d);
   });
 }
