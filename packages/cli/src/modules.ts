@@ -4,6 +4,8 @@ import { datasetsModule } from '@tfkd/datasets';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
 import { modelsModule } from '@tfkd/models';
+import { onlineDmlModule } from '@tfkd/online-dml';
+import { unixSamplersModule } from '@tfkd/samplers-unix';
 import type { ContainerModule } from 'inversify';
 
 /** The packages the `kd` command ships with; a spec's `packages:` adds more. */
@@ -13,6 +15,8 @@ export const BUILTIN_MODULES: readonly ContainerModule[] = [
   modelsModule,
   logitLossesModule,
   metricsModule,
+  unixSamplersModule,
+  onlineDmlModule,
 ];
 
 export function defaultRegistry(): Registry {

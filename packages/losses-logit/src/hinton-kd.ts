@@ -11,8 +11,8 @@ export interface TemperatureOptions {
 /**
  * Hinton et al. (2015): T² · KL(p_t^T ‖ p_s^T), KL summed over classes and averaged over the batch
  * (PyTorch `kl_div(..., reduction='batchmean')`), p^T = softmax(z / T). The T² keeps the gradient's
- * scale independent of T. RepDistiller `DistillKL`. (kd-core's `klBatchMean` is not used: its
- * `tf.greater` breaks the backward pass when the target is a stopped peer student; see `klRows`.)
+ * scale independent of T. RepDistiller `DistillKL`. KL through kd-core's `klBatchMean`, which is
+ * safe on the gradient tape when the target is a stopped peer student (no comparison ops).
  */
 export function hintonKd(zs: Tensor, zt: Tensor, opts: TemperatureOptions): Scalar {
   assertLogitPair(zs, zt, 'hinton-kd');

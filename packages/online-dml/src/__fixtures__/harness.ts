@@ -1,0 +1,106 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { LossTerm, PluginDefinition, PluginDeps, RoleInfo, RoleOutputs, StepContext } from '@tfkd/kd-core';
+import { Rng } from '@tfkd/kd-core';
+
+export function studentRoles(k: number): RoleInfo[] {
+  return Array.from({ length: k }, (_, i) => ({ name: `student.${i}`, kind: 'student' as const, trainable: true }));
+}
+
+/** Deps as the engine would pass them (only what the plugins read is meaningful). */
+export function fakeDeps(name: string, roles: RoleInfo[], tapShapes: Record<string, number[]> = {}): PluginDeps {
+  return {
+    name,
+    weight: 1,
+    numClasses: 3,
+    inputShape: [4, 4, 1],
+    roles,
+    tapShape: (tap) => {
+      const s = tapShapes[tap];
+      if (!s) throw new Error(`no tap '${tap}'`);
+      return s;
+    },
+    rng: new Rng(1),
+    specPath: 'plugins[0]',
+  };
+}
+
+export interface RecordedTerm {
+  name: string;
+  weight: number;
+  value: tf.Scalar;
+}
+
+/**
+ * Create the plugin (options validated by its schema), call its `loss` handler once on a stub step
+ * context and return the terms it added (tensors: call inside tf.tidy / variableGrads).
+ */
+export function lossTerms(
+  def: PluginDefinition,
+  options: Record<string, unknown>,
+  step: { roles: RoleInfo[]; outputs: (role: string) => RoleOutputs; y: number[]; epoch?: number; tapShapes?: Record<string, number[]> },
+): RecordedTerm[] {
+  const plugin = def.create(def.options.parse(options), fakeDeps(def.id, step.roles, step.tapShapes));
+  let handler: ((ctx: StepContext) => void) | undefined;
+  plugin.register({
+    on(hook: string, h: unknown) {
+      if (hook === 'loss') handler = h as (ctx: StepContext) => void;
+    },
+  } as never);
+  if (!handler) throw new Error(`${def.id} registered no loss handler`);
+  const terms: RecordedTerm[] = [];
+  const y = tf.tensor1d(step.y, 'int32');
+  const ctx = {
+    epoch: step.epoch ?? 1,
+    roles: step.roles,
+    numClasses: 3,
+    batch: { x: tf.zeros([step.y.length, 1]), y, indices: null, size: step.y.length },
+    outputs: step.outputs,
+    addLoss(term: LossTerm) {
+      terms.push({ name: term.name ?? def.id, weight: term.weight ?? 1, value: term.value });
+    },
+  } as unknown as StepContext;
+  handler(ctx);
+  return terms;
+}
+
+/** Σ weight · value, as the engine sums the terms. */
+export function total(terms: RecordedTerm[]): tf.Scalar {
+  return tf.addN(terms.map((t) => tf.mul(t.value, t.weight))) as tf.Scalar;
+}
+
+/** Values of the terms by name (unweighted). */
+export function values(terms: RecordedTerm[]): Record<string, number> {
+  return Object.fromEntries(terms.map((t) => [t.name, t.value.dataSync()[0]]));
+}
+
+export function softmax(row: number[], temperature = 1): number[] {
+  const z = row.map((v) => v / temperature);
+  const m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+/** |a − e| ≤ tol · max(1, |e|). */
+export function expectClose(actual: number, expected: number, tol = 1e-5): void {
+  const err = Math.abs(actual - expected) / Math.max(1, Math.abs(expected));
+  if (!(err <= tol)) throw new Error(`expected ${actual} to be within ${tol} of ${expected}`);
+}
+
+// Two samples, three classes; labels [1, 2]. Softmax at T = 1 (float64, hand-checked):
+// p0 = [[0.231224, 0.628532, 0.140244], [0.201187, 0.060596, 0.738216]]
+// p1 = [[0.665241, 0.244728, 0.090031], [0.099624, 0.164252, 0.736125]]
+// p2 = [[0.274069, 0.274069, 0.451863], [0.628532, 0.140244, 0.231224]]
+export const Z0 = [
+  [1, 2, 0.5],
+  [0.2, -1, 1.5],
+];
+export const Z1 = [
+  [2, 1, 0],
+  [0, 0.5, 2],
+];
+export const Z2 = [
+  [0.5, 0.5, 1],
+  [1, -0.5, 0],
+];
+export const Y = [1, 2];

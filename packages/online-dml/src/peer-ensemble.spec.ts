@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
+import { fakeDeps, studentRoles } from './__fixtures__/harness';
+import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+// Two students A, B; test batches of 2 and 1 samples, K = 3, labels [0, 2] and [1].
+const BATCHES = [
+  { labels: [0, 2], a: [2, 0, 0, 0, 1, 0], b: [0, 1, 0, 0, 0, 3] },
+  { labels: [1], a: [1, 0, 0], b: [0, 2, 0] },
+];
+
+function feed(acc: PeerEnsembleAccumulator): void {
+  // the engine's order: every batch of A, then every batch of B
+  for (const role of ['a', 'b'] as const) for (const bt of BATCHES) acc.add(role, bt[role], bt.labels, 3);
+}
+
+describe('PeerEnsembleAccumulator (hand values)', () => {
+  it('logit averaging: ensemble accuracy 3/3, nll = mean(lse(z̄) − z̄_y) = 0.608303; peer-mean (1/3 + 2/3)/2', () => {
+    const acc = new PeerEnsembleAccumulator('logits');
+    feed(acc);
+    const r = acc.result();
+    // z̄ = [1, .5, 0] (y 0), [0, .5, 1.5] (y 2), [.5, 1, 0] (y 1): nll 0.680270, 0.464369, 0.680270
+    expect(r.ensemble.accuracy).toBe(1);
+    expect(r.ensemble.nll).toBeCloseTo(0.6083027, 6);
+    // A: right on sample 0 only; B: right on samples 1 and 2
+    expect(r.members).toEqual({ a: 1 / 3, b: 2 / 3 });
+    expect(r.peerMean.accuracy).toBeCloseTo(0.5, 12);
+  });
+
+  it('probability averaging: nll = −mean log p̄_y = 0.655674', () => {
+    const acc = new PeerEnsembleAccumulator('probs');
+    feed(acc);
+    // p̄_y = 0.499464, 0.560692, 0.499464
+    expect(acc.result().ensemble.nll).toBeCloseTo(0.6556745, 6);
+    expect(acc.result().ensemble.accuracy).toBe(1);
+  });
+
+  it('rejects a role whose n-th batch has other labels than the n-th batch of the roles before', () => {
+    const acc = new PeerEnsembleAccumulator();
+    acc.add('a', [1, 0, 0], [0], 3);
+    expect(() => acc.add('b', [1, 0, 0], [1], 3)).toThrow("role 'b' saw a different test batch at position 0");
+  });
+});
+
+describe('metric/peer-ensemble plugin', () => {
+  function run(roles = studentRoles(2), options: Record<string, unknown> = {}) {
+    const plugin = peerEnsembleMetric.create(peerEnsembleMetric.options.parse(options), fakeDeps('metric/peer-ensemble', roles));
+    const handlers: Record<string, (p: unknown) => unknown> = {};
+    plugin.register({ on: (hook: string, h: (p: unknown) => unknown) => void (handlers[hook] = h) } as never);
+    const metrics: Record<string, Record<string, number>> = {};
+    const report: EvalReport = { phase: 'distill', epoch: 1, metrics, set: (role, v) => void (metrics[role] = { ...(metrics[role] ?? {}), ...v }) };
+    return { handlers, report, metrics };
+  }
+
+  it('sets ensemble { accuracy, nll } and peer-mean { accuracy } on evalEnd, then starts over', () => {
+    const { handlers, report, metrics } = run();
+    for (let round = 0; round < 2; round++) {
+      for (const [role, key] of [['student.0', 'a'], ['student.1', 'b']] as const) {
+        for (const bt of BATCHES) {
+          tf.tidy(() => {
+            const e: EvalBatch = { phase: 'distill', epoch: 1, role, logits: tf.tensor2d(bt[key], [bt.labels.length, 3]), labels: tf.tensor1d(bt.labels, 'int32') };
+            handlers.evalBatch(e);
+          });
+        }
+      }
+      handlers.evalEnd(report);
+      expect(metrics.ensemble.accuracy).toBe(1);
+      expect(metrics.ensemble.nll).toBeCloseTo(0.6083027, 6);
+      expect(metrics['peer-mean']).toEqual({ accuracy: expect.closeTo(0.5, 12) });
+    }
+  });
+
+  it('ignores roles outside the cohort and a teacher-only evaluation', () => {
+    const roles = [{ name: 'teacher', kind: 'teacher' as const, trainable: false }, ...studentRoles(2)];
+    const { handlers, report, metrics } = run(roles);
+    tf.tidy(() => handlers.evalBatch({ phase: 'distill', epoch: 0, role: 'teacher', logits: tf.tensor2d([[1, 0, 0]]), labels: tf.tensor1d([0], 'int32') }));
+    handlers.evalEnd(report);
+    expect(metrics).toEqual({});
+  });
+});
