@@ -61,9 +61,11 @@ describe('kd run', () => {
     expect(m.seed).toBe(2);
     expect(m.dataset).toMatchObject({ name: 'synthetic-2:train', source: 'synthetic', train: 64, test: 32 });
     expect(m.teachers.teacher.cached).toBe(false);
-    // teacher: 2 epochs × 64 images forward for distillation + one eval is not counted; student trains on 2 × 64
+    // student trains on 2 epochs × 64 images; the frozen teacher is forwarded in epoch 1 and served
+    // from the teacher-output cache in epoch 2 (evaluation is not counted)
     expect(m.ledger.roles.student.backwardImages).toBe(128);
-    expect(m.ledger.roles.teacher.forwardImages).toBe(128);
+    expect(m.ledger.roles.teacher.forwardImages).toBe(64);
+    expect(m.ledger.roles.teacher.cacheHits).toBe(64);
     expect(m.ledger.roles.teacher.backwardImages).toBe(0);
     expect(m.eval.student.accuracy).toBeGreaterThanOrEqual(0);
     expect(typeof m.eval.student.ece).toBe('number');
