@@ -205,3 +205,49 @@ describe('teacher-output cache', () => {
     expect(cached.ledger.roles.teacher).toMatchObject({ forwardImages: 12, cacheHits: 24 });
   });
 });
+
+describe('non-finite guard', () => {
+  const nanAt = (batch: number) =>
+    definePlugin({
+      id: 'loss/nan-injector',
+      kind: 'loss',
+      describe: 'adds NaN·(student logits) on one batch',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({
+        name: deps.name,
+        register(bus) {
+          bus.on('loss', (ctx) => {
+            const z = tf.mean(ctx.outputs('student').logits) as tf.Scalar;
+            ctx.addLoss({ value: ctx.batchIndex === batch ? (tf.mul(z, NaN) as tf.Scalar) : (tf.mul(z, 0) as tf.Scalar) });
+          });
+        },
+      }),
+    });
+  const nanSpec = (nonFinite: 'stop' | 'skip-batch') =>
+    spec({
+      data: { name: 'blobs', train: 12, test: 4 },
+      train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.1, momentum: 0, weightDecay: 0 } },
+      plugins: [{ use: 'test/ce' }, { use: 'loss/nan-injector' }],
+      nonFinite,
+    });
+
+  it('stop (default): one KD_LOSS_NONFINITE naming the term, epoch and batch', async () => {
+    const engine = new Engine(nanSpec('stop'), { registry: new Registry([testModule(nanAt(1))]) });
+    await expect(engine.run()).rejects.toMatchObject({
+      code: 'KD_LOSS_NONFINITE',
+      path: 'nonFinite',
+      message: 'loss is NaN; non-finite terms: loss/nan-injector at distill epoch 1 batch 1',
+    });
+    engine.dispose();
+  });
+
+  it('skip-batch: the batch is skipped, counted, and the weights stay finite', async () => {
+    const r = await runSpec(nanSpec('skip-batch'), { registry: new Registry([testModule(nanAt(1))]) });
+    expect(r.history[0].train.skippedBatches).toBe(1);
+    expect(Number.isFinite(r.history[0].train.loss)).toBe(true);
+    const w = r.models.get('student')!.getWeights().map((t) => Array.from(t.dataSync()));
+    expect(w.flat().every(Number.isFinite)).toBe(true);
+    expect(r.ledger.roles.student.backwardImages).toBe(8);
+    r.models.forEach((m) => m.dispose());
+  });
+});

@@ -57,17 +57,23 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
       packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
       return total;
     }, allVars);
-    // One read-back for the total and every term.
-    const values = (packed as unknown as tf.Tensor).dataSync();
+    // One read-back for the total, every term and the squared gradient norm.
+    const gradList = Object.values(grads);
+    const gradNorm2 = gradList.length ? tf.addN(gradList.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0);
+    const values = tf.concat([packed as unknown as tf.Tensor, tf.reshape(gradNorm2, [1])]).dataSync();
     (packed as unknown as tf.Tensor).dispose();
     void value;
     const terms: Record<string, number> = {};
     ctx.terms.forEach((t, i) => (terms[t.name] = (terms[t.name] ?? 0) + values[i + 1]));
     const loss = values[0];
-    if (!Number.isFinite(loss)) {
+    const gradFinite = Number.isFinite(values[values.length - 1]);
+    if (!Number.isFinite(loss) || !gradFinite) {
       const bad = ctx.terms.filter((_, i) => !Number.isFinite(values[i + 1])).map((t) => t.name);
+      const what = !Number.isFinite(loss)
+        ? `loss is ${loss}; non-finite terms: ${bad.join(', ') || '(the weighted sum)'}`
+        : `loss is finite (${loss}) but a gradient is NaN/Inf (terms: ${ctx.terms.map((t) => t.name).join(', ')})`;
       if (host.nonFinite === 'stop') {
-        throw new KdError('KD_LOSS_NONFINITE', `loss is ${loss} at ${input.phase} epoch ${input.epoch} batch ${input.batchIndex}; non-finite terms: ${bad.join(', ') || '(the weighted sum)'}`, {
+        throw new KdError('KD_LOSS_NONFINITE', `${what} at ${input.phase} epoch ${input.epoch} batch ${input.batchIndex}`, {
           path: 'nonFinite',
           fix: 'lower the learning rate or the offending term’s weight, or set `nonFinite: skip-batch`',
         });
