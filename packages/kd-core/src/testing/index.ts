@@ -1,2 +1,3 @@
+export * from './contract';
 export * from './fixtures';
 export * from './gradcheck';
