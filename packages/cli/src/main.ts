@@ -40,8 +40,11 @@ export function program(): Command {
   p.command('list')
     .description('installed plugins with their options and defaults, models and datasets')
     .option('--json', 'machine-readable')
-    .action((o: { json?: boolean }) => {
-      process.stdout.write(`${listText(defaultRegistry(), o)}\n`);
+    .option('--package <name>', 'also load a plugin package (module name or path), as a spec\'s `packages:` does', collect, [])
+    .action(async (o: { json?: boolean; package: string[] }) => {
+      const registry = defaultRegistry();
+      await registry.loadPackages(o.package, process.cwd());
+      process.stdout.write(`${listText(registry, o)}\n`);
     });
   return p;
 }
