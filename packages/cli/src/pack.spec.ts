@@ -1,0 +1,41 @@
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// Publishing: every package packs with only dist, types, README, LICENSE (and datasets' data), and
+// the packed tarballs, installed into an empty folder with no workspace links, run a spec through
+// the installed `kd` (tools/pack-smoke.sh; builds first, installs tfjs peers from the registry).
+jest.setTimeout(900_000);
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+describe('npm pack', () => {
+  it('packs each package with only its dist, types, README and licence', () => {
+    for (const dir of fs.readdirSync(path.join(ROOT, 'packages'))) {
+      const cwd = path.join(ROOT, 'packages', dir);
+      if (!fs.existsSync(path.join(cwd, 'package.json'))) continue;
+      const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd, encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
+      const stray = files.filter(
+        (f) => !/^(dist\/.*\.(js|d\.ts|js\.map|d\.ts\.map)|README\.md|LICENSE|package\.json|data\/.*)$/.test(f) || /\.spec\./.test(f),
+      );
+      expect([dir, stray]).toEqual([dir, []]);
+      expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'package.json']));
+    }
+  });
+
+  it('installs from the tarballs alone and runs a spec through the installed kd', () => {
+    const build = spawnSync('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { cwd: ROOT, encoding: 'utf8' });
+    expect(build.status).toBe(0);
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-pack-'));
+    try {
+      const r = spawnSync('bash', [path.join(ROOT, 'tools/pack-smoke.sh'), work], { cwd: ROOT, encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/^pack smoke ok: student 0\.\d+ on (wasm|cpu) from subset$/m);
+      expect(r.status).toBe(0);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
