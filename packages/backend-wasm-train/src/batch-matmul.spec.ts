@@ -1,5 +1,6 @@
 import { randomData, relErr, runOn, tf, useBackend } from './__fixtures__/harness';
 import { initWasmBackend } from './index';
+import { tidyValue } from '@tfkd/kd-core/testing';
 
 beforeAll(async () => {
   expect(await initWasmBackend()).toBe(true);
@@ -36,14 +37,14 @@ describe('BatchMatMul with transposes on wasm (wrapped native kernel)', () => {
     };
     const on = async (b: 'cpu' | 'wasm') => {
       await useBackend(b);
-      return tf.tidy(() => Float64Array.from(grads().dataSync()));
+      return tidyValue(() => Float64Array.from(grads().dataSync()));
     };
     const cpu = { values: await on('cpu') };
     const wasm = { values: await on('wasm') };
     expect(relErr(wasm.values, cpu.values)).toBeLessThan(1e-5);
     await useBackend('wasm');
     const before = tf.memory();
-    for (let i = 0; i < 100; i++) tf.tidy(() => grads().dataSync());
+    for (let i = 0; i < 100; i++) tidyValue(() => grads().dataSync());
     const after = tf.memory();
     expect(after.numTensors).toBe(before.numTensors);
     expect(after.numBytes).toBe(before.numBytes);

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { FC_SEED, memorySnapshot, plain, Plain, relErr, runOn, tf, useBackend } from './__fixtures__/harness';
+import { tidyValue } from '@tfkd/kd-core/testing';
 
 const K = 'UnsortedSegmentSum';
 
@@ -47,7 +48,7 @@ describe('UnsortedSegmentSum on wasm', () => {
     const idx = Int32Array.from([0, 3, 3, 9, 1, 3]);
     const grad = async (backend: 'cpu' | 'wasm') => {
       await useBackend(backend);
-      return tf.tidy(() => {
+      return tidyValue(() => {
         const t = tf.tensor(table.values, table.shape);
         const w = tf.tensor(plain([6, 4], 4).values, [6, 4]);
         const g = tf.grad((tt: tf.Tensor) => tf.sum(tf.mul(tf.gather(tt, tf.tensor1d(idx, 'int32')), w)))(t);

@@ -6,6 +6,7 @@ import * as path from 'path';
 import { loadFashionMnist } from '@tfkd/datasets';
 import { MODEL_ZOO, saveModel } from '@tfkd/models';
 import { main } from './main';
+import { tidyValue } from '@tfkd/kd-core/testing';
 
 jest.setTimeout(120_000);
 
@@ -34,7 +35,7 @@ describe('kd eval', () => {
     await saveModel(model, dir);
     const { test } = loadFashionMnist({ subset: true });
     // Accuracy by hand: argmax of the model's logits against the labels.
-    const predicted = tf.tidy(() => tf.argMax(model.predict(tf.tensor4d(test.images, [test.labels.length, 28, 28, 1])) as tf.Tensor, 1).dataSync());
+    const predicted = tidyValue(() => Array.from(tf.argMax(model.predict(tf.tensor4d(test.images, [test.labels.length, 28, 28, 1])) as tf.Tensor, 1).dataSync()));
     const accuracy = predicted.reduce((s, p, i) => s + (p === test.labels[i] ? 1 : 0), 0) / test.labels.length;
     model.dispose();
 

@@ -1,6 +1,7 @@
 import { Registry } from '@tfkd/kd-core';
 import { wasmTrainModule } from '@tfkd/backend-wasm-train';
 import { datasetsModule } from '@tfkd/datasets';
+import { featureLossesModule } from '@tfkd/losses-feature';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
 import { modelsModule } from '@tfkd/models';
@@ -14,6 +15,7 @@ export const BUILTIN_MODULES: readonly ContainerModule[] = [
   datasetsModule,
   modelsModule,
   logitLossesModule,
+  featureLossesModule,
   metricsModule,
   unixSamplersModule,
   onlineDmlModule,

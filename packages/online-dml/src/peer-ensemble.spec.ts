@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
 import { fakeDeps, studentRoles } from './__fixtures__/harness';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
+import { tidyValue } from '@tfkd/kd-core/testing';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -78,7 +79,7 @@ describe('metric/peer-ensemble plugin', () => {
   it('ignores roles outside the cohort and a teacher-only evaluation', () => {
     const roles = [{ name: 'teacher', kind: 'teacher' as const, trainable: false }, ...studentRoles(2)];
     const { handlers, report, metrics } = run(roles);
-    tf.tidy(() => handlers.evalBatch({ phase: 'distill', epoch: 0, role: 'teacher', logits: tf.tensor2d([[1, 0, 0]]), labels: tf.tensor1d([0], 'int32') }));
+    tidyValue(() => handlers.evalBatch({ phase: 'distill', epoch: 0, role: 'teacher', logits: tf.tensor2d([[1, 0, 0]]), labels: tf.tensor1d([0], 'int32') }));
     handlers.evalEnd(report);
     expect(metrics).toEqual({});
   });

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from '../register';
+import { tidyValue } from '@tfkd/kd-core/testing';
 
 export { tf };
 
@@ -33,7 +34,7 @@ export async function runOn(
   attrs: object,
 ): Promise<{ values: Float64Array; shape: number[] }> {
   await useBackend(backend);
-  return tf.tidy(() => {
+  return tidyValue(() => {
     const make = (p: Plain): tf.Tensor => tf.tensor(p.values, p.shape, p.dtype);
     const ins = Array.isArray(inputs)
       ? inputs.map(make)

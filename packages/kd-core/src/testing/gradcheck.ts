@@ -30,3 +30,12 @@ export function finiteDifferenceCheck(
   }
   return { analytic, numeric, maxRelError: maxErr / scale };
 }
+
+/** Run `f` inside a tidy scope and return its plain (non-tensor) result: every tensor it made is freed. */
+export function tidyValue<T>(f: () => T): T {
+  let out!: T;
+  tf.tidy(() => {
+    out = f();
+  });
+  return out;
+}

@@ -1,0 +1,13 @@
+export { Adapter, planAdapter, type AdapterPlan } from './adapters';
+export { activationBoundary, activationBoundaryLoss, activationBoundarySchema } from './activation-boundary';
+export { attentionLoss, attentionLossDef, attentionMap, attentionSchema, attentionVector, type AttentionOptions } from './attention';
+export { defineFeatureLoss, pairsOption, readTap, type FeatureLossDefinition, type FeatureLossInstance, type NamedTerm, type TapPair } from './common';
+export { crdInBatch, crdLoss, crdSchema } from './crd';
+export { fitnetsLoss, fitnetsSchema, hintLoss } from './fitnets';
+export { fspLoss, fspLossDef, fspMatrix, fspSchema } from './fsp';
+export { FEATURE_LOSSES, featureLossesModule, kdModule } from './module';
+export { channelSamples, nstLoss, nstLossDef, nstSchema, polyKernel } from './nst';
+export { adaptiveAvgPool2d, adaptivePoolMatrix, flatten2d, l2Normalize, poolToSmaller, safeNorm, smoothL1 } from './ops';
+export { PKT_EPS, pktLoss, pktLossDef, pktProbabilities, pktSchema } from './pkt';
+export { PDIST_EPS, normalisedDistances, pairwiseDistances, rkdAngle, rkdDistance, rkdLoss, rkdLossDef, rkdSchema, tripletAngles, type RkdOptions } from './rkd';
+export { similarityLoss, similarityLossDef, similarityMatrix, similaritySchema } from './similarity';

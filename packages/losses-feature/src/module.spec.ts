@@ -1,0 +1,52 @@
+import { PLUGIN_DEFINITION, Registry, parseSpec, validate, type PluginDefinition } from '@tfkd/kd-core';
+import { logitLossesModule } from '@tfkd/losses-logit';
+import * as fs from 'fs';
+import { Container } from 'inversify';
+import * as path from 'path';
+import { featureLossesModule, kdModule } from './module';
+
+const IDS = ['loss/attention', 'loss/fitnets', 'loss/nst', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd'];
+
+describe('featureLossesModule', () => {
+  it('binds the nine loss definitions to PLUGIN_DEFINITION, each with a description of every option', () => {
+    const c = new Container();
+    c.load(featureLossesModule);
+    const defs = c.getAll<PluginDefinition>(PLUGIN_DEFINITION);
+    expect(defs.map((d) => d.id)).toEqual(IDS);
+    expect(defs.every((d) => d.kind === 'loss' && d.stage === 'default')).toBe(true);
+    for (const def of defs) {
+      const shape = (def.options as unknown as { shape: Record<string, { description?: string }> }).shape;
+      for (const [key, field] of Object.entries(shape)) expect([def.id, key, typeof field.description]).toEqual([def.id, key, 'string']);
+    }
+  });
+
+  it('is exported as kdModule, and the registry finds every id', () => {
+    expect(kdModule).toBe(featureLossesModule);
+    const registry = new Registry([kdModule]);
+    for (const id of IDS) expect(registry.plugin(id, 'plugins[0].use').id).toBe(id);
+  });
+
+  it('the recommended RepDistiller weight is in each describe', () => {
+    const registry = new Registry([kdModule]);
+    const weights: Record<string, string> = { 'loss/attention': '1000', 'loss/fitnets': '100', 'loss/nst': '50', 'loss/sp': '3000', 'loss/pkt': '30000', 'loss/fsp': '50' };
+    for (const [id, w] of Object.entries(weights)) expect(registry.plugin(id, 'x').describe).toContain(`weight ${w}`);
+  });
+});
+
+describe('examples/feature-*.yaml', () => {
+  const dir = path.resolve(__dirname, '../../../examples');
+  const files = IDS.map((id) => `feature-${id.slice('loss/'.length)}.yaml`);
+
+  it.each(files)('%s parses, names its loss, and its plugin options validate', (file) => {
+    const spec = parseSpec(fs.readFileSync(path.join(dir, file), 'utf8'), file);
+    const registry = new Registry([featureLossesModule, logitLossesModule]);
+    expect(spec.plugins.map((p) => p.use)).toContain(`loss/${file.slice('feature-'.length, -'.yaml'.length)}`);
+    expect(spec.student?.model).toMatch(/^(cnn-small|resnet-student)$/);
+    expect(spec.data).toMatchObject({ name: 'fashion-mnist', subset: true });
+    spec.plugins.forEach((p, i) => {
+      const def = registry.plugin(p.use, `plugins[${i}].use`);
+      const options = validate(def.options, p.with, { code: 'KD_PLUGIN_OPTIONS', prefix: `plugins[${i}].with` });
+      for (const tap of def.requires?.(options).taps ?? []) expect(tap).toMatch(/^(student|teacher)\.[a-z0-9]+$/);
+    });
+  });
+});

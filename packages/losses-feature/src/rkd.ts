@@ -1,0 +1,93 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { defineFeatureLoss, pairsOption, readTap } from './common';
+import { flatten2d, l2Normalize, smoothL1, sumScalars } from './ops';
+
+/** RepDistiller `RKDLoss.pdist` floor on squared distances before the square root. */
+export const PDIST_EPS = 1e-12;
+
+/**
+ * Euclidean distances between the rows of e [B, D] → [B, B], as RepDistiller `pdist`:
+ * sqrt(max(‖e_i‖² + ‖e_j‖² − 2 e_i·e_j, 1e-12)), diagonal set to 0.
+ */
+export function pairwiseDistances(e: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const b = e.shape[0];
+    const sq = tf.sum(tf.square(e), 1);
+    const res = tf.sub(tf.add(tf.expandDims(sq, 1), tf.expandDims(sq, 0)), tf.mul(tf.matMul(e, e, false, true), 2));
+    const d = tf.sqrt(tf.maximum(res, PDIST_EPS));
+    return tf.mul(d, tf.sub(1, tf.eye(b))) as tf.Tensor2D;
+  });
+}
+
+/**
+ * ψ_D: distances divided by the mean of the positive ones. The count of positive entries uses
+ * `tf.step` (zero gradient) rather than a comparison, which would break the backward pass.
+ */
+export function normalisedDistances(e: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const d = pairwiseDistances(e);
+    const count = tf.maximum(tf.sum(tf.step(d)), 1);
+    return tf.div(d, tf.div(tf.sum(d), count)) as tf.Tensor2D;
+  });
+}
+
+/**
+ * ψ_A: cos of the angle at vertex i between e_j and e_k, for all B³ triples → [B, B, B]:
+ * ⟨n(e_j − e_i), n(e_k − e_i)⟩ with n(v) = v / max(‖v‖, 1e-12). A degenerate triple (j = i or
+ * k = i) has a zero vector, so cos 0, and stays in the mean (as RepDistiller).
+ */
+export function tripletAngles(e: tf.Tensor2D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const diff = tf.sub(tf.expandDims(e, 0), tf.expandDims(e, 1)); // [i, j] = e_j − e_i
+    const n = l2Normalize(diff, 2) as tf.Tensor3D;
+    return tf.matMul(n, n, false, true) as tf.Tensor3D;
+  });
+}
+
+/** RKD distance term: mean over the B² entries (diagonal included) of smoothL1(ψ_D(s), ψ_D(t)). */
+export function rkdDistance(es: Tensor, et: Tensor): Scalar {
+  return tf.tidy(() => tf.mean(smoothL1(normalisedDistances(flatten2d(es)), normalisedDistances(flatten2d(et)))) as Scalar);
+}
+
+/** RKD angle term: mean over the B³ entries of smoothL1(ψ_A(s), ψ_A(t)). */
+export function rkdAngle(es: Tensor, et: Tensor): Scalar {
+  return tf.tidy(() => tf.mean(smoothL1(tripletAngles(flatten2d(es)), tripletAngles(flatten2d(et)))) as Scalar);
+}
+
+export interface RkdOptions {
+  distanceWeight: number;
+  angleWeight: number;
+}
+
+/** w_d · distance + w_a · angle (RepDistiller `RKDLoss.forward`). */
+export function rkdLoss(es: Tensor, et: Tensor, o: RkdOptions = { distanceWeight: 25, angleWeight: 50 }): Scalar {
+  return tf.tidy(() => tf.add(tf.mul(rkdDistance(es, et), o.distanceWeight), tf.mul(rkdAngle(es, et), o.angleWeight)) as Scalar);
+}
+
+export const rkdSchema = z
+  .object({
+    pairs: pairsOption('[[student.embedding, teacher.embedding]]'),
+    distanceWeight: z.number().min(0).default(25).describe('w_d, multiplies the distance term; default 25 (RepDistiller RKDLoss w_d)'),
+    angleWeight: z.number().min(0).default(50).describe('w_a, multiplies the angle term; default 50 (RepDistiller RKDLoss w_a)'),
+  })
+  .strict();
+
+/** `loss/rkd`: two logged terms, `<name>:distance` and `<name>:angle` (unweighted), weighted by w_d, w_a. */
+export const rkdLossDef = defineFeatureLoss({
+  id: 'loss/rkd',
+  describe:
+    'Relational KD (Park et al. 2019): w_d·smoothL1(ψ_D(s), ψ_D(t)) + w_a·smoothL1(ψ_A(s), ψ_A(t)) on flattened taps, w_d = 25, w_a = 50; terms `distance`, `angle`; recommended weight 1 (RepDistiller -b 1, embedding)',
+  options: rkdSchema,
+  taps: (o) => o.pairs.flat(),
+  create: (o) => ({
+    compute(ctx) {
+      const pairs = o.pairs.map(([s, t]) => [readTap(ctx, s, false), readTap(ctx, t, true)] as const);
+      return [
+        { key: 'distance', value: sumScalars(pairs.map(([s, t]) => rkdDistance(s, t))), weight: o.distanceWeight },
+        { key: 'angle', value: sumScalars(pairs.map(([s, t]) => rkdAngle(s, t))), weight: o.angleWeight },
+      ];
+    },
+  }),
+});
