@@ -79,8 +79,11 @@ export class CostLedger {
 }
 
 /**
- * UNIX's predicted teacher-cost ratio against plain KD: `R = k/N + F_s / (F_t + 2 F_s)`
- * (the student's uncertainty forward over all N is the added cost; teacher and student train on k).
+ * UNIX's predicted cost ratio against plain KD as the UNIXKD README computes it:
+ * `R = k/N + F_s / (F_t + 2 F_s)` — the student's uncertainty forward over all N is the added
+ * cost, teacher and student then run on k, and a student training pass counts as 2·F_s (backward ≈
+ * forward). This ledger counts backward as 2× forward, so a ratio of two ledgers comes out as
+ * `k/N + F_s / (F_t + 3 F_s)` (samplers-unix `ledgerCostRatio`); docs/results.md shows both.
  */
 export function unixCostRatio(k: number, n: number, teacherFlops: number, studentFlops: number): number {
   return k / n + studentFlops / (teacherFlops + 2 * studentFlops);
