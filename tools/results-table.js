@@ -6,6 +6,7 @@ const fs = require('fs');
 const path = require('path');
 
 const root = process.argv[2] || 'runs/protocol';
+const cost = process.argv.includes('--cost');
 const groups = new Map();
 for (const dir of fs.readdirSync(root).sort()) {
   const m = /^(.*)-seed(\d+)$/.exec(dir);
@@ -25,6 +26,22 @@ const pm = (xs, scale = 1, digits = 2) => {
   return Number.isNaN(sd) ? mean.toFixed(digits) : `${mean.toFixed(digits)} ± ${sd.toFixed(digits)}`;
 };
 const roles = (m) => Object.keys(m.eval).filter((r) => r.startsWith('student'));
+if (cost) {
+  // Teacher-cost view: images the teacher was forwarded on (plus cache hits: what plain KD without
+  // the cache would forward), teacher forward GFLOPs, student images, train seconds per epoch.
+  console.log('| spec | seeds | test acc % | teacher images forwarded | + cache hits | teacher GFLOPs | student fwd / bwd images | train s/epoch |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const [name, runs] of groups) {
+    const l = runs.map((r) => r.metrics.ledger);
+    const mean = (f) => l.map(f).reduce((a, b) => a + b, 0) / l.length;
+    const t = (x) => x.roles.teacher || { forwardImages: 0, cacheHits: 0, forwardFlops: 0 };
+    const secs = (x, r) => Object.values(x.phases).reduce((a, p) => a + p.seconds, 0) / r.metrics.epochs;
+    console.log(
+      `| ${name} | ${runs.map((r) => r.seed).join(',')} | ${pm(runs.map((r) => r.metrics.eval.student.accuracy), 100)} | ${mean((x) => t(x).forwardImages).toFixed(0)} | ${mean((x) => t(x).cacheHits).toFixed(0)} | ${(mean((x) => t(x).forwardFlops) / 1e9).toFixed(1)} | ${mean((x) => x.roles.student.forwardImages).toFixed(0)} / ${mean((x) => x.roles.student.backwardImages).toFixed(0)} | ${pm(runs.map((r) => secs(r.metrics.ledger, r)), 1, 1)} |`,
+    );
+  }
+  process.exit(0);
+}
 console.log('| spec | seeds | student | test acc % | ECE | MCE | NLL | Brier | teacher acc % | epochs | backend | wall s/run |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const [name, runs] of groups) {
