@@ -20,8 +20,9 @@ async function oneStep(backend: 'cpu' | 'wasm', over: Partial<RunSpecInput>): Pr
   const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null });
   try {
     const r = await engine.run();
-    const student = r.models.get('student') as NonNullable<ReturnType<typeof r.models.get>>;
-    const weights = tf.tidy(() => tf.concat(student.getWeights().map((w) => tf.reshape(w, [-1]))).dataSync() as Float32Array);
+    // Every student's weights (one student, or student.0, student.1, … in online runs).
+    const students = r.roles.filter((x) => x.kind === 'student').map((x) => r.models.get(x.name)!);
+    const weights = tf.tidy(() => tf.concat(students.flatMap((m) => m.getWeights().map((w) => tf.reshape(w, [-1])))).dataSync() as Float32Array);
     return { loss: r.history[0].train.loss, weights };
   } finally {
     engine.dispose();
@@ -52,21 +53,49 @@ describe('every zoo model trains on wasm like on cpu', () => {
   });
 });
 
-describe('every logit loss trains on wasm like on cpu', () => {
+describe('every loss in the repo trains on wasm like on cpu', () => {
   const teacher = { model: 'mlp', options: { hidden: [16] }, seed: 2, train: { epochs: 1 } };
+  const cnnTeacher = { model: 'cnn-small', seed: 2, train: { epochs: 1 } };
   const student = { model: 'cnn-small' };
+  const block2 = { pairs: [['student.block2', 'teacher.block2']] };
+  const embedding = { pairs: [['student.embedding', 'teacher.embedding']] };
+  const feature = (w: Record<string, unknown>) => ({ teacher: cnnTeacher, student, with: w });
+  // Per-loss spec pieces (taps, roles); a loss missing here runs with the defaults below.
+  const cases: Record<string, { teacher?: unknown; student?: unknown; students?: unknown; with?: Record<string, unknown> }> = {
+    'loss/dkd': { with: { warmup: 1 } },
+    'loss/attention': feature(block2),
+    'loss/fitnets': feature(block2),
+    'loss/nst': feature(block2),
+    'loss/sp': feature(block2),
+    'loss/activation-boundary': feature(block2),
+    'loss/pkt': feature(embedding),
+    'loss/rkd': feature(embedding),
+    'loss/crd': feature(embedding),
+    'loss/fsp': feature({ student: [['student.block1', 'student.conv2']], teacher: [['teacher.block1', 'teacher.conv2']] }),
+    'online/dml': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },
+    'online/dml-ensemble': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },
+    'online/one': { teacher: null, student: { model: 'one-mlp' } },
+  };
   const registry = defaultRegistry();
   const ids = registry
     .plugins()
     .filter((d) => d.kind === 'loss')
     .map((d) => d.id);
-  it('covers the logit family', () => {
+  it('covers the logit and feature families and the online methods', () => {
     expect(ids).toEqual(
-      expect.arrayContaining(['loss/cross-entropy', 'loss/hinton-kd', 'loss/dkd', 'loss/dist', 'loss/logit-mse', 'loss/soft-target-ce', 'loss/label-smoothing']),
+      expect.arrayContaining([
+        'loss/cross-entropy', 'loss/hinton-kd', 'loss/dkd', 'loss/dist', 'loss/logit-mse', 'loss/soft-target-ce', 'loss/label-smoothing',
+        'loss/attention', 'loss/fitnets', 'loss/nst', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd',
+        'online/dml', 'online/dml-ensemble', 'online/one',
+      ]),
     );
   });
   it.each(ids)('%s', async (id) => {
-    const over = { teacher, student, plugins: [{ use: id, with: id === 'loss/dkd' ? { warmup: 1 } : {} }] };
+    const c = cases[id] ?? {};
+    const roles: Record<string, unknown> = { teacher: c.teacher === undefined ? teacher : c.teacher, student: c.student === undefined ? student : c.student };
+    if (c.students) roles.students = c.students;
+    for (const k of Object.keys(roles)) if (roles[k] === null) delete roles[k];
+    const over = { ...roles, plugins: [{ use: id, with: c.with ?? {} }] } as Partial<RunSpecInput>;
     const cpu = await oneStep('cpu', over);
     const wasm = await oneStep('wasm', over);
     expect(Number.isFinite(wasm.loss)).toBe(true);
