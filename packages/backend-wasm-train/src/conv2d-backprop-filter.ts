@@ -21,19 +21,10 @@ import {
   TensorInfo,
 } from '@tensorflow/tfjs-core';
 import { KdError } from '@tfkd/kd-core';
-import { adopt, assertChannelsLast, assertFloat, disposeAll, padOrCrop, pair, run } from './kernel-utils';
+import { adopt, assertChannelsLast, assertFloat, disposeAll, padOrCrop, pair, run, type ConvBackpropAttrs } from './kernel-utils';
 
-export interface Conv2DBackpropFilterWasmAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-  dataFormat?: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+export interface Conv2DBackpropFilterWasmAttrs extends ConvBackpropAttrs {
   filterShape: [number, number, number, number];
-  /**
-   * Not part of the tfjs kernel contract (tfjs's conv2d gradient refuses dilations > 1), but
-   * accepted here so dilated convolutions can be differentiated by calling the kernel directly.
-   */
-  dilations?: number | [number, number];
 }
 
 export function conv2DBackpropFilterWasm(args: {

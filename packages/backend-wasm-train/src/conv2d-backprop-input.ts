@@ -19,16 +19,10 @@ import {
   TensorInfo,
 } from '@tensorflow/tfjs-core';
 import { KdError } from '@tfkd/kd-core';
-import { adopt, assertChannelsLast, assertFloat, dilateSpatial, disposeAll, padOrCrop, pair, run } from './kernel-utils';
+import { adopt, assertChannelsLast, assertFloat, dilateSpatial, disposeAll, padOrCrop, pair, run, type ConvBackpropAttrs } from './kernel-utils';
 
-export interface Conv2DBackpropInputWasmAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
-  dataFormat?: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+export interface Conv2DBackpropInputWasmAttrs extends ConvBackpropAttrs {
   inputShape: [number, number, number, number];
-  /** Not in the tfjs kernel contract; accepted for direct calls (see Conv2DBackpropFilter). */
-  dilations?: number | [number, number];
 }
 
 export function conv2DBackpropInputWasm(args: {

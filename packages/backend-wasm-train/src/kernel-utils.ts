@@ -3,6 +3,7 @@
  * kernel function, and handing a result back to the engine with the reference counts right.
  */
 import {
+  backend_util,
   engine,
   KernelBackend,
   NamedAttrMap,
@@ -113,4 +114,17 @@ export function dilateSpatial(x: TensorInfo, sh: number, sw: number): Tensor | n
   } finally {
     r6.dispose();
   }
+}
+
+/** Attributes shared by the conv backprop kernels (the tfjs kernel contract, plus `dilations`). */
+export interface ConvBackpropAttrs {
+  strides: number | [number, number];
+  pad: 'valid' | 'same' | number | backend_util.ExplicitPadding;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  /**
+   * Not part of the tfjs kernel contract (tfjs's conv2d gradient refuses dilations > 1), but
+   * accepted here so dilated convolutions can be differentiated by calling the kernels directly.
+   */
+  dilations?: number | [number, number];
 }
