@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { batchTensors, type Dataset, type RunResult } from '@tfkd/kd-core';
-import { computeCalibration, reliabilityDiagramSvg, type CalibrationResult } from '@tfkd/metrics-ece';
+import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits, type CalibrationResult } from '@tfkd/metrics-ece';
 
 /** Test-set logits of a model, [n·K] row-major, computed in tidy batches (reshaped to the model input). */
 export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): Float32Array {
@@ -39,6 +39,16 @@ export async function calibrationArtifacts(
     const c = calibrationOf(model, result.data.test);
     write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
     out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };
+    const held = result.data.validation;
+    if (held && result.roles.find((r) => r.name === role)?.kind === 'student') {
+      // Temperature scaling: T fitted on the held-out training split, applied to the test logits.
+      const k = (model.outputs[0].shape as number[])[1];
+      const fit = fitTemperature(testLogits(model, held), held.labels, { numClasses: k });
+      const scaled = scaleLogits(testLogits(model, result.data.test), fit.temperature, k);
+      const after = computeCalibration(scaled, result.data.test.labels, { input: 'logits', numClasses: k });
+      write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}-temperature.svg`, reliabilityDiagramSvg(after, { title: `${role}: reliability after temperature scaling (T = ${fit.temperature.toFixed(3)})` }));
+      Object.assign(out[role], { temperature: fit.temperature, eceScaled: after.ece, mceScaled: after.mce, nllScaled: after.nll, brierScaled: after.brier, heldOut: held.labels.length });
+    }
   }
   return out;
 }

@@ -86,6 +86,23 @@ describe('kd run', () => {
     expect(m2.eval.student.accuracy).toBe(m.eval.student.accuracy);
   });
 
+  it('calibrate: temperature holds out training data and reports ECE before and after scaling', async () => {
+    const f = spec('cal.yaml', `${tiny}calibrate: { method: temperature, holdout: 0.25 }\n`);
+    const out = path.join(tmp, 'cal');
+    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(0);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    // 64 training images, 16 held out: the student trains on 48 per epoch for 2 epochs.
+    expect(m.dataset.train).toBe(48);
+    expect(m.ledger.roles.student.backwardImages).toBe(96);
+    expect(m.eval.student.heldOut).toBe(16);
+    expect(m.eval.student.temperature).toBeGreaterThan(0);
+    // Scaling by T never changes the argmax, so accuracy is unchanged; NLL on test is reported both ways.
+    expect(Number.isFinite(m.eval.student.eceScaled)).toBe(true);
+    expect(Number.isFinite(m.eval.student.nllScaled)).toBe(true);
+    expect(fs.existsSync(path.join(out, 'reliability-student-temperature.svg'))).toBe(true);
+    expect(m.eval.teacher.temperature).toBeUndefined();
+  });
+
   it('applies --set overrides', async () => {
     const f = spec('tiny.yaml', tiny);
     const out = path.join(tmp, 'run');

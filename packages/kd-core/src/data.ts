@@ -38,3 +38,25 @@ export function batchTensors(ds: Dataset, indices: ArrayLike<number>): { x: tf.T
 export function datasetSize(ds: Dataset): number {
   return ds.labels.length;
 }
+
+/** The samples at `indices` as a new Dataset (copies). */
+export function selectSamples(ds: Dataset, indices: ArrayLike<number>, name: string): Dataset {
+  const per = ds.shape[0] * ds.shape[1] * ds.shape[2];
+  const images = new Float32Array(indices.length * per);
+  const labels = new Int32Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    images.set(ds.images.subarray(indices[i] * per, (indices[i] + 1) * per), i * per);
+    labels[i] = ds.labels[indices[i]];
+  }
+  return { ...ds, name, images, labels };
+}
+
+/** A seeded split of a training set into (train, held-out) with `fraction` held out. */
+export function holdOut(ds: Dataset, fraction: number, seed: number): { train: Dataset; heldOut: Dataset } {
+  const n = ds.labels.length;
+  const order = new Rng(seed ^ 0x68e31da4).permutation(n);
+  const k = Math.max(1, Math.round(n * fraction));
+  const held = Int32Array.from(order.subarray(0, k)).sort();
+  const kept = Int32Array.from(order.subarray(k)).sort();
+  return { train: selectSamples(ds, kept, `${ds.name} (minus held-out)`), heldOut: selectSamples(ds, held, `${ds.name} (held-out)`) };
+}

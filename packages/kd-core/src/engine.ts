@@ -3,7 +3,7 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
 import { OutputCache } from './cache';
 import { LifecycleBus } from './bus';
-import { epochBatches } from './data';
+import { epochBatches, holdOut } from './data';
 import { KdError } from './errors';
 import type { EpochSummary, RoleInfo, RunStartInfo } from './hooks';
 import { CostLedger, type LedgerSnapshot } from './ledger';
@@ -281,6 +281,10 @@ export class Engine {
     const splits = await def.load(options as Record<string, unknown>, { seed: this.spec.seed, specPath: 'data' });
     if (splits.train.labels.length === 0) {
       throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
+    }
+    if (this.spec.calibrate) {
+      const { train, heldOut } = holdOut(splits.train, this.spec.calibrate.holdout, this.spec.seed);
+      return { ...splits, train, validation: heldOut };
     }
     return splits;
   }

@@ -130,7 +130,11 @@ async function trainedTeacher(
   ctx: SetupContext,
 ): Promise<{ model: LayersModel; cached: boolean; key: string; dir: string | null }> {
   const train = TrainSpec.parse({ ...spec.train, ...(r.spec.train ?? {}) });
-  const keyObj = { v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses };
+  // A held-out split (spec `calibrate:`) changes what the teacher trains on, so it is part of the key.
+  const keyObj = {
+    v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses,
+    ...(spec.calibrate ? { calibrate: spec.calibrate } : {}),
+  };
   const key = createHash('sha256').update(JSON.stringify(keyObj)).digest('hex').slice(0, 16);
   const tools = ctx.registry.modelTools();
   const dir = ctx.cacheDir ? path.resolve(ctx.cacheDir, 'teachers', key) : null;

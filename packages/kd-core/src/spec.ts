@@ -99,6 +99,14 @@ export const RunSpec = z
      */
     teacherCache: z.enum(['auto', 'off']).default('auto'),
     teacherCacheMB: z.number().positive().default(512),
+    /**
+     * Post-hoc calibration: hold `holdout` of the training data out of training and fit one
+     * temperature per student on it (NLL); results report ECE/NLL before and after.
+     */
+    calibrate: z
+      .object({ method: z.literal('temperature'), holdout: z.number().gt(0).lt(1).default(0.1) })
+      .strict()
+      .optional(),
     /** Evaluate every n epochs (and always after the last). */
     evalEvery: z.number().int().positive().default(1),
   })

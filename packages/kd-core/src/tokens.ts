@@ -44,6 +44,8 @@ export interface Dataset {
 export interface DataSplits {
   train: Dataset;
   test: Dataset;
+  /** Held out of the training data (spec `calibrate:`), never trained on. */
+  validation?: Dataset;
 }
 
 /** What a dataset package binds to DATASET_DEFINITION; a spec picks one by `data.name`. */
