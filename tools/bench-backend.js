@@ -248,6 +248,9 @@ async function buildFramework(tf, id) {
     ...roles,
     train: { epochs: 1, batchSize: batch, optimizer: adam },
     plugins,
+    // The same work as the loops: no teacher-output cache (it would skip the teacher forward from
+    // the second pass over the data on).
+    teacherCache: 'off',
   });
   const backend = { name: tf.getBackend(), label: 'bench', requested: tf.getBackend(), skipped: [] };
   const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null, backend });
