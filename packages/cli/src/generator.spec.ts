@@ -9,6 +9,9 @@ import { main } from './main';
 jest.setTimeout(240_000);
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
+// The child jest gets a plain environment (nx sets FORCE_COLOR): no colour codes in its summary.
+const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+delete plainEnv.FORCE_COLOR;
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- plain-JS workspace tool
 const { pluginFiles } = require(path.join(ROOT, 'tools/kd-plugin/files.js')) as {
   pluginFiles: (o: { name: string; id?: string }) => [string, string][];
@@ -47,6 +50,7 @@ describe('plugin generator', () => {
     const r = spawnSync(process.execPath, [require.resolve('jest/bin/jest'), '-c', path.join(dir, 'jest.config.ts'), '--ci'], {
       cwd: ROOT,
       encoding: 'utf8',
+      env: plainEnv,
     });
     expect(r.stderr).toMatch(/Tests:\s+6 passed, 6 total/);
     expect(r.status).toBe(0);

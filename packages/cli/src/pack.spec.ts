@@ -8,13 +8,16 @@ import * as path from 'path';
 // the installed `kd` (tools/pack-smoke.sh; builds first, installs tfjs peers from the registry).
 jest.setTimeout(900_000);
 const ROOT = path.resolve(__dirname, '..', '..', '..');
+// Child processes get a plain environment: no colour codes, no FORCE_COLOR/NO_COLOR warnings (nx sets FORCE_COLOR).
+const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+delete plainEnv.FORCE_COLOR;
 
 describe('npm pack', () => {
   it('packs each package with only its dist, types, README and licence', () => {
     for (const dir of fs.readdirSync(path.join(ROOT, 'packages'))) {
       const cwd = path.join(ROOT, 'packages', dir);
       if (!fs.existsSync(path.join(cwd, 'package.json'))) continue;
-      const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd, encoding: 'utf8' });
+      const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd, encoding: 'utf8', env: plainEnv });
       expect(r.status).toBe(0);
       const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
       const stray = files.filter(
@@ -26,11 +29,11 @@ describe('npm pack', () => {
   });
 
   it('installs from the tarballs alone and runs a spec through the installed kd', () => {
-    const build = spawnSync('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { cwd: ROOT, encoding: 'utf8' });
+    const build = spawnSync('npx', ['nx', 'run-many', '-t', 'build', '--output-style=static'], { cwd: ROOT, encoding: 'utf8', env: plainEnv });
     expect(build.status).toBe(0);
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-pack-'));
     try {
-      const r = spawnSync('bash', [path.join(ROOT, 'tools/pack-smoke.sh'), work], { cwd: ROOT, encoding: 'utf8' });
+      const r = spawnSync('bash', [path.join(ROOT, 'tools/pack-smoke.sh'), work], { cwd: ROOT, encoding: 'utf8', env: plainEnv });
       expect(r.stderr).toBe('');
       expect(r.stdout).toMatch(/^pack smoke ok: student 0\.\d+ on (wasm|cpu) from subset$/m);
       expect(r.status).toBe(0);
