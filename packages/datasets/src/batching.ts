@@ -40,18 +40,23 @@ function checkInt(v: number, key: string, min: number): void {
 
 /** The permutation used for `epoch`: depends only on (n, seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
+  checkOrderArgs(n, seed, epoch);
+  return new Rng(seed).fork(epoch).permutation(n);
+}
+
+function checkOrderArgs(n: number, seed: number, epoch: number): void {
   checkInt(n, 'n', 0);
   checkInt(epoch, 'epoch', 0);
   if (!Number.isFinite(seed))
     throw invalid('seed', `seed must be a finite number, got ${seed}`, 'Pass seed: 42 or similar.');
-  return new Rng(seed).fork(epoch).permutation(n);
 }
 
 /** Index batches for one epoch (validated; the engine's own `epochBatches`, so both agree exactly). */
 export function batchIndices(n: number, opts: BatchOptions): Int32Array[] {
   checkInt(opts.batchSize, 'batchSize', 1);
   checkInt(n, 'n', 0);
-  if (opts.shuffle ?? true) epochOrder(n, opts.seed, opts.epoch);
+  // Validate only: the permutation itself is drawn once, by epochBatches.
+  if (opts.shuffle ?? true) checkOrderArgs(n, opts.seed, opts.epoch);
   return epochBatches(n, opts).map((b) => b.slice());
 }
 
