@@ -214,6 +214,14 @@ export class Engine {
     };
   }
 
+  /**
+   * The run's plugin instances with their ids and validated options, after `prepare()` (and until
+   * `dispose()`): the CLI saves their adapters and buffers next to the student (`savePluginStates`).
+   */
+  pluginInstances(): { name: string; id: string; options: unknown; plugin: Plugin }[] {
+    return this.instances.map((plugin, i) => ({ name: plugin.name, id: this.plugins[i].def.id, options: this.plugins[i].options, plugin }));
+  }
+
   /** Optimizers per student and the step's view of the run. */
   private trainHost(): TrainHost {
     const spec = this.spec;

@@ -2,6 +2,7 @@ import type { Variable } from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import type { HookHandler, HookName, RoleInfo, Stage } from './hooks';
 import type { Rng } from './rng';
+import type { TrainingAccess } from './training-access';
 
 export type PluginKind = 'loss' | 'sampler' | 'metric' | 'observer' | 'method';
 
@@ -34,6 +35,12 @@ export interface PluginDeps {
   rng: Rng;
   /** The spec path of this entry (`plugins[2]`), for error messages. */
   specPath: string;
+  /**
+   * The training set and the roles' forward outside a step (the engine always provides it; hand-built
+   * deps in unit tests may not): for a pre-training stage run on `runStart` (FT's paraphraser), or
+   * state sized by the training set (CRD's memory bank).
+   */
+  training?: TrainingAccess;
 }
 
 /** A plugin instance. Small: a name, a `register`, and optional trainable state. */
@@ -42,6 +49,11 @@ export interface Plugin {
   register(bus: PluginBus): void;
   /** Trainable variables owned by the plugin (adapters, embedding heads), trained with the students. */
   variables?(): Variable[];
+  /**
+   * Tensor state that is not trained (torch's "buffers"): a frozen paraphraser, a memory bank.
+   * Never given to an optimizer; saved with the adapters (`savePluginStates`) next to `variables()`.
+   */
+  buffers?(): Variable[];
   /** JSON-serialisable state for checkpoints (tensors go through `variables`). */
   getState?(): unknown;
   setState?(state: unknown): void;

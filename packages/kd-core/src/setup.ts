@@ -11,6 +11,7 @@ import type { Registry } from './registry';
 import { parseTap, type ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
 import { RunSpec, TrainSpec } from './spec';
+import { trainingAccess } from './training-access';
 import type { DataSplits } from './tokens';
 
 export interface SetupContext {
@@ -94,8 +95,19 @@ export async function prepareRoles(
     roles.set(r.name, runtime);
   }
 
+  // Off-step access to the training data and the roles' forward (training-access.ts).
+  const training = trainingAccess({
+    roles,
+    train: ctx.data.train,
+    ledger: engine.ledger,
+    seed: spec.seed,
+    batchSize: spec.train.batchSize,
+    maxBatches: spec.train.maxBatches,
+    log: ctx.log,
+  });
   const instances = ctx.plugins.map((p) =>
     p.def.create(p.options, {
+      training,
       name: p.name,
       weight: p.entry.weight,
       numClasses,
