@@ -11,6 +11,8 @@ export class OutputCache {
   private readonly rows: Float32Array[];
   private readonly sizes: number[];
   private readonly filled: Uint8Array;
+  /** Bumped on every `put`: a checkpoint reuses the previous file when the version is unchanged. */
+  private version = 0;
 
   /** `shapes`: per output, the shape of one sample's output (logits `[K]`, a tap `[h, w, c]`). */
   constructor(
@@ -50,5 +52,21 @@ export class OutputCache {
       for (let i = 0; i < indices.length; i++) this.rows[o].set(values.subarray(i * size, (i + 1) * size), indices[i] * size);
     });
     for (let i = 0; i < indices.length; i++) this.filled[indices[i]] = 1;
+    this.version++;
+  }
+
+  /** The cache's contents for a checkpoint (the arrays themselves, not copies: write them before the next step). */
+  state(): { shapes: number[][]; rows: Float32Array[]; filled: Uint8Array; version: number } {
+    return { shapes: this.shapes, rows: this.rows, filled: this.filled, version: this.version };
+  }
+
+  /** Restore contents saved by `state()` (same sample count and output shapes). */
+  restore(s: { shapes: number[][]; rows: Float32Array[]; filled: Uint8Array; version: number }): void {
+    if (JSON.stringify(s.shapes) !== JSON.stringify(this.shapes) || s.filled.length !== this.n) {
+      throw new Error(`teacher-output cache: saved shapes ${JSON.stringify(s.shapes)} × ${s.filled.length} do not match ${JSON.stringify(this.shapes)} × ${this.n}`);
+    }
+    s.rows.forEach((r, o) => this.rows[o].set(r));
+    this.filled.set(s.filled);
+    this.version = s.version;
   }
 }

@@ -1,8 +1,10 @@
+import { createHash } from 'crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
 import { OutputCache } from './cache';
 import { LifecycleBus } from './bus';
+import { specDifferences, specHash, type OptimizerState, type RunPosition, type TensorData, type TrainingState } from './checkpoint';
 import { epochBatches, holdOut } from './data';
 import { KdError } from './errors';
 import type { EpochSummary, RoleInfo, RunStartInfo } from './hooks';
@@ -30,10 +32,26 @@ export interface EngineOptions {
   data?: DataSplits & { note?: string };
   backend?: SelectedBackend;
   phase?: string;
+  /**
+   * Continue from this state (`readCheckpoint`): the spec, data and teachers must be the ones it was
+   * written with. Restored right after `runStart`; training continues at `state.next`.
+   */
+  resume?: TrainingState;
+  /**
+   * Called with the training state at the end of every epoch (after `epochEnd`) and when the run
+   * stops on `shouldStop`; the engine awaits it. The CLI writes it with `writeCheckpoint`.
+   */
+  onCheckpoint?: (state: TrainingState) => void | Promise<void>;
+  /**
+   * Checked before every step: once it returns true the run stops (status `interrupted`), hands the
+   * state at that step to `onCheckpoint`, and fires `runEnd`. Teacher training stops too (KD_INTERRUPTED).
+   */
+  shouldStop?: () => boolean;
 }
 
 export interface RunResult {
-  status: 'completed';
+  /** `interrupted`: stopped on `shouldStop` before the last step (`stoppedAt` is the next step to run). */
+  status: 'completed' | 'interrupted';
   spec: RunSpec;
   backend: SelectedBackend;
   dataset: RunStartInfo['dataset'];
@@ -47,6 +65,12 @@ export interface RunResult {
   /** The data the run used (plain arrays), for post-run analysis such as calibration. */
   data: DataSplits;
   teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>;
+  /** Where an interrupted run stopped: the next step to run. */
+  stoppedAt?: RunPosition & { step: number };
+  /** Where this process took the run up from its checkpoint. */
+  resumedFrom?: RunPosition & { step: number };
+  /** How many times the run was resumed (0 for a run in one go). */
+  resumes: number;
 }
 
 /**
@@ -64,6 +88,7 @@ export class Engine {
   private instances: Plugin[] = [];
   private teachers: RunResult['teachers'] = {};
   private prepared = false;
+  private prints: Record<string, string> | null = null;
 
   constructor(
     readonly spec: RunSpec,
@@ -93,6 +118,7 @@ export class Engine {
       backend: this.backend,
       log: (l) => this.log(l),
       observe: this.opts.observe,
+      shouldStop: this.opts.shouldStop,
     });
     this.roles = setup.roles;
     this.teachers = setup.teachers;
@@ -106,6 +132,7 @@ export class Engine {
     await this.prepare();
     const t0 = Date.now();
     const spec = this.spec;
+    const resume = this.opts.resume ?? null;
     const roleList = [...this.roles.values()];
     const students = roleList.filter((r) => r.info.kind === 'student');
     const teachers = roleList.filter((r) => r.info.kind === 'teacher');
@@ -119,6 +146,9 @@ export class Engine {
       test: this.data.test.labels.length,
       ...(this.data.note || this.data.train.note ? { note: this.data.note ?? this.data.train.note } : {}),
     };
+    if (resume) this.checkResumable(resume, dataset);
+    const start: RunPosition = resume ? { ...resume.next } : { epoch: 1, batchIndex: 0 };
+    const resumedFrom = resume ? { ...resume.next, step: resume.step } : undefined;
     await this.bus.emitAsync('runStart', {
       runId: `${this.phase}-${spec.seed}`,
       backend: this.backend.name,
@@ -126,29 +156,61 @@ export class Engine {
       roles: roleList.map((r) => r.info),
       phases: [{ name: this.phase, epochs: spec.train.epochs, batchesPerEpoch }],
       dataset,
+      ...(resumedFrom ? { resumed: resumedFrom } : {}),
     });
 
-    const finalEval: Record<string, Record<string, number>> = {};
-    if (teachers.length > 0) {
-      const rep = await evaluate(this.bus, teachers, this.data.test, { phase: this.phase, epoch: 0 });
-      Object.assign(finalEval, rep.metrics);
-    }
-
     const host = this.trainHost();
-
+    const finalEval: Record<string, Record<string, number>> = {};
     const history: EpochSummary[] = [];
     let step = 0;
     let skipped = 0;
-    for (let epoch = 1; epoch <= spec.train.epochs; epoch++) {
+    let priorSeconds = 0;
+    if (resume) {
+      // After runStart, so whatever a plugin initialises there is overwritten by the saved state.
+      await this.restore(resume, host);
+      Object.assign(finalEval, resume.eval);
+      history.push(...resume.history);
+      step = resume.step;
+      skipped = resume.skipped;
+      priorSeconds = resume.seconds;
+      this.log(`resuming at epoch ${start.epoch}${start.batchIndex > 0 ? `, batch ${start.batchIndex + 1}` : ''} (step ${step}) from a checkpoint of ${resume.createdAt}`);
+    } else if (teachers.length > 0) {
+      // Teachers are evaluated once, before training (a resumed run has their numbers in its checkpoint).
+      const rep = await evaluate(this.bus, teachers, this.data.test, { phase: this.phase, epoch: 0 });
+      Object.assign(finalEval, rep.metrics);
+    }
+    const resumes = resume ? resume.resumes + 1 : 0;
+    const snapshot = (next: RunPosition, epochProgress: TrainingState['epochProgress']): Promise<TrainingState> =>
+      this.snapshot(host, {
+        next, step, skipped, epochProgress, history, eval: finalEval, seconds: priorSeconds + (Date.now() - t0) / 1000, dataset, resumes,
+      });
+
+    let stopped: RunPosition | null = null;
+    let stoppedProgress: TrainingState['epochProgress'] = null;
+    for (let epoch = start.epoch; epoch <= spec.train.epochs && !stopped; epoch++) {
       const te = Date.now();
+      // Resuming inside this epoch: its sums so far come from the checkpoint, and epochStart has fired.
+      const first = epoch === start.epoch ? start.batchIndex : 0;
+      const carried = first > 0 ? resume?.epochProgress ?? null : null;
       for (const s of students) setLearningRate(s.optimizer as tf.Optimizer, learningRateAt(s.train as TrainSpec, epoch));
       const lr = learningRateAt(students[0].train as TrainSpec, epoch);
-      await this.bus.emitAsync('epochStart', { phase: this.phase, epoch, epochs: spec.train.epochs });
       const batches = epochBatches(n, { batchSize: spec.train.batchSize, seed: spec.seed, epoch }).slice(0, batchesPerEpoch);
-      const sums: Record<string, number> = { loss: 0 };
-      let counted = 0;
-      for (const [batchIndex, indices] of batches.entries()) {
-        const r = trainStep(host, { phase: this.phase, epoch, epochs: spec.train.epochs, batchIndex, step, indices });
+      const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
+      let counted = carried?.counted ?? 0;
+      const before = carried?.seconds ?? 0;
+      let started = first > 0;
+      for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
+        // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
+        if (this.opts.shouldStop?.()) {
+          stopped = { epoch, batchIndex };
+          stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
+          break;
+        }
+        if (!started) {
+          await this.bus.emitAsync('epochStart', { phase: this.phase, epoch, epochs: spec.train.epochs });
+          started = true;
+        }
+        const r = trainStep(host, { phase: this.phase, epoch, epochs: spec.train.epochs, batchIndex, step, indices: batches[batchIndex] });
         step++;
         if (r.skipped) skipped++;
         else {
@@ -160,7 +222,8 @@ export class Engine {
           phase: this.phase, epoch, batchIndex, batchesPerEpoch, step, loss: r.loss, terms: r.terms, learningRate: lr, images: r.images,
         });
       }
-      const trainSeconds = (Date.now() - te) / 1000;
+      if (stopped) break;
+      const trainSeconds = before + (Date.now() - te) / 1000;
       this.ledger.phaseTime(this.phase, trainSeconds, batches.length);
       const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
       if (skipped > 0) train.skippedBatches = skipped;
@@ -170,15 +233,19 @@ export class Engine {
         Object.assign(finalEval, evalMetrics);
       }
       const summary: EpochSummary = {
-        phase: this.phase, epoch, epochs: spec.train.epochs, train, eval: evalMetrics, seconds: (Date.now() - te) / 1000, learningRate: lr,
+        phase: this.phase, epoch, epochs: spec.train.epochs, train, eval: evalMetrics, seconds: before + (Date.now() - te) / 1000, learningRate: lr,
       };
       history.push(summary);
       await this.bus.emitAsync('epochEnd', summary);
+      if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot({ epoch: epoch + 1, batchIndex: 0 }, null));
     }
-    const seconds = (Date.now() - t0) / 1000;
-    await this.bus.emitAsync('runEnd', { status: 'completed', seconds, eval: finalEval });
+    if (stopped && this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(stopped, stoppedProgress));
+    const seconds = priorSeconds + (Date.now() - t0) / 1000;
+    const status = stopped ? 'interrupted' : 'completed';
+    await this.bus.emitAsync('runEnd', { status, seconds, eval: finalEval });
+    if (stopped) this.log(`stopped before epoch ${stopped.epoch}, batch ${stopped.batchIndex + 1} (step ${step})`);
     return {
-      status: 'completed',
+      status,
       spec,
       backend: this.backend,
       dataset,
@@ -190,7 +257,129 @@ export class Engine {
       models: new Map(roleList.map((r) => [r.info.name, r.model])),
       data: this.data,
       teachers: this.teachers,
+      resumes,
+      ...(stopped ? { stoppedAt: { ...stopped, step } } : {}),
+      ...(resumedFrom ? { resumedFrom } : {}),
     };
+  }
+
+  /** The training state at a step boundary (what a checkpoint holds). */
+  private async snapshot(
+    host: TrainHost,
+    at: Pick<TrainingState, 'next' | 'step' | 'skipped' | 'epochProgress' | 'history' | 'eval' | 'seconds' | 'dataset' | 'resumes'>,
+  ): Promise<TrainingState> {
+    const students = [...this.roles.values()].filter((r) => r.info.kind === 'student');
+    const roles: TrainingState['roles'] = [];
+    for (const s of students) {
+      roles.push({
+        name: s.info.name,
+        weights: s.model.weights.map((w) => tensorData(w.read(), w.name)),
+        optimizer: s.optimizer ? await optimizerState(s.optimizer) : null,
+      });
+    }
+    return {
+      specHash: specHash(this.spec),
+      spec: this.spec,
+      phase: this.phase,
+      backend: this.backend.name,
+      next: { ...at.next },
+      step: at.step,
+      skipped: at.skipped,
+      epochProgress: at.epochProgress,
+      history: at.history.map((h) => ({ ...h })),
+      eval: structuredClone(at.eval),
+      ledger: structuredClone(this.ledger.getState()),
+      seconds: at.seconds,
+      dataset: { name: at.dataset.name, train: at.dataset.train, test: at.dataset.test },
+      teachers: this.teacherFingerprints(),
+      roles,
+      plugins: this.instances.map((p, i) => ({
+        name: p.name,
+        variables: (p.variables?.() ?? []).map((v) => tensorData(v, v.name)),
+        buffers: (p.buffers?.() ?? []).map((v) => tensorData(v, v.name)),
+        ...(p.getState ? { state: p.getState() } : {}),
+        rng: this.plugins[i].rng.getState().map((v) => (Number.isNaN(v) ? null : v)),
+      })),
+      caches: [...(host.caches ?? new Map<string, OutputCache>()).entries()].map(([role, c]) => ({ role, ...c.state() })),
+      resumes: at.resumes,
+      createdAt: new Date().toISOString(),
+    };
+  }
+
+  /** Everything that must equal the checkpoint's for a resumed run to continue the same run. */
+  private checkResumable(state: TrainingState, dataset: { name: string; train: number; test: number }): void {
+    const hash = specHash(this.spec);
+    if (state.specHash !== hash) {
+      const diff = specDifferences(state.spec, this.spec);
+      throw new KdError('KD_RESUME_MISMATCH', `the spec differs from the checkpoint's (at ${diff.join(', ') || 'an unknown path'}; hash ${hash} vs ${state.specHash})`, {
+        path: diff[0] ?? '(root)',
+        fix: 'resume with the spec file and --set/--backend overrides of the interrupted run (its spec.resolved.yaml shows the values), or start a new run without --resume',
+      });
+    }
+    if (state.phase !== this.phase) {
+      throw new KdError('KD_RESUME_MISMATCH', `the checkpoint is of phase '${state.phase}', this run is '${this.phase}'`, { fix: 'resume a distillation checkpoint' });
+    }
+    if (state.dataset.train !== dataset.train || state.dataset.test !== dataset.test) {
+      throw new KdError('KD_RESUME_MISMATCH', `the data has ${dataset.train} train / ${dataset.test} test samples, the checkpoint's had ${state.dataset.train} / ${state.dataset.test}`, {
+        path: 'data',
+        fix: 'resume on the data the run started with (the same data folder and options)',
+      });
+    }
+    const prints = this.teacherFingerprints();
+    for (const [role, print] of Object.entries(state.teachers)) {
+      if (prints[role] !== print) {
+        throw new KdError('KD_RESUME_MISMATCH', `teacher '${role}' has other weights than when the checkpoint was written (fingerprint ${prints[role] ?? 'none'} vs ${print})`, {
+          path: role,
+          fix: 'resume with the same teacher: the same `load:` folder, or the same teacher cache (--cache-dir) the run started with',
+        });
+      }
+    }
+    if (state.backend !== this.backend.name) {
+      this.log(`note: the checkpoint was written on ${state.backend}, this run uses ${this.backend.name}: the continuation is not bit-identical to an uninterrupted run`);
+    }
+  }
+
+  /** Restore students' weights and optimizers, plugin tensors, state and generators, ledger and teacher caches. */
+  private async restore(state: TrainingState, host: TrainHost): Promise<void> {
+    const where = 'checkpoint';
+    const mismatch = (what: string) =>
+      new KdError('KD_CHECKPOINT_INVALID', `the checkpoint does not fit this run: ${what}`, {
+        path: where,
+        fix: 'resume with the package versions that wrote the checkpoint, or start a new run without --resume',
+      });
+    for (const s of [...this.roles.values()].filter((r) => r.info.kind === 'student')) {
+      const saved = state.roles.find((r) => r.name === s.info.name);
+      if (!saved) throw mismatch(`no saved weights for role '${s.info.name}'`);
+      assignAll(s.model.weights.map((w) => w.read() as tf.Variable), saved.weights, `role '${s.info.name}'`, mismatch);
+      if (s.optimizer && saved.optimizer) await restoreOptimizer(s.optimizer, saved.optimizer, `role '${s.info.name}'`, mismatch);
+    }
+    if (state.plugins.length !== this.instances.length) throw mismatch(`${state.plugins.length} plugins saved, the run has ${this.instances.length}`);
+    this.instances.forEach((p, i) => {
+      const saved = state.plugins[i];
+      if (saved.name !== p.name) throw mismatch(`plugin ${i} is '${p.name}', the checkpoint's '${saved.name}'`);
+      assignAll(p.variables?.() ?? [], saved.variables, `plugin '${p.name}' variables`, mismatch);
+      assignAll(p.buffers?.() ?? [], saved.buffers, `plugin '${p.name}' buffers`, mismatch);
+      if (saved.state !== undefined) p.setState?.(saved.state);
+      this.plugins[i].rng.setState(saved.rng.map((v) => (v === null ? NaN : v)));
+    });
+    this.ledger.setState(state.ledger);
+    for (const c of state.caches) host.caches?.get(c.role)?.restore(c);
+  }
+
+  /** sha256 (16 hex) of each teacher's weights, computed once. */
+  private teacherFingerprints(): Record<string, string> {
+    if (!this.prints) {
+      this.prints = {};
+      for (const t of [...this.roles.values()].filter((r) => r.info.kind === 'teacher')) {
+        const h = createHash('sha256');
+        for (const w of t.model.weights) {
+          const v = w.read().dataSync();
+          h.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        }
+        this.prints[t.info.name] = h.digest('hex').slice(0, 16);
+      }
+    }
+    return this.prints;
   }
 
   /**
@@ -295,6 +484,53 @@ export class Engine {
       return { ...splits, train, validation: heldOut };
     }
     return splits;
+  }
+}
+
+/** A copy of a tensor's values for a checkpoint. */
+function tensorData(t: tf.Tensor, name: string): TensorData {
+  if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new KdError('KD_INTERNAL', `checkpoint: tensor '${name}' has dtype ${t.dtype}`);
+  const v = t.dataSync();
+  return { name, dtype: t.dtype, shape: [...t.shape], values: t.dtype === 'int32' ? Int32Array.from(v) : Float32Array.from(v) };
+}
+
+/** Assign saved values to variables, by position, shapes checked. */
+function assignAll(vars: readonly tf.Variable[], saved: readonly TensorData[], what: string, mismatch: (w: string) => Error): void {
+  if (vars.length !== saved.length) throw mismatch(`${what}: ${vars.length} tensors here, ${saved.length} saved`);
+  vars.forEach((v, i) => {
+    const s = saved[i];
+    if (v.shape.join(',') !== s.shape.join(',')) throw mismatch(`${what}: tensor ${i} (${v.name}) is [${v.shape}], saved [${s.shape}]`);
+    tf.tidy(() => v.assign(tf.tensor(s.values, s.shape, s.dtype)));
+  });
+}
+
+/** The tfjs optimizer's slots (getWeights) and, for Adam, its running β powers. */
+async function optimizerState(opt: tf.Optimizer): Promise<OptimizerState> {
+  const [iter, ...slots] = await opt.getWeights();
+  const iterations = iter.tensor.dataSync()[0];
+  iter.tensor.dispose();
+  const adam = opt as unknown as { accBeta1?: tf.Variable; accBeta2?: tf.Variable };
+  return {
+    kind: opt.getClassName(),
+    iterations,
+    slots: slots.map((s) => tensorData(s.tensor, s.name)),
+    ...(adam.accBeta1 && adam.accBeta2 ? { accBeta: [adam.accBeta1.dataSync()[0], adam.accBeta2.dataSync()[0]] as [number, number] } : {}),
+  };
+}
+
+async function restoreOptimizer(opt: tf.Optimizer, saved: OptimizerState, what: string, mismatch: (w: string) => Error): Promise<void> {
+  if (opt.getClassName() !== saved.kind) throw mismatch(`${what}: the optimizer is ${opt.getClassName()}, the checkpoint's ${saved.kind}`);
+  const tensors = [tf.scalar(saved.iterations, 'int32'), ...saved.slots.map((s) => tf.tensor(s.values, s.shape, s.dtype))];
+  await opt.setWeights(tensors.map((tensor, i) => ({ name: i === 0 ? 'iter' : saved.slots[i - 1].name, tensor })));
+  // setWeights made variables of them (sharing the data); the tensors themselves are no longer needed.
+  tensors.forEach((t) => t.dispose());
+  const adam = opt as unknown as { accBeta1?: tf.Variable; accBeta2?: tf.Variable };
+  if (saved.accBeta && adam.accBeta1 && adam.accBeta2) {
+    const [b1, b2] = saved.accBeta;
+    tf.tidy(() => {
+      adam.accBeta1?.assign(tf.scalar(b1));
+      adam.accBeta2?.assign(tf.scalar(b2));
+    });
   }
 }
 

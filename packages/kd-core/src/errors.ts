@@ -21,6 +21,9 @@ export const ERROR_CODES = {
   KD_BACKEND_UNAVAILABLE: 'The requested tfjs backend cannot be used here',
   KD_LOSS_NONFINITE: 'A loss term or gradient became NaN or infinite',
   KD_OUTPUT_WRITE: 'An output file could not be written',
+  KD_CHECKPOINT_INVALID: 'A checkpoint to resume from is missing, incomplete or of another format',
+  KD_RESUME_MISMATCH: "A resumed run's spec, data or teacher differs from its checkpoint's",
+  KD_INTERRUPTED: 'The run was stopped by a signal before anything resumable was written',
   KD_INTERNAL: 'An invariant of the library was broken (a bug: please report it)',
 } as const;
 

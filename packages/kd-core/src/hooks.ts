@@ -97,6 +97,13 @@ export interface RunStartInfo {
   roles: readonly RoleInfo[];
   phases: readonly { name: string; epochs: number; batchesPerEpoch: number }[];
   dataset: { name: string; source: string; train: number; test: number; note?: string };
+  /**
+   * Set when the run continues from a checkpoint: the next step to run and the steps already taken.
+   * The engine restores every saved state (weights, optimizers, plugin variables, buffers and
+   * `getState`, generators) right after `runStart`, so a plugin may skip expensive initialisation
+   * here. With `batchIndex > 0` the run resumes inside that epoch, and its `epochStart` does not fire again.
+   */
+  resumed?: { epoch: number; batchIndex: number; step: number };
 }
 
 export interface EpochStartInfo {

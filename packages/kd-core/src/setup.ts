@@ -24,6 +24,8 @@ export interface SetupContext {
   log: (line: string) => void;
   observe?: (bus: LifecycleBus, phase: string) => void;
 }
+  /** A stop request (SIGINT in the CLI) also stops teacher training. */
+  shouldStop?: () => boolean;
 
 /**
  * Build (or load, or train-and-cache) every role's model, check every plugin requirement against
@@ -177,9 +179,17 @@ async function trainedTeacher(
     observe: ctx.observe,
     phase: `teacher`,
   });
+    shouldStop: ctx.shouldStop,
   const result = await child.run();
   child.dispose(['student']);
   const model = result.models.get('student') as LayersModel;
+  if (result.status === 'interrupted') {
+    child.dispose();
+    throw new KdError('KD_INTERRUPTED', `stopped while training teacher '${r.name}' (epoch ${result.stoppedAt?.epoch} of ${train.epochs}); nothing was cached`, {
+      path: r.specPath,
+      fix: 'run again: a teacher is trained from the start and cached only once complete',
+    });
+  }
   if (dir) {
     const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
     fs.mkdirSync(path.dirname(dir), { recursive: true });

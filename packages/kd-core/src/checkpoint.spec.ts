@@ -1,0 +1,221 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import '@tensorflow/tfjs-backend-cpu';
+import { z } from 'zod';
+import { readCheckpoint, specDifferences, specHash, writeCheckpoint, type TrainingState } from './checkpoint';
+import { Engine, type RunResult } from './engine';
+import { definePlugin } from './plugin';
+import { Registry } from './registry';
+import { RunSpec, type RunSpecInput } from './spec';
+import { denseModel, testModelTools, testModule } from './testing';
+
+// A plugin with every kind of state a checkpoint must carry: a trainable variable (trained with the
+// student), a buffer (an EMA updated on batchEnd), JSON state that changes the loss (a call counter)
+// and draws from its own generator on every step.
+const stateful = definePlugin({
+  id: 'test/stateful',
+  kind: 'loss',
+  describe: 'loss with a variable, a buffer, JSON state and random draws (test fixture)',
+  options: z.object({}).strict(),
+  create(_o, deps) {
+    const w = tf.variable(tf.tensor1d(Array.from({ length: deps.numClasses }, () => deps.rng.next())), true);
+    const ema = tf.variable(tf.zeros([deps.numClasses]), false);
+    let calls = 0;
+    let drawn = 0;
+    return {
+      name: deps.name,
+      register(bus) {
+        bus.on('loss', (ctx) => {
+          const jitter = ctx.rng.next();
+          calls++;
+          drawn += jitter;
+          const z = ctx.outputs('student').logits;
+          ctx.addLoss({ value: tf.mul(tf.mean(tf.square(tf.sub(z, tf.add(w, ema)))), 0.01 * (1 + jitter + 1e-3 * calls)) as tf.Scalar });
+        });
+        bus.on('batchEnd', () => {
+          tf.tidy(() => ema.assign(tf.add(tf.mul(ema, 0.9), tf.mul(w, 0.1))));
+        });
+      },
+      variables: () => [w],
+      buffers: () => [ema],
+      getState: () => ({ calls, drawn }),
+      setState(s) {
+        ({ calls, drawn } = s as { calls: number; drawn: number });
+      },
+      dispose() {
+        w.dispose();
+        ema.dispose();
+      },
+    };
+  },
+});
+
+const SPEC_DIR = '/virtual-kd-checkpoint-spec';
+const base = (optimizer: Record<string, unknown>): RunSpecInput => ({
+  seed: 4,
+  backend: 'cpu',
+  data: { name: 'blobs', train: 44, test: 24 },
+  teacher: { load: 'teacher' },
+  student: { model: 'test-dense' },
+  // 44 samples in batches of 8: 6 batches per epoch, the last one of 4.
+  train: { epochs: 3, batchSize: 8, optimizer: { weightDecay: 1e-3, ...optimizer }, schedule: { name: 'cosine' } },
+  plugins: [{ use: 'test/ce', weight: 0.5 }, { use: 'test/logit-match', weight: 0.5 }, { use: 'test/stateful' }],
+});
+
+let tmp: string;
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  await testModelTools.save(denseModel({ inputShape: [4, 4, 1], numClasses: 3, seed: 11, hidden: 16 }), path.resolve(SPEC_DIR, 'teacher'));
+});
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-ckpt-'));
+});
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+interface Outcome {
+  result: RunResult;
+  weights: number[][];
+  checkpoints: TrainingState[];
+}
+
+async function run(spec: RunSpec, opts: { stopAfter?: number; resume?: TrainingState } = {}): Promise<Outcome> {
+  let calls = 0;
+  const checkpoints: TrainingState[] = [];
+  const engine = new Engine(spec, {
+    registry: new Registry([testModule(stateful)]),
+    specDir: SPEC_DIR,
+    cacheDir: null,
+    resume: opts.resume,
+    onCheckpoint: (s) => void checkpoints.push(s),
+    shouldStop: opts.stopAfter === undefined ? undefined : () => ++calls > (opts.stopAfter as number),
+  });
+  try {
+    const result = await engine.run();
+    const weights = (result.models.get('student') as { getWeights(): tf.Tensor[] }).getWeights().map((t) => Array.from(t.dataSync()));
+    return { result, weights, checkpoints };
+  } finally {
+    engine.dispose();
+  }
+}
+
+/** Through the disk: write a state, read it back. */
+function roundTrip(state: TrainingState, name: string): TrainingState {
+  const dir = path.join(tmp, name, 'checkpoint');
+  writeCheckpoint(dir, state);
+  return readCheckpoint(dir);
+}
+
+const comparable = (r: RunResult) => ({
+  eval: r.eval,
+  history: r.history.map(({ seconds: _s, ...h }) => h),
+  ledger: r.ledger.roles,
+  steps: r.ledger.phases.distill.steps,
+});
+
+describe.each([
+  ['sgd with momentum', { name: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true }],
+  ['adam', { name: 'adam', lr: 0.01 }],
+])('checkpoint and resume (%s)', (_name, optimizer) => {
+  const spec = RunSpec.parse(base(optimizer));
+
+  it('stopping mid-epoch and resuming from that step gives the run in one go, bit for bit', async () => {
+    const whole = await run(spec);
+    expect(whole.result.status).toBe('completed');
+    expect(whole.result.resumes).toBe(0);
+    // One checkpoint per epoch end, the last one past the final epoch.
+    expect(whole.checkpoints.map((c) => c.next)).toEqual([1, 2, 3].map((e) => ({ epoch: e + 1, batchIndex: 0 })));
+
+    // 8 steps: all 6 of epoch 1, then 2 of epoch 2.
+    const first = await run(spec, { stopAfter: 8 });
+    expect(first.result.status).toBe('interrupted');
+    expect(first.result.stoppedAt).toEqual({ epoch: 2, batchIndex: 2, step: 8 });
+    expect(first.result.history).toHaveLength(1);
+    const stop = first.checkpoints[first.checkpoints.length - 1];
+    expect(stop.next).toEqual({ epoch: 2, batchIndex: 2 });
+    expect(stop.epochProgress?.counted).toBe(2);
+    expect(stop.plugins[2].state).toEqual({ calls: 8, drawn: expect.any(Number) });
+
+    const rest = await run(spec, { resume: roundTrip(stop, 'stop') });
+    expect(rest.result.status).toBe('completed');
+    expect(rest.result.resumedFrom).toEqual({ epoch: 2, batchIndex: 2, step: 8 });
+    expect(rest.result.resumes).toBe(1);
+    expect(comparable(rest.result)).toEqual(comparable(whole.result));
+    expect(rest.weights).toEqual(whole.weights);
+    // The plugin's own state and its tensors continue too.
+    const last = (o: Outcome) => o.checkpoints[o.checkpoints.length - 1];
+    expect(last(rest).plugins[2].state).toEqual(last(whole).plugins[2].state);
+    expect(Array.from(last(rest).plugins[2].buffers[0].values)).toEqual(Array.from(last(whole).plugins[2].buffers[0].values));
+    expect(Array.from(last(rest).plugins[2].variables[0].values)).toEqual(Array.from(last(whole).plugins[2].variables[0].values));
+    expect(last(rest).roles[0].optimizer?.iterations).toBe(18);
+  });
+
+  it('resuming from an epoch-end checkpoint (what a killed run leaves) re-runs the epoch and gives the same run', async () => {
+    const whole = await run(spec);
+    const afterEpoch1 = roundTrip(whole.checkpoints[0], 'epoch1');
+    expect(afterEpoch1.next).toEqual({ epoch: 2, batchIndex: 0 });
+    expect(afterEpoch1.history.map((h) => h.epoch)).toEqual([1]);
+    // The teacher-output cache is filled in epoch 1 and travels with the checkpoint: epoch 2 is served from it.
+    expect(afterEpoch1.caches.map((c) => [c.role, c.filled.reduce((a, b) => a + b, 0)])).toEqual([['teacher', 44]]);
+    const rest = await run(spec, { resume: afterEpoch1 });
+    expect(comparable(rest.result)).toEqual(comparable(whole.result));
+    expect(rest.weights).toEqual(whole.weights);
+    expect(rest.result.ledger.roles.teacher).toMatchObject({ forwardImages: 44, cacheHits: 88 });
+  });
+});
+
+describe('checkpoint files', () => {
+  const spec = RunSpec.parse(base({ name: 'adam', lr: 0.01 }));
+
+  it('a failed write keeps the last good checkpoint, and a crash between the renames is recovered', async () => {
+    const { checkpoints } = await run(spec);
+    const dir = path.join(tmp, 'run', 'checkpoint');
+    writeCheckpoint(dir, checkpoints[0]);
+    const cacheIno = fs.statSync(path.join(dir, 'cache-0.bin')).ino;
+
+    // Epoch 2: a plugin state that JSON cannot hold. tensors.bin is already written when it fails.
+    const bad = { ...checkpoints[1], plugins: checkpoints[1].plugins.map((p, i) => (i === 2 ? { ...p, state: { calls: 1n } } : p)) };
+    expect(() => writeCheckpoint(dir, bad)).toThrow(expect.objectContaining({ code: 'KD_OUTPUT_WRITE', path: dir }));
+    expect(fs.readdirSync(path.dirname(dir)).sort()).toEqual(['checkpoint']);
+    const kept = readCheckpoint(dir);
+    expect(kept.next).toEqual({ epoch: 2, batchIndex: 0 });
+    expect(kept.step).toBe(6);
+    expect(Array.from(kept.roles[0].weights[0].values)).toEqual(Array.from(checkpoints[0].roles[0].weights[0].values));
+
+    // Epoch 3 writes fine; the teacher cache did not change since epoch 1, so its file is a hard link.
+    writeCheckpoint(dir, checkpoints[2]);
+    expect(readCheckpoint(dir).step).toBe(18);
+    expect(fs.statSync(path.join(dir, 'cache-0.bin')).ino).toBe(cacheIno);
+
+    // A crash after `checkpoint` → `checkpoint.old` but before the new one was renamed in.
+    fs.renameSync(dir, `${dir}.old`);
+    fs.mkdirSync(`${dir}.tmp`);
+    expect(readCheckpoint(dir).step).toBe(18);
+    writeCheckpoint(dir, checkpoints[1]);
+    expect(fs.readdirSync(path.dirname(dir)).sort()).toEqual(['checkpoint']);
+    expect(readCheckpoint(dir).step).toBe(12);
+  });
+
+  it('NaN and infinite numbers survive the round trip', async () => {
+    const { checkpoints } = await run(spec);
+    const s = { ...checkpoints[0], history: [{ ...checkpoints[0].history[0], train: { loss: NaN, x: Infinity, y: -Infinity } }] };
+    const back = roundTrip(s, 'nan');
+    expect(back.history[0].train).toEqual({ loss: NaN, x: Infinity, y: -Infinity });
+  });
+
+  it('a resumed run with another spec fails with KD_RESUME_MISMATCH naming the paths that differ', async () => {
+    const { checkpoints } = await run(spec);
+    const other = RunSpec.parse({ ...base({ name: 'adam', lr: 0.02 }), train: { ...base({}).train, epochs: 4, optimizer: { name: 'adam', lr: 0.02 } } });
+    expect(specHash(other)).not.toBe(specHash(spec));
+    expect(specDifferences(spec, other)).toEqual(['train.epochs', 'train.optimizer.lr', 'train.optimizer.weightDecay']);
+    await expect(run(other, { resume: checkpoints[0] })).rejects.toMatchObject({
+      code: 'KD_RESUME_MISMATCH',
+      path: 'train.epochs',
+      message: expect.stringContaining('train.epochs, train.optimizer.lr, train.optimizer.weightDecay'),
+    });
+    // Key order and spelled-out defaults do not matter.
+    const same = RunSpec.parse({ plugins: base({}).plugins, ...base({ name: 'adam', lr: 0.01 }), evalEvery: 1 });
+    expect(specHash(same)).toBe(specHash(spec));
+  });
+});
