@@ -1,8 +1,10 @@
 import { KdError, type ModelDefinition } from '@tfkd/kd-core';
+import { byotResnetDefinition } from './byot';
 import { cnnLargeDefinition, cnnSmallDefinition } from './cnn';
 import { mlpDefinition, mlpStudentDefinition, mlpTeacherDefinition } from './mlp';
 import { resnetDefinition, resnetStudentDefinition, resnetTeacherDefinition } from './resnet';
 
+export * from './byot';
 export * from './cnn';
 export * from './mlp';
 export * from './resnet';
@@ -18,6 +20,7 @@ export const MODEL_ZOO: readonly ModelDefinition[] = Object.freeze([
   resnetDefinition,
   resnetStudentDefinition,
   resnetTeacherDefinition,
+  byotResnetDefinition,
 ]);
 
 function editDistance(a: string, b: string): number {
