@@ -71,6 +71,7 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
     'loss/pkt': feature(embedding),
     'loss/rkd': feature(embedding),
     'loss/crd': feature(embedding),
+    'loss/factor-transfer': feature({ ...block2, paraphraserEpochs: 2 }),
     'loss/fsp': feature({ student: [['student.block1', 'student.conv2']], teacher: [['teacher.block1', 'teacher.conv2']] }),
     'online/dml': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },
     'online/dml-ensemble': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },

@@ -37,6 +37,13 @@ export interface FeatureLossInstance {
   compute(ctx: StepContext): Scalar | NamedTerm[];
   /** Trainable adapters / heads, trained with the first student (kd-core `Plugin.variables`). */
   variables?: Variable[];
+  /** Untrained tensor state (FT's frozen paraphraser, CRD's memory bank): kd-core `Plugin.buffers`. */
+  buffers?: Variable[];
+  /** Awaited on `runStart`, before the first step: a pre-training stage (FT's paraphraser). */
+  runStart?(): Promise<void>;
+  /** JSON state (kd-core `Plugin.getState` / `setState`), saved with the adapters. */
+  getState?(): unknown;
+  setState?(state: unknown): void;
 }
 
 export interface FeatureLossDefinition<S extends z.ZodType> {
@@ -65,9 +72,11 @@ export function defineFeatureLoss<S extends z.ZodType>(def: FeatureLossDefinitio
     create(options, deps): Plugin {
       const inst = def.create(options, deps);
       const vars = inst.variables ?? [];
+      const buffers = inst.buffers ?? [];
       return {
         name: deps.name,
         register(bus) {
+          if (inst.runStart) bus.on('runStart', () => (inst.runStart as () => Promise<void>)());
           bus.on('loss', (ctx) => {
             const out = inst.compute(ctx);
             if (Array.isArray(out)) {
@@ -77,12 +86,11 @@ export function defineFeatureLoss<S extends z.ZodType>(def: FeatureLossDefinitio
             }
           });
         },
-        ...(vars.length > 0
-          ? {
-              variables: () => vars,
-              dispose: () => vars.forEach((v) => v.dispose()),
-            }
-          : {}),
+        ...(vars.length > 0 ? { variables: () => vars } : {}),
+        ...(buffers.length > 0 ? { buffers: () => buffers } : {}),
+        ...(vars.length + buffers.length > 0 ? { dispose: () => [...vars, ...buffers].forEach((v) => v.dispose()) } : {}),
+        ...(inst.getState ? { getState: () => (inst.getState as () => unknown)() } : {}),
+        ...(inst.setState ? { setState: (s: unknown) => (inst.setState as (s: unknown) => void)(s) } : {}),
       };
     },
   };

@@ -5,10 +5,10 @@ import { Container } from 'inversify';
 import * as path from 'path';
 import { featureLossesModule, kdModule } from './module';
 
-const IDS = ['loss/attention', 'loss/fitnets', 'loss/nst', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd'];
+const IDS = ['loss/attention', 'loss/fitnets', 'loss/nst', 'loss/factor-transfer', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd'];
 
 describe('featureLossesModule', () => {
-  it('binds the nine loss definitions to PLUGIN_DEFINITION, each with a description of every option', () => {
+  it('binds the ten loss definitions to PLUGIN_DEFINITION, each with a description of every option', () => {
     const c = new Container();
     c.load(featureLossesModule);
     const defs = c.getAll<PluginDefinition>(PLUGIN_DEFINITION);
@@ -28,19 +28,29 @@ describe('featureLossesModule', () => {
 
   it('the recommended RepDistiller weight is in each describe', () => {
     const registry = new Registry([kdModule]);
-    const weights: Record<string, string> = { 'loss/attention': '1000', 'loss/fitnets': '100', 'loss/nst': '50', 'loss/sp': '3000', 'loss/pkt': '30000', 'loss/fsp': '50' };
+    const weights: Record<string, string> = {
+      'loss/attention': '1000',
+      'loss/fitnets': '100',
+      'loss/nst': '50',
+      'loss/factor-transfer': '200',
+      'loss/sp': '3000',
+      'loss/pkt': '30000',
+      'loss/fsp': '50',
+      'loss/crd': '0.8',
+    };
     for (const [id, w] of Object.entries(weights)) expect(registry.plugin(id, 'x').describe).toContain(`weight ${w}`);
   });
 });
 
 describe('examples/feature-*.yaml', () => {
   const dir = path.resolve(__dirname, '../../../examples');
-  const files = IDS.map((id) => `feature-${id.slice('loss/'.length)}.yaml`);
+  // file → the loss it exercises (one per id, plus variants)
+  const files: [string, string][] = [...IDS.map((id): [string, string] => [`feature-${id.slice('loss/'.length)}.yaml`, id]), ['feature-crd-memory.yaml', 'loss/crd']];
 
-  it.each(files)('%s parses, names its loss, and its plugin options validate', (file) => {
+  it.each(files)('%s parses, names its loss, and its plugin options validate', (file, id) => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, file), 'utf8'), file);
     const registry = new Registry([featureLossesModule, logitLossesModule]);
-    expect(spec.plugins.map((p) => p.use)).toContain(`loss/${file.slice('feature-'.length, -'.yaml'.length)}`);
+    expect(spec.plugins.map((p) => p.use)).toContain(id);
     expect(spec.student?.model).toMatch(/^(cnn-small|resnet-student)$/);
     expect(spec.data).toMatchObject({ name: 'fashion-mnist', subset: true });
     spec.plugins.forEach((p, i) => {

@@ -3,6 +3,7 @@ import { ContainerModule } from 'inversify';
 import { activationBoundaryLoss } from './activation-boundary';
 import { attentionLossDef } from './attention';
 import { crdLoss } from './crd';
+import { factorTransferLossDef } from './factor-transfer';
 import { fitnetsLoss } from './fitnets';
 import { fspLossDef } from './fsp';
 import { nstLossDef } from './nst';
@@ -15,6 +16,7 @@ export const FEATURE_LOSSES: readonly PluginDefinition[] = [
   attentionLossDef,
   fitnetsLoss,
   nstLossDef,
+  factorTransferLossDef,
   similarityLossDef,
   pktLossDef,
   rkdLossDef,
