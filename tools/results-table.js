@@ -22,10 +22,13 @@ const stats = (xs) => {
   return { mean, sd };
 };
 const pm = (xs, scale = 1, digits = 2) => {
+  if (xs.some((x) => typeof x !== 'number')) return '–';
   const { mean, sd } = stats(xs.map((x) => x * scale));
   return Number.isNaN(sd) ? mean.toFixed(digits) : `${mean.toFixed(digits)} ± ${sd.toFixed(digits)}`;
 };
-const roles = (m) => Object.keys(m.eval).filter((r) => r.startsWith('student'));
+// Every evaluated entry but the teacher: students, and the extra rows methods report (a DML
+// cohort's `ensemble` / `peer-mean`, born-again's generations, BYOT's heads).
+const roles = (m) => Object.keys(m.eval).filter((r) => r !== 'teacher' && !r.startsWith('teacher.'));
 if (cost) {
   // Teacher-cost view: images the teacher was forwarded on (plus cache hits: what plain KD without
   // the cache would forward), teacher forward GFLOPs, student images, train seconds per epoch.
@@ -46,7 +49,7 @@ console.log('| spec | seeds | student | test acc % | ECE | MCE | NLL | Brier | t
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const [name, runs] of groups) {
   for (const role of roles(runs[0].metrics)) {
-    const get = (k) => runs.map((r) => r.metrics.eval[role][k]);
+    const get = (k) => runs.map((r) => (r.metrics.eval[role] ?? {})[k]);
     const teacher = runs[0].metrics.eval.teacher ? (100 * runs[0].metrics.eval.teacher.accuracy).toFixed(2) : '–';
     console.log(
       `| ${name} | ${runs.map((r) => r.seed).join(',')} | ${role} | ${pm(get('accuracy'), 100)} | ${pm(get('ece'), 1, 4)} | ${pm(get('mce'), 1, 3)} | ${pm(get('nll'), 1, 4)} | ${pm(get('brier'), 1, 4)} | ${teacher} | ${runs[0].metrics.epochs} | ${runs[0].metrics.backend.name} | ${pm(runs.map((r) => r.metrics.wallSeconds), 1, 0)} |`,

@@ -46,7 +46,7 @@ describe('examples', () => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, `${name}.yaml`), 'utf8'), `${name}.yaml`);
     const registry = new Registry([kdModule]);
     expect(spec.data.name).toBe('fashion-mnist');
-    expect(spec.train).toMatchObject({ epochs: 10, batchSize: 128, optimizer: { name: 'adam', lr: 0.001, weightDecay: 0 } });
+    expect(spec.train).toMatchObject({ epochs: 20, batchSize: 128, optimizer: { name: 'adam', lr: 0.001, weightDecay: 0 }, schedule: { name: 'cosine' } });
     expect(spec.eval).toEqual(['accuracy', 'ece', 'peer-ensemble']);
     expect(spec.packages).toEqual([]); // the kd CLI ships this package
     const models = spec.students?.map((s) => s.model) ?? [spec.student?.model];

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
 import { fakeDeps, studentRoles } from './__fixtures__/harness';
+import { computeCalibration } from '@tfkd/metrics-ece';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
 import { tidyValue } from '@tfkd/kd-core/testing';
 
@@ -39,6 +40,19 @@ describe('PeerEnsembleAccumulator (hand values)', () => {
     // p̄_y = 0.499464, 0.560692, 0.499464
     expect(acc.result().ensemble.nll).toBeCloseTo(0.6556745, 6);
     expect(acc.result().ensemble.accuracy).toBe(1);
+  });
+
+  it("ensemble calibration = metrics-ece on the averaged logits (hand: ECE over 3 samples)", () => {
+    const acc = new PeerEnsembleAccumulator('logits');
+    feed(acc);
+    const r = acc.result();
+    const zbar = [1, 0.5, 0, 0, 0.5, 1.5, 0.5, 1, 0];
+    const direct = computeCalibration(zbar, [0, 2, 1], { input: 'logits' });
+    expect(r.ensemble.ece).toBe(direct.ece);
+    expect(r.ensemble.brier).toBe(direct.brier);
+    // all three right; confidences softmax max: 0.506480, 0.628532, 0.506480 → ECE = 1 − mean conf
+    const conf = [0.5064804, 0.6285317, 0.5064804];
+    expect(r.ensemble.ece).toBeCloseTo(1 - conf.reduce((a, b) => a + b) / 3, 6);
   });
 
   it('rejects a role whose n-th batch has other labels than the n-th batch of the roles before', () => {

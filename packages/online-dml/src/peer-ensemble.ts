@@ -1,4 +1,5 @@
 import { definePlugin, type EvalBatch, type EvalReport, type PluginDeps } from '@tfkd/kd-core';
+import { CalibrationAccumulator } from '@tfkd/metrics-ece';
 import { z } from 'zod';
 import { studentsOption } from './common';
 
@@ -14,7 +15,8 @@ interface BatchSlot {
 }
 
 export interface PeerEnsembleResult {
-  ensemble: { accuracy: number; nll: number };
+  /** The ensemble's accuracy and NLL, and its calibration (metrics-ece: 15 bins, top-label). */
+  ensemble: { accuracy: number; nll: number; ece: number; mce: number; brier: number };
   peerMean: { accuracy: number };
   /** Accuracy of each member, by role. */
   members: Record<string, number>;
@@ -62,20 +64,24 @@ export class PeerEnsembleAccumulator {
     let correct = 0;
     let nll = 0;
     let total = 0;
+    const calibration = new CalibrationAccumulator({ input: this.average });
     for (const s of this.slots) {
       const row = new Float64Array(s.k);
+      const mean = new Float64Array(s.labels.length * s.k);
       for (let b = 0; b < s.labels.length; b++) {
-        for (let c = 0; c < s.k; c++) row[c] = s.sum[b * s.k + c] / s.members;
+        for (let c = 0; c < s.k; c++) row[c] = mean[b * s.k + c] = s.sum[b * s.k + c] / s.members;
         const y = s.labels[b];
         if (argmax(row) === y) correct++;
         nll += this.average === 'probs' ? -Math.log(Math.max(row[y], 1e-300)) : logSumExp(row) - row[y];
       }
       total += s.labels.length;
+      calibration.update(mean, s.labels);
     }
+    const cal = calibration.result();
     const members = Object.fromEntries([...this.seen].map(([role, s]) => [role, s.n ? s.correct / s.n : NaN]));
     const accs = Object.values(members);
     return {
-      ensemble: { accuracy: correct / total, nll: nll / total },
+      ensemble: { accuracy: correct / total, nll: nll / total, ece: cal.ece, mce: cal.mce, brier: cal.brier },
       peerMean: { accuracy: accs.reduce((a, b) => a + b, 0) / accs.length },
       members,
     };
@@ -127,7 +133,7 @@ export const peerEnsembleMetric = definePlugin({
   id: 'metric/peer-ensemble',
   kind: 'metric',
   describe:
-    "ensemble of the students: report entries 'ensemble' { accuracy, nll } (mean logits by default) and 'peer-mean' { accuracy } (mean of the students' accuracies)",
+    "ensemble of the students: report entries 'ensemble' { accuracy, nll, ece, mce, brier } (mean logits by default) and 'peer-mean' { accuracy } (mean of the students' accuracies)",
   options: peerEnsembleSchema,
   requires: (o) => (o.students.length > 0 ? { roles: [...o.students] } : {}),
   create(o, deps) {
