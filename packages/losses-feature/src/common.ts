@@ -6,6 +6,7 @@ import {
   type Plugin,
   type PluginDefinition,
   type PluginDeps,
+  type RunStartInfo,
   type StepContext,
 } from '@tfkd/kd-core';
 import { z } from 'zod';
@@ -40,7 +41,7 @@ export interface FeatureLossInstance {
   /** Untrained tensor state (FT's frozen paraphraser, CRD's memory bank): kd-core `Plugin.buffers`. */
   buffers?: Variable[];
   /** Awaited on `runStart`, before the first step: a pre-training stage (FT's paraphraser). */
-  runStart?(): Promise<void>;
+  runStart?(info: RunStartInfo): Promise<void>;
   /** JSON state (kd-core `Plugin.getState` / `setState`), saved with the adapters. */
   getState?(): unknown;
   setState?(state: unknown): void;
@@ -76,7 +77,7 @@ export function defineFeatureLoss<S extends z.ZodType>(def: FeatureLossDefinitio
       return {
         name: deps.name,
         register(bus) {
-          if (inst.runStart) bus.on('runStart', () => (inst.runStart as () => Promise<void>)());
+          if (inst.runStart) bus.on('runStart', (info) => (inst.runStart as (i: RunStartInfo) => Promise<void>)(info));
           bus.on('loss', (ctx) => {
             const out = inst.compute(ctx);
             if (Array.isArray(out)) {

@@ -162,8 +162,9 @@ export const factorTransferLossDef = defineFeatureLoss({
     return {
       variables: trans.flatMap((t) => t.variables),
       buffers: paras.flatMap((p) => p.variables),
-      async runStart() {
-        if (state.pretrained || o.paraphraserEpochs === 0 || !training) return;
+      async runStart(info) {
+        // A resumed run gets the paraphraser (a buffer) and this state back from its checkpoint right after runStart.
+        if (info.resumed || state.pretrained || o.paraphraserEpochs === 0 || !training) return;
         const names = deps.roles.map((r) => r.name);
         for (const [i, [, t]] of o.pairs.entries()) {
           const { role, layer } = parseTap(t, names, `${deps.specPath}.with.pairs[${i}][1]`);
