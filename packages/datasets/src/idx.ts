@@ -32,20 +32,27 @@ function corrupt(file: string, message: string, cause?: unknown): KdError {
   return new KdError('KD_DATA_CORRUPT', `${file}: ${message}`, { path: file, fix: REFETCH, cause });
 }
 
-/** Reads a file into memory, turning "no such file" into KD_DATA_MISSING. */
+/**
+ * Reads a file into memory. "No such file" and every other reason the file cannot be read (a
+ * directory, a symlink loop, a name too long, no permission) become KD_DATA_MISSING naming the file.
+ */
 export function readDataFile(file: string, what = 'data file'): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
-      throw new KdError('KD_DATA_MISSING', `${what} ${file} does not exist`, {
+    const absent = code === 'ENOENT' || code === 'ENOTDIR';
+    throw new KdError(
+      'KD_DATA_MISSING',
+      absent ? `${what} ${file} does not exist` : `${what} ${file} cannot be read (${code ?? (e as Error).message})`,
+      {
         path: file,
-        fix: 'Check the path (and KD_DATA_DIR, if you use it); download the data set there.',
+        fix: absent
+          ? 'Check the path (and KD_DATA_DIR, if you use it); download the data set there.'
+          : 'Point at a readable regular file: check that the path is not a folder or a broken symlink, and its permissions.',
         cause: e,
-      });
-    }
-    throw e;
+      },
+    );
   }
 }
 
