@@ -75,7 +75,7 @@ describe('kd run', () => {
     const resolved = fs.readFileSync(path.join(out, 'spec.resolved.yaml'), 'utf8');
     expect(resolved).toContain('nonFinite: stop');
     expect(fs.existsSync(path.join(out, 'student', 'model.json'))).toBe(true);
-    expect(fs.readdirSync(tmp).filter((n) => n.includes('.partial-'))).toEqual([]);
+    expect(fs.readdirSync(tmp).filter((n) => n.includes('.incomplete'))).toEqual([]);
 
     const out2 = path.join(tmp, 'run2');
     expect(await main(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).toBe(0);
@@ -127,7 +127,7 @@ describe('kd run', () => {
     if (where) expect(stderr).toMatch(new RegExp(` at \\S*${where.replace(/[[\].()]/g, '\\$&')}: `));
     expect(stderr).toContain('fix: ');
     expect(fs.existsSync(out)).toBe(false);
-    expect(fs.readdirSync(tmp).filter((n) => n.includes('.partial-'))).toEqual([]);
+    expect(fs.readdirSync(tmp).filter((n) => n.includes('.incomplete'))).toEqual([]);
   });
 
   it('unknown tap: names the layer and the layers that exist', async () => {

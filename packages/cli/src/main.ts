@@ -9,7 +9,12 @@ import { runCommand } from './run';
 const collect = (v: string, prev: string[]) => [...prev, v];
 const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'];
 
-export function program(): Command {
+/** What a command leaves for `main` to return (an interrupted `kd run` exits 130 or 143). */
+export interface ProgramState {
+  exitCode: number;
+}
+
+export function program(state: ProgramState = { exitCode: 0 }): Command {
   const p = new Command('kd')
     .description('Composable knowledge distillation for TensorFlow.js')
     .showHelpAfterError()
@@ -22,9 +27,12 @@ export function program(): Command {
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS))
     .option('--cache-dir <dir>', 'teacher cache folder', '.kd-cache')
     .option('--quiet', 'no progress output')
-    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean }) => {
-      const { outDir, metrics } = await runCommand(spec, o);
-      process.stdout.write(`${JSON.stringify({ outDir, eval: metrics.eval, wallSeconds: metrics.wallSeconds })}\n`);
+    .option('--resume <dir>', 'continue an interrupted run from its last checkpoint: its run folder, or <out>.incomplete after a crash (same spec and --set values)')
+    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean; resume?: string }) => {
+      const { outDir, metrics, status, exitCode } = await runCommand(spec, o);
+      const resume = status === 'interrupted' && metrics.checkpoint ? { resume: `kd run ${spec} --resume ${outDir}` } : {};
+      process.stdout.write(`${JSON.stringify({ outDir, status, eval: metrics.eval, wallSeconds: metrics.wallSeconds, ...resume })}\n`);
+      state.exitCode = exitCode;
     });
   p.command('eval')
     .description('evaluate a saved model: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram')
@@ -54,8 +62,9 @@ export async function main(argv: string[]): Promise<number> {
   // The backend is chosen deliberately and recorded in metrics.json: no tfjs-node advertisement.
   env().set('PROD', true);
   try {
-    await program().parseAsync(argv, { from: 'user' });
-    return 0;
+    const state: ProgramState = { exitCode: 0 };
+    await program(state).parseAsync(argv, { from: 'user' });
+    return state.exitCode;
   } catch (e) {
     const ce = e as { code?: string; exitCode?: number };
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) {
@@ -63,7 +72,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (isKdError(e)) {
       process.stderr.write(`error ${(e as KdError).format()}\n`);
-      return 2;
+      // Stopped by a signal before anything resumable existed (teacher training): 130/143, not 2.
+      return (e as { exitCode?: number }).exitCode ?? 2;
     }
     process.stderr.write(`error KD_INTERNAL: ${(e as Error).stack ?? String(e)}\n  fix: this is a bug; please report it with the spec\n`);
     return 1;

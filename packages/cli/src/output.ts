@@ -25,19 +25,115 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   }
 }
 
+/** Suffix of the staging folder beside an output folder: `runs/kd` is written as `runs/kd.incomplete`. */
+export const INCOMPLETE_SUFFIX = '.incomplete';
+const OWNER_FILE = 'owner.json';
+export const CHECKPOINT_DIR = 'checkpoint';
+
+/** The staging folder of an output folder (absolute). */
+export function stagingFolderOf(target: string): string {
+  return `${path.resolve(target)}${INCOMPLETE_SUFFIX}`;
+}
+
+/** The output folder a staging folder belongs to (absolute); a path without the suffix is returned resolved. */
+export function targetOf(dir: string): string {
+  const abs = path.resolve(dir);
+  return abs.endsWith(INCOMPLETE_SUFFIX) ? abs.slice(0, -INCOMPLETE_SUFFIX.length) : abs;
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether a folder holds a checkpoint (whole, or its `.old` copy after a crash between renames). */
+function holdsCheckpoint(staging: string): boolean {
+  const dir = path.join(staging, CHECKPOINT_DIR);
+  return fs.existsSync(path.join(dir, 'checkpoint.json')) || fs.existsSync(path.join(`${dir}.old`, 'checkpoint.json'));
+}
+
 /**
- * A run folder that appears whole or not at all: files go into a staging folder beside the target,
- * which `commit()` renames into place (an existing folder at the target is replaced only then).
- * `abort()` removes the staging folder, so a failed run leaves nothing half-written.
+ * Why `target` cannot be staged now, or null: another live process owns its staging folder, or the
+ * folder holds the checkpoint of an interrupted run that this run does not resume. Checked before a
+ * run is prepared (so it fails fast) and again when the staging folder is taken.
+ */
+export function stagingConflict(target: string, opts: { resumeFrom?: string; resumeTarget?: string; command?: string } = {}): KdError | null {
+  const staging = stagingFolderOf(target);
+  if (!fs.existsSync(staging)) return null;
+  let owner: { pid: number; startedAt: string } | null = null;
+  try {
+    owner = JSON.parse(fs.readFileSync(path.join(staging, OWNER_FILE), 'utf8'));
+  } catch {
+    owner = null;
+  }
+  if (owner && alive(owner.pid)) {
+    return new KdError('KD_OUTPUT_WRITE', `another kd process (pid ${owner.pid}, started ${owner.startedAt}) is writing ${staging}`, {
+      path: staging,
+      fix: 'wait for it to finish (or stop it), or give --out another folder',
+    });
+  }
+  const ckpt = path.join(staging, CHECKPOINT_DIR);
+  const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
+  const ours = opts.resumeTarget !== undefined && targetOf(opts.resumeTarget) === path.resolve(target);
+  if (holdsCheckpoint(staging) && !keep && !ours) {
+    return new KdError('KD_OUTPUT_WRITE', `${staging} holds the checkpoint of an interrupted run`, {
+      path: staging,
+      fix: `continue it with \`${opts.command ?? 'kd run SPEC'} --resume ${staging}\`, or delete that folder to start over`,
+    });
+  }
+  return null;
+}
+
+/**
+ * A run folder that appears whole or not at all. Files go into the staging folder `<target>.incomplete`
+ * beside the target, which `commit()` renames into place (an existing folder at the target is
+ * replaced only then). The staging folder's name is stable, so the epoch-end checkpoints it holds
+ * (`checkpoint/`) survive a crash or SIGKILL and `kd run --resume` finds them. `owner.json` names the
+ * process writing it: a second run into the same folder while the first is alive is refused, and a
+ * dead run's checkpoint is never deleted silently.
  */
 export class StagedFolder {
   readonly staging: string;
 
-  constructor(readonly target: string) {
+  /**
+   * @param resumeFrom the checkpoint folder this process resumes from. A checkpoint already in the
+   *   staging folder is kept when it is that one, replaced when the resumed run is this target's
+   *   (`resumeTarget`), and otherwise an error: it belongs to an interrupted run nobody resumed.
+   */
+  constructor(
+    readonly target: string,
+    opts: { resumeFrom?: string; resumeTarget?: string; command?: string } = {},
+  ) {
     const parent = path.dirname(path.resolve(target));
     fs.mkdirSync(parent, { recursive: true });
-    this.staging = path.join(parent, `.${path.basename(target)}.partial-${process.pid}-${Date.now()}`);
-    fs.mkdirSync(this.staging);
+    this.staging = stagingFolderOf(target);
+    if (fs.existsSync(this.staging)) {
+      const conflict = stagingConflict(target, opts);
+      if (conflict) throw conflict;
+      const ckpt = path.join(this.staging, CHECKPOINT_DIR);
+      const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
+      for (const name of fs.readdirSync(this.staging)) {
+        if (keep && name.startsWith(CHECKPOINT_DIR)) continue;
+        fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+      }
+    } else {
+      fs.mkdirSync(this.staging);
+    }
+    this.write(OWNER_FILE, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
+  }
+
+  /** Where the epoch-end checkpoints go. */
+  get checkpointDir(): string {
+    return path.join(this.staging, CHECKPOINT_DIR);
+  }
+
+  hasCheckpoint(): boolean {
+    return holdsCheckpoint(this.staging);
   }
 
   file(name: string): string {
@@ -48,7 +144,14 @@ export class StagedFolder {
     writeFileAtomic(this.file(name), data);
   }
 
-  commit(): void {
+  /** Rename the staging folder into place; the checkpoint goes along only with `keepCheckpoint` (an interrupted run). */
+  commit(opts: { keepCheckpoint?: boolean } = {}): void {
+    fs.rmSync(this.file(OWNER_FILE), { force: true });
+    if (!opts.keepCheckpoint) {
+      for (const name of fs.readdirSync(this.staging)) {
+        if (name.startsWith(CHECKPOINT_DIR)) fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+      }
+    }
     const target = path.resolve(this.target);
     const old = fs.existsSync(target) ? `${target}.old-${process.pid}-${Date.now()}` : null;
     try {
@@ -65,14 +168,24 @@ export class StagedFolder {
     if (old) fs.rmSync(old, { recursive: true, force: true });
   }
 
-  abort(): void {
+  /**
+   * A failed run: the staging folder is removed, unless it holds a checkpoint (then it stays, without
+   * its owner, for `--resume`). Returns whether it was kept.
+   */
+  abort(): boolean {
+    if (this.hasCheckpoint()) {
+      fs.rmSync(this.file(OWNER_FILE), { force: true });
+      return true;
+    }
     fs.rmSync(this.staging, { recursive: true, force: true });
+    return false;
   }
 }
 
-/** `runs/<spec name>` or, if taken, `runs/<spec name>-2`, `-3`, … */
+/** `runs/<spec name>` or, if taken (or an interrupted run's staging folder is there), `runs/<spec name>-2`, `-3`, … */
 export function defaultOutDir(specFile: string, root = 'runs'): string {
   const base = path.join(root, path.basename(specFile).replace(/\.(ya?ml|json)$/i, ''));
-  if (!fs.existsSync(base)) return base;
-  for (let i = 2; ; i++) if (!fs.existsSync(`${base}-${i}`)) return `${base}-${i}`;
+  const taken = (p: string) => fs.existsSync(p) || fs.existsSync(`${p}${INCOMPLETE_SUFFIX}`);
+  if (!taken(base)) return base;
+  for (let i = 2; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
 }

@@ -3,7 +3,7 @@ import * as path from 'path';
 import { Engine, KdError, parseSpec, stringifySpec, type RunResult, type RunSpec } from '@tfkd/kd-core';
 import { calibrationArtifacts } from './calibration';
 import { defaultRegistry } from './modules';
-import { StagedFolder, defaultOutDir } from './output';
+import { CHECKPOINT_DIR, StagedFolder, defaultOutDir, stagingConflict, stagingFolderOf, targetOf } from './output';
 import { attachProgress } from './progress';
 import { trainingCurvesSvg } from './svg';
 import { versions } from './versions';
@@ -31,38 +31,159 @@ export function loadSpecFile(file: string, sets: readonly string[] = [], backend
   const overrides = backend ? [...sets, `backend=${backend}`] : sets;
   return parseSpec(fs.readFileSync(file, 'utf8'), file, overrides);
 }
+  /**
+   * Continue an interrupted run from its last checkpoint: its run folder (`status: interrupted`),
+   * its `<out>.incomplete` staging folder (after a crash or SIGKILL), or a `checkpoint/` folder.
+   * The newest checkpoint of that output folder is taken; the run is written to that folder unless `out` is given.
+   */
+  resume?: string;
+  /** Install SIGINT/SIGTERM handlers for the run (the `kd` command does; default true). */
+  signals?: boolean;
 
-/** `kd run SPEC`: validate, prepare (all spec errors surface here), train, then write the run folder atomically. */
+/** The checkpoint `--resume DIR` continues: the newest of `<out>.incomplete/checkpoint` and `<out>/checkpoint`. */
+export function locateResume(dir: string): { target: string; checkpoint: CheckpointSummary } {
+  const abs = path.resolve(dir);
+  // A checkpoint folder itself: its run (or staging) folder is the parent.
+  const runDir = path.basename(abs).startsWith(CHECKPOINT_DIR) && fs.existsSync(path.join(abs, 'checkpoint.json')) ? path.dirname(abs) : abs;
+  const target = targetOf(runDir);
+  const found = [path.join(stagingFolderOf(target), CHECKPOINT_DIR), path.join(target, CHECKPOINT_DIR)]
+    .map((d) => peekCheckpoint(d))
+    .filter((c): c is CheckpointSummary => c !== null)
+    .sort((a, b) => b.step - a.step);
+  if (found.length > 0) return { target, checkpoint: found[0] };
+  let why = `neither ${target} nor ${stagingFolderOf(target)} holds a checkpoint`;
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(target, 'metrics.json'), 'utf8')) as { status?: string };
+    if (m.status === 'completed') why = `the run in ${target} completed; there is nothing to resume`;
+  } catch {
+    if (!fs.existsSync(runDir)) why = `${runDir} does not exist`;
+  }
+  throw new KdError('KD_CHECKPOINT_INVALID', why, {
+    path: dir,
+    fix: 'give --resume the folder of an interrupted run (metrics.json status "interrupted"), or its <out>.incomplete folder after a crash; or start a new run without --resume',
+  });
+}
+
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * SIGINT/SIGTERM during a run: the first asks the engine to stop after the current step (it then
+ * writes a checkpoint and the run folder, status `interrupted`); a second one exits at once (the
+ * last epoch-end checkpoint stays in the staging folder). Installed for the run only.
+ */
+class StopRequest {
+  signal: NodeJS.Signals | null = null;
+  private readonly handlers: [NodeJS.Signals, () => void][] = [];
+
+  constructor(
+    private readonly log: (line: string) => void,
+    private readonly staging: () => string | null,
+  ) {}
+
+  install(): void {
+    for (const sig of ['SIGINT', 'SIGTERM'] as NodeJS.Signals[]) {
+      const handler = () => {
+        if (this.signal === null) {
+          this.signal = sig;
+          this.log(`${sig}: stopping after the current step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again stops at once)`);
+          return;
+        }
+        const where = this.staging();
+        process.stderr.write(`${sig} again: stopped at once${where ? `; the last epoch-end checkpoint (if any) is in ${where}` : ''}\n`);
+        process.exit(SIGNAL_EXIT[sig] ?? 1);
+      };
+      process.on(sig, handler);
+      this.handlers.push([sig, handler]);
+    }
+  }
+
+  uninstall(): void {
+    for (const [sig, handler] of this.handlers.splice(0)) process.off(sig, handler);
+  }
+
+  get exitCode(): number {
+    return this.signal ? (SIGNAL_EXIT[this.signal] ?? 1) : 0;
+  }
+}
+
+/**
+ * `kd run SPEC`: validate, prepare (all spec errors surface here), train, then write the run folder
+ * atomically. Every epoch end writes a checkpoint into the staging folder; a stop request (SIGINT,
+ * SIGTERM) ends the run after the current step with an `interrupted` run folder that `--resume` continues.
+ */
 export async function runCommand(specFile: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const spec = loadSpecFile(specFile, opts.set ?? [], opts.backend);
   const log = opts.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
   const engine = new Engine(spec, {
+  status: 'completed' | 'interrupted';
+  /** The signal that stopped an interrupted run, and the exit code `kd` gives it (130 SIGINT, 143 SIGTERM). */
+  signal?: NodeJS.Signals;
+  exitCode: number;
     registry: defaultRegistry(),
     specDir: path.dirname(path.resolve(specFile)),
     cacheDir: opts.cacheDir ?? '.kd-cache',
     log,
     observe: opts.quiet ? undefined : (bus, phase) => attachProgress(bus, phase),
   });
-  let staged: StagedFolder | null = null;
+  if (opts.signals !== false) stop.install();
   try {
     await engine.prepare();
-    const outDir = opts.out ?? defaultOutDir(specFile);
-    staged = new StagedFolder(outDir);
+    staged = new StagedFolder(outDir, staging);
     const startedAt = new Date().toISOString();
     const result = await engine.run();
     const metrics = await writeRun(staged, specFile, spec, result, startedAt);
+  // --resume: the spec must be the checkpoint's; checked before anything is built or trained.
+  const from = opts.resume ? locateResume(opts.resume) : null;
+  if (from) checkSameSpec(spec, from.checkpoint);
+  const state = from ? readCheckpoint(from.checkpoint.dir) : undefined;
+  if (from) log(`resuming ${from.target} from ${from.checkpoint.dir} (${from.checkpoint.epochsDone} epochs done, step ${from.checkpoint.step})`);
+  const outDir = opts.out ?? (from ? path.relative(process.cwd(), from.target) || '.' : defaultOutDir(specFile));
+  const command = `kd run ${specFile}`;
+  // Before anything is built: a live run into the same folder, or an unresumed checkpoint there.
+  const staging = { resumeFrom: from?.checkpoint.dir, resumeTarget: from?.target, command };
+  const conflict = stagingConflict(outDir, staging);
+  if (conflict) throw conflict;
+
+  let staged: StagedFolder | null = null;
+  const stop = new StopRequest(log, () => staged?.staging ?? null);
+  const checkpoints = { written: 0, failed: 0, lastError: null as string | null, last: null as { next: RunPosition; step: number } | null };
+  if (state) checkpoints.last = { next: state.next, step: state.step };
     staged.commit();
     log(`wrote ${outDir}`);
     return { outDir, result, metrics };
   } catch (e) {
-    staged?.abort();
+    if (staged?.abort()) log(`the last checkpoint is kept in ${staged.staging}: continue with \`${command} --resume ${staged.staging}\``);
+    if (isKdError(e) && (e as KdError).code === 'KD_INTERRUPTED') Object.assign(e as object, { exitCode: stop.exitCode || 1 });
     throw e;
+    resume: state,
+    shouldStop: () => stop.signal !== null,
+    onCheckpoint: (s) => {
+      if (!staged) return;
+      try {
+        writeCheckpoint(staged.checkpointDir, s);
+        checkpoints.written++;
+        checkpoints.last = { next: s.next, step: s.step };
+      } catch (e) {
+        // Training goes on: the previous checkpoint is intact, and the next epoch end tries again.
+        checkpoints.failed++;
+        checkpoints.lastError = isKdError(e) ? (e as KdError).format() : String(e);
+        log(`warning: checkpoint not written (the previous one is kept): ${checkpoints.lastError}`);
+      }
+    },
   } finally {
     engine.dispose();
   }
 }
 
-async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, result: RunResult, startedAt: string): Promise<Record<string, unknown>> {
+interface RunNotes {
+  checkpoints: { written: number; failed: number; lastError: string | null; last: { next: RunPosition; step: number } | null };
+  signal: NodeJS.Signals | null;
+  /** This process's `--resume` folder (as given) and the step it continued from. */
+  resumedFrom: { dir: string; epoch: number; batchIndex: number; step: number } | null;
+}
+
+async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, result: RunResult, startedAt: string, notes: RunNotes): Promise<Record<string, unknown>> {
+  const interrupted = result.status === 'interrupted';
   staged.write('spec.resolved.yaml', stringifySpec(spec));
   staged.write('history.jsonl', result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
   const students = result.roles.filter((r) => r.kind === 'student').map((r) => r.name);
@@ -71,7 +192,8 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     const dir = students.length === 1 ? staged.file('student') : staged.file(path.join('students', role));
     await tools.save(result.models.get(role) as never, dir);
   }
-  const calibration = await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));
+  // Post-training analysis (temperature fit) only for a finished run.
+  const calibration = interrupted ? {} : await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));
   const eval_ = Object.fromEntries(
     Object.entries(result.eval).map(([role, m]) => [role, { ...m, ...(calibration[role] ?? {}) }]),
   );
@@ -81,6 +203,7 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     versions: versions(),
     backend: { name: result.backend.name, label: result.backend.label, requested: result.backend.requested },
     seed: spec.seed,
+    stop.uninstall();
     dataset: result.dataset,
     epochs: spec.train.epochs,
     eval: eval_,
@@ -99,3 +222,14 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
   staged.write('training-curves.svg', trainingCurvesSvg(loss, acc, path.basename(specFile)));
   return metrics;
 }
+    epochsDone: result.history.length,
+    ...(interrupted
+      ? {
+          signal: notes.signal,
+          stoppedAt: result.stoppedAt,
+          // The checkpoint in this folder (`kd run SPEC --resume FOLDER` continues from it): null when none could be written.
+          checkpoint: notes.checkpoints.last ? { dir: CHECKPOINT_DIR, ...notes.checkpoints.last } : null,
+        }
+      : {}),
+    ...(result.resumes > 0 ? { resumes: result.resumes, resumedFrom: notes.resumedFrom } : {}),
+    checkpoints: { written: notes.checkpoints.written, failed: notes.checkpoints.failed, ...(notes.checkpoints.lastError ? { lastError: notes.checkpoints.lastError } : {}) },

@@ -184,6 +184,17 @@ export function specDifferences(a: unknown, b: unknown, limit = 8): string[] {
   return out;
 }
 
+/** KD_RESUME_MISMATCH unless `spec` is the spec a checkpoint was written with. */
+export function checkSameSpec(spec: RunSpec, saved: { specHash: string; spec: RunSpec }): void {
+  const hash = specHash(spec);
+  if (saved.specHash === hash) return;
+  const diff = specDifferences(saved.spec, spec);
+  throw new KdError('KD_RESUME_MISMATCH', `the spec differs from the checkpoint's at ${diff.join(', ') || 'an unknown path'} (hash ${hash}, checkpoint ${saved.specHash})`, {
+    path: diff[0]?.split(' ')[0] ?? '(root)',
+    fix: 'resume with the spec file and --set/--backend overrides of the interrupted run (its spec.resolved.yaml shows the values), or start a new run without --resume',
+  });
+}
+
 function invalid(dir: string, what: string): KdError {
   return new KdError('KD_CHECKPOINT_INVALID', `${dir} is not a usable checkpoint: ${what}`, {
     path: dir,

@@ -4,7 +4,7 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
 import { OutputCache } from './cache';
 import { LifecycleBus } from './bus';
-import { specDifferences, specHash, type OptimizerState, type RunPosition, type TensorData, type TrainingState } from './checkpoint';
+import { checkSameSpec, specHash, type OptimizerState, type RunPosition, type TensorData, type TrainingState } from './checkpoint';
 import { epochBatches, holdOut } from './data';
 import { KdError } from './errors';
 import type { EpochSummary, RoleInfo, RunStartInfo } from './hooks';
@@ -201,6 +201,8 @@ export class Engine {
       let started = first > 0;
       for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
         // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
+        // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
+        if (this.opts.shouldStop) await new Promise<void>((resolve) => setImmediate(resolve));
         if (this.opts.shouldStop?.()) {
           stopped = { epoch, batchIndex };
           stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
@@ -308,14 +310,7 @@ export class Engine {
 
   /** Everything that must equal the checkpoint's for a resumed run to continue the same run. */
   private checkResumable(state: TrainingState, dataset: { name: string; train: number; test: number }): void {
-    const hash = specHash(this.spec);
-    if (state.specHash !== hash) {
-      const diff = specDifferences(state.spec, this.spec);
-      throw new KdError('KD_RESUME_MISMATCH', `the spec differs from the checkpoint's (at ${diff.join(', ') || 'an unknown path'}; hash ${hash} vs ${state.specHash})`, {
-        path: diff[0] ?? '(root)',
-        fix: 'resume with the spec file and --set/--backend overrides of the interrupted run (its spec.resolved.yaml shows the values), or start a new run without --resume',
-      });
-    }
+    checkSameSpec(this.spec, state);
     if (state.phase !== this.phase) {
       throw new KdError('KD_RESUME_MISMATCH', `the checkpoint is of phase '${state.phase}', this run is '${this.phase}'`, { fix: 'resume a distillation checkpoint' });
     }
