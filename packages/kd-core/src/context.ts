@@ -4,7 +4,7 @@ import type { OutputCache } from './cache';
 import { KdError } from './errors';
 import type { Batch, LossTerm, RoleInfo, RoleOutputs, StepContext } from './hooks';
 import type { CostLedger } from './ledger';
-import { stopGradient } from './ops';
+import { firstOutput, stopGradient } from './ops';
 import type { Rng } from './rng';
 import type { RoleRuntime } from './roles';
 
@@ -103,7 +103,7 @@ export class StepContextImpl implements StepContext {
     const self = this.root();
     const r = self.roleRuntime(role);
     self.host.ledger.forward(role, x.shape[0] as number);
-    const out = r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor;
+    const out = firstOutput(r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor | Tensor[]);
     return stopGradient(out);
   }
 

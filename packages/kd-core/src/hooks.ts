@@ -134,6 +134,11 @@ export interface EvalBatch {
   logits: Tensor;
   /** Labels int32 [n]. */
   labels: Tensor;
+  /**
+   * Auxiliary outputs of a multi-output model (BYOT's early-exit heads), by output layer name, on
+   * the same batch; absent for single-output models.
+   */
+  outputs?: Record<string, Tensor>;
 }
 
 /** Evaluation results by role, then metric name. Metric plugins add to it in their `evalEnd` handler. */

@@ -10,9 +10,16 @@ export interface LossDefinition<S extends z.ZodType> {
   requires?(options: z.output<S>): PluginRequirements;
   /**
    * The loss for the current step: a scalar, or named scalars (`{ distance, angle }`) logged as
-   * `<name>:<key>`. Runs inside the step's tidy and gradient scope.
+   * `<name>:<key>`, each optionally with its own weight (`{ ce: { value, weight: 1 − α } }`: logged
+   * unweighted, summed as spec weight × term weight × value). Runs inside the step's tidy and gradient scope.
    */
-  compute(ctx: StepContext, options: z.output<S>, deps: PluginDeps): Scalar | Record<string, Scalar>;
+  compute(ctx: StepContext, options: z.output<S>, deps: PluginDeps): Scalar | Record<string, Scalar | WeightedTerm>;
+}
+
+/** A named term with its own weight (multiplied by the entry's spec `weight:`). */
+export interface WeightedTerm {
+  value: Scalar;
+  weight: number;
 }
 
 /**
@@ -36,7 +43,9 @@ export function defineLoss<S extends z.ZodType>(def: LossDefinition<S>): PluginD
             if (isScalarLike(out)) {
               ctx.addLoss({ name: deps.name, value: out });
             } else {
-              for (const [k, v] of Object.entries(out)) ctx.addLoss({ name: `${deps.name}:${k}`, value: v });
+              for (const [k, v] of Object.entries(out)) {
+                ctx.addLoss(isScalarLike(v) ? { name: `${deps.name}:${k}`, value: v } : { name: `${deps.name}:${k}`, value: v.value, weight: v.weight });
+              }
             }
           });
         },

@@ -16,6 +16,15 @@ export function stopGradient<T extends Tensor>(x: T): T {
   return f(x) as T;
 }
 
+/**
+ * The logits of a forward pass: a model's first output. Models with auxiliary outputs after the
+ * logits (BYOT's early-exit heads) return an array from `apply`/`predict`; the rest of the engine
+ * only ever needs the first.
+ */
+export function firstOutput(out: Tensor | Tensor[]): Tensor {
+  return Array.isArray(out) ? (out[0] as Tensor) : out;
+}
+
 /** log softmax(z / T) along the last axis. */
 export function logSoftmaxT(z: Tensor, temperature = 1): Tensor {
   return tf.logSoftmax(temperature === 1 ? z : tf.div(z, temperature));

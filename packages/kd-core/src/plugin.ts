@@ -36,6 +36,12 @@ export interface PluginDeps {
   /** The spec path of this entry (`plugins[2]`), for error messages. */
   specPath: string;
   /**
+   * Forward FLOPs per image of the sub-graph that computes these layers (`role.layerName`, one or
+   * several) from the role's input: the cost of an early exit up to a head, say. Any layer of the
+   * role's model, declared in `requires().taps` or not. Set by the engine; absent in hand-made deps.
+   */
+  tapFlops?(taps: string | readonly string[]): number;
+  /**
    * The training set and the roles' forward outside a step (the engine always provides it; hand-built
    * deps in unit tests may not): for a pre-training stage run on `runStart` (FT's paraphraser), or
    * state sized by the training set (CRD's memory bank).
@@ -73,6 +79,12 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
   /** Whether this plugin transforms batches (samplers that mix): disables the teacher-output cache. */
   transformsBatch?: boolean | ((options: z.output<S>) => boolean);
   requires?(options: z.output<S>): PluginRequirements;
+  /**
+   * Multi-generation methods (born-again): how many generations of the student the run trains, one
+   * engine run each (`runGenerations`). The driver sets this entry's option `generation` (1-based)
+   * for each run and loads generation g − 1 as the role `teacher` of generation g. Absent: one run.
+   */
+  generations?(options: z.output<S>): number;
   create(options: z.output<S>, deps: PluginDeps): Plugin;
 }
 

@@ -10,6 +10,7 @@ import type { Plugin } from './plugin';
 import type { Registry } from './registry';
 import { parseTap, type ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
+import { subgraphFlops } from './subgraph';
 import { RunSpec, TrainSpec } from './spec';
 import { trainingAccess } from './training-access';
 import type { DataSplits } from './tokens';
@@ -129,6 +130,7 @@ export async function prepareRoles(
         }
         return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
       },
+      tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
     }),
   );
   return { roles, teachers, instances };

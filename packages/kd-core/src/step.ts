@@ -123,8 +123,12 @@ export async function evaluate(
       const idx = Int32Array.from({ length: Math.min(bs, n - s) }, (_, i) => s + i);
       const [c, l] = tf.tidy(() => {
         const { x, y } = batchTensors(test, idx);
-        const logits = r.model.apply(viewFor(r, x), { training: false }) as tf.Tensor2D;
-        bus.emit('evalBatch', { phase: meta.phase, epoch: meta.epoch, role: r.info.name, logits, labels: y });
+        // A model may have auxiliary outputs after its logits (BYOT heads): passed on by output name.
+        const raw = r.model.apply(viewFor(r, x), { training: false }) as tf.Tensor | tf.Tensor[];
+        const list = Array.isArray(raw) ? raw : [raw];
+        const logits = list[0] as tf.Tensor2D;
+        const outputs = list.length > 1 ? Object.fromEntries(r.model.outputNames.slice(1).map((name, i) => [name, list[i + 1]])) : undefined;
+        bus.emit('evalBatch', { phase: meta.phase, epoch: meta.epoch, role: r.info.name, logits, labels: y, ...(outputs ? { outputs } : {}) });
         const hit = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'float32'));
         const logp = tf.logSoftmax(logits);
         const picked = tf.sum(tf.mul(logp, tf.cast(tf.oneHot(y, logits.shape[1]), 'float32')));

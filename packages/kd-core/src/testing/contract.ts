@@ -43,6 +43,10 @@ export interface PluginContractOptions {
   needsTeacher?: boolean;
   /** Other plugins in the run (default: `test/ce`, a cross-entropy fixture), e.g. when the plugin adds no loss. */
   stack?: { use: string; with?: Record<string, unknown>; weight?: number }[];
+  /** The student role (default `{ model: 'test-dense' }`), e.g. a multi-head model the plugin needs. */
+  student?: Record<string, unknown>;
+  /** More modules for the run's registry, e.g. one binding the student's model definition. */
+  modules?: ContainerModule[];
 }
 
 const TEACHER_DIR = '/kd-contract/teacher';
@@ -56,13 +60,13 @@ const TEACHER_DIR = '/kd-contract/teacher';
  * plugin stacks with a sampler that shrinks the batch.
  */
 export function describePluginContract(o: PluginContractOptions): void {
-  const registry = () => new Registry([testModule(halfBatchSampler), o.module]);
+  const registry = () => new Registry([testModule(halfBatchSampler), ...(o.modules ?? []), o.module]);
   const baseSpec = (plugins: RunSpecInput['plugins'], over: Partial<RunSpecInput> = {}): RunSpec =>
     RunSpec.parse({
       seed: 1,
       backend: 'cpu',
       data: { name: 'blobs', train: 16, test: 8 },
-      student: { model: 'test-dense' },
+      student: o.student ?? { model: 'test-dense' },
       ...((o.needsTeacher ?? true) ? { teacher: { load: TEACHER_DIR } } : {}),
       train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.05, momentum: 0, weightDecay: 0 } },
       plugins,
