@@ -7,6 +7,7 @@ export { viewFor, type RecordedTerm } from './context';
 export * from './data';
 export * from './engine';
 export * from './errors';
+export * from './generations';
 export * from './hooks';
 export * from './ledger';
 export * from './loss';
