@@ -189,7 +189,14 @@ export function parseSpec(text: string, source = 'spec', overrides: readonly str
   return validate(RunSpec, applyOverrides(parseSpecText(text, source), overrides));
 }
 
-/** Apply `--set a.b[0].c=value` overrides (value parsed as YAML) to a raw spec object. */
+/** Keys that would reach an object's prototype instead of a spec field. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Apply `--set a.b[0].c=value` overrides (value parsed as YAML) to a raw spec object. Every failure
+ * is a KdError at the override: a value that is not YAML (KD_SPEC_PARSE), a prototype key, a name
+ * used on a list, or a list index past its end (KD_SPEC_INVALID; an index may append one entry).
+ */
 export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const s of sets) {
@@ -197,14 +204,30 @@ export function applyOverrides(raw: Record<string, unknown>, sets: readonly stri
     if (eq <= 0) {
       throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, { path: s, fix: 'write e.g. --set train.epochs=5' });
     }
-    const keys = s
-      .slice(0, eq)
+    const target = s.slice(0, eq);
+    const keys = target
       .split(/\.|\[(\d+)\]/)
       .filter((k) => k !== undefined && k !== '')
       .map((k) => (/^\d+$/.test(k) ? Number(k) : k));
-    const value: unknown = parseYaml(s.slice(eq + 1));
+    const bad = (message: string, fix: string) => new KdError('KD_SPEC_INVALID', `--set '${s}': ${message}`, { path: target, fix });
+    if (keys.length === 0) throw bad('names no spec field', 'write e.g. --set train.epochs=5');
+    let value: unknown;
+    try {
+      value = parseYaml(s.slice(eq + 1));
+    } catch (e) {
+      throw new KdError('KD_SPEC_PARSE', `--set '${s}': the value is not valid YAML: ${(e as Error).message}`, {
+        path: target,
+        fix: "quote the value for the shell and YAML, e.g. --set 'plugins[0].with.pairs=[[student.block2, teacher.block3]]'",
+        cause: e,
+      });
+    }
     let node: Record<string | number, unknown> = out;
     keys.forEach((k, i) => {
+      if (typeof k === 'string' && FORBIDDEN_KEYS.has(k)) throw bad(`'${k}' is not a spec field`, 'name a field of the spec, e.g. --set train.epochs=5');
+      if (Array.isArray(node)) {
+        if (typeof k !== 'number') throw bad(`'${keys.slice(0, i).join('.')}' is a list: index it, e.g. [0]`, `write e.g. ${keys.slice(0, i).join('.')}[0].${k}=…`);
+        if (k > node.length) throw bad(`index ${k} is past the end of a list of ${node.length}`, `use an index up to ${node.length} (${node.length} appends)`);
+      }
       if (i === keys.length - 1) {
         node[k] = value;
         return;

@@ -1,0 +1,67 @@
+import { KdError } from './errors';
+import { applyOverrides, parseSpec } from './spec';
+
+const raw = () => ({ data: { name: 'synthetic' }, student: { model: 'mlp' }, plugins: [{ use: 'loss/cross-entropy' }] });
+
+function kd(fn: () => unknown): KdError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(KdError);
+    return e as KdError;
+  }
+  throw new Error('expected a KdError');
+}
+
+describe('applyOverrides (--set)', () => {
+  it('sets nested fields, creates missing objects and lists, appends at index = length', () => {
+    const o = applyOverrides(raw(), ['train.epochs=3', 'plugins[0].with.temperature=2', 'plugins[1].use=loss/hinton-kd', 'eval[0]=ece']);
+    expect(o).toEqual({
+      data: { name: 'synthetic' },
+      student: { model: 'mlp' },
+      plugins: [{ use: 'loss/cross-entropy', with: { temperature: 2 } }, { use: 'loss/hinton-kd' }],
+      train: { epochs: 3 },
+      eval: ['ece'],
+    });
+  });
+
+  it('a value that is not YAML is KD_SPEC_PARSE at the override, not a raw YAMLParseError/ReferenceError', () => {
+    for (const s of ['train.epochs=[', 'train.epochs={a: *b}', 'data="x']) {
+      const e = kd(() => applyOverrides(raw(), [s]));
+      expect(e.code).toBe('KD_SPEC_PARSE');
+      expect(e.path).toBe(s.slice(0, s.indexOf('=')));
+      expect(e.message).toContain(`--set '${s}'`);
+      expect(e.fix).toMatch(/quote/);
+    }
+  });
+
+  it('__proto__, constructor and prototype are refused: Object.prototype is never written', () => {
+    for (const s of ['__proto__.polluted=1', 'train.__proto__.x=1', 'constructor.prototype.polluted=1', 'plugins[0].constructor=1']) {
+      const e = kd(() => applyOverrides(raw(), [s]));
+      expect(e.code).toBe('KD_SPEC_INVALID');
+      expect(e.path).toBe(s.slice(0, s.indexOf('=')));
+      expect(Object.keys(Object.prototype)).toEqual([]);
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    }
+  });
+
+  it('an index past the end of a list is refused at once (plugins[100000000] made a sparse list that ran zod out of memory)', () => {
+    const t0 = Date.now();
+    const e = kd(() => parseSpec('data: { name: synthetic }\nstudent: { model: mlp }\nplugins: [{ use: loss/cross-entropy }]', 'spec', ['plugins[100000000].use=x']));
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(e.code).toBe('KD_SPEC_INVALID');
+    expect(e.path).toBe('plugins[100000000].use');
+    expect(e.message).toContain('past the end of a list of 1');
+    expect(kd(() => applyOverrides(raw(), ['eval[1]=ece'])).message).toContain('past the end of a list of 0');
+  });
+
+  it('a name used on a list is refused (plugins.use=x used to be silently ignored)', () => {
+    const e = kd(() => applyOverrides(raw(), ['plugins.use=loss/hinton-kd']));
+    expect(e.code).toBe('KD_SPEC_INVALID');
+    expect(e.fix).toContain('plugins[0].use');
+  });
+
+  it('a path with no field is refused', () => {
+    for (const s of ['=1', '.=1', '..=1']) expect(kd(() => applyOverrides(raw(), [s])).code).toBe('KD_SPEC_INVALID');
+  });
+});
