@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { batchTensors, type Dataset, type RunResult } from '@tfkd/kd-core';
+import { batchTensors, firstOutput, type Dataset, type RunResult } from '@tfkd/kd-core';
 import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits, type CalibrationResult } from '@tfkd/metrics-ece';
 
 /** Test-set logits of a model, [n·K] row-major, computed in tidy batches (reshaped to the model input). */
@@ -13,7 +13,8 @@ export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): 
     const idx = Int32Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
     const rows = tf.tidy(() => {
       const { x } = batchTensors(test, idx);
-      const logits = model.predict(tf.reshape(x, [idx.length, ...inputShape])) as tf.Tensor;
+      // a multi-exit model (byot-resnet) predicts [logits, head1, …]: the logits are the first
+      const logits = firstOutput(model.predict(tf.reshape(x, [idx.length, ...inputShape])) as tf.Tensor | tf.Tensor[]);
       return logits.dataSync() as Float32Array;
     });
     out.set(rows, s * k);

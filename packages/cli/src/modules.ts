@@ -6,6 +6,7 @@ import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
 import { modelsModule } from '@tfkd/models';
 import { onlineDmlModule } from '@tfkd/online-dml';
+import { selfDistillModule } from '@tfkd/self-distill';
 import { unixSamplersModule } from '@tfkd/samplers-unix';
 import type { ContainerModule } from 'inversify';
 
@@ -19,6 +20,7 @@ export const BUILTIN_MODULES: readonly ContainerModule[] = [
   metricsModule,
   unixSamplersModule,
   onlineDmlModule,
+  selfDistillModule,
 ];
 
 export function defaultRegistry(): Registry {
