@@ -1,5 +1,5 @@
 import { KdError } from '@tfkd/kd-core';
-import { synthetic, syntheticSplits } from './synthetic';
+import { SYNTHETIC_MAX_VALUES, synthetic, syntheticSplits } from './synthetic';
 
 const opts = { n: 60, numClasses: 3, shape: [4, 4, 2] as [number, number, number], seed: 7 };
 
@@ -93,5 +93,28 @@ describe('synthetic', () => {
       expect((e as KdError).path).toBe(key);
       expect((e as KdError).message).toBe(message);
     }
+  });
+
+  it('refuses sets too large to allocate with KD_SPEC_INVALID (train: 2^40 was a RangeError from Int32Array)', () => {
+    const base = { train: 10, test: 10, numClasses: 3, shape: [6, 6, 1] as [number, number, number], seed: 1 };
+    for (const [over, key] of [
+      [{ train: 2 ** 40 }, 'train'],
+      [{ test: 2 ** 40 }, 'test'],
+      [{ numClasses: 2 ** 40 }, 'numClasses'],
+      [{ shape: [2 ** 20, 2 ** 20, 1] }, 'train'],
+    ] as const) {
+      let err: unknown;
+      try {
+        syntheticSplits({ ...base, ...over } as typeof base);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(KdError);
+      expect((err as KdError).code).toBe('KD_SPEC_INVALID');
+      expect((err as KdError).path).toBe(key);
+      expect((err as KdError).message).toContain(`more than the ${SYNTHETIC_MAX_VALUES}`);
+    }
+    // small sets are unaffected
+    expect(() => synthetic({ n: 1, numClasses: 2, shape: [1, 1, 1], seed: 1 })).not.toThrow();
   });
 });

@@ -26,6 +26,12 @@ function invalid(key: string, message: string, fix: string): KdError {
   return new KdError('KD_SPEC_INVALID', `synthetic: ${message}`, { path: key, fix });
 }
 
+/**
+ * Synthetic sets are generated in memory as float32: at most 2^28 values (1 GiB) per split and for
+ * the class means. Beyond that a typed array cannot be allocated (a RangeError) or fills the machine.
+ */
+export const SYNTHETIC_MAX_VALUES = 2 ** 28;
+
 function validate(o: Omit<SyntheticOptions, 'n'>, counts: Record<string, number>): void {
   for (const [key, v] of Object.entries(counts)) {
     if (!Number.isInteger(v) || v < 0)
@@ -48,6 +54,16 @@ function validate(o: Omit<SyntheticOptions, 'n'>, counts: Record<string, number>
       `shape must be [H, W, C] of positive integers, got ${JSON.stringify(o.shape)}`,
       'Pass shape: [28, 28, 1] or similar.',
     );
+  }
+  const size = o.shape[0] * o.shape[1] * o.shape[2];
+  for (const [key, n] of [...Object.entries(counts), ['numClasses', o.numClasses] as const]) {
+    if (n * size > SYNTHETIC_MAX_VALUES) {
+      throw invalid(
+        key,
+        `${key} ${n} × shape ${o.shape.join('x')} is ${n * size} values, more than the ${SYNTHETIC_MAX_VALUES} (1 GiB of float32) a synthetic set may hold`,
+        `Use fewer examples or a smaller shape (${key} ≤ ${Math.floor(SYNTHETIC_MAX_VALUES / size)} at this shape).`,
+      );
+    }
   }
   if (!Number.isFinite(o.seed))
     throw invalid('seed', `seed must be a finite number, got ${o.seed}`, 'Pass seed: 42 or similar.');
