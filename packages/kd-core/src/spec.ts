@@ -202,7 +202,7 @@ export function applyOverrides(raw: Record<string, unknown>, sets: readonly stri
   for (const s of sets) {
     const eq = s.indexOf('=');
     if (eq <= 0) {
-      throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, { path: s, fix: 'write e.g. --set train.epochs=5' });
+      throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, { path: s || '--set', fix: 'write e.g. --set train.epochs=5' });
     }
     const target = s.slice(0, eq);
     const keys = target
@@ -215,7 +215,7 @@ export function applyOverrides(raw: Record<string, unknown>, sets: readonly stri
     try {
       value = parseYaml(s.slice(eq + 1));
     } catch (e) {
-      throw new KdError('KD_SPEC_PARSE', `--set '${s}': the value is not valid YAML: ${(e as Error).message}`, {
+      throw new KdError('KD_SPEC_PARSE', `--set '${s}': the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`, {
         path: target,
         fix: "quote the value for the shell and YAML, e.g. --set 'plugins[0].with.pairs=[[student.block2, teacher.block3]]'",
         cause: e,
