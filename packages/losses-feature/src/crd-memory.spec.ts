@@ -58,9 +58,33 @@ describe('CRD memory: the bank (crd/memory.py ContrastMemory)', () => {
       [0.3 / s9, 0.9 / s9],
     ];
     got.forEach((r, i) => r.forEach((v, j) => expectClose(v, expected[i][j], 1e-6)));
+    // the input is left as it was (tfjs-cpu's tensorScatterUpdate would have written into it)
+    expect(Array.from(memory.dataSync())).toEqual(Array.from(Float32Array.from([1, 0, 0, 1, 0.6, 0.8])));
     // momentum 1 keeps the (unit) rows; momentum 0 copies v
     expect(memoryUpdate(memory, Int32Array.from([1]), tf.tensor2d([[1, 0]]), 1).arraySync()).toEqual(memory.arraySync());
     expect(memoryUpdate(memory, Int32Array.from([1]), tf.tensor2d([[1, 0]]), 0).arraySync()[1]).toEqual([1, 0]);
+  });
+
+  it('updating the bank inside the gradient tape (as the plugin does) leaves the gradient of the loss unchanged', () => {
+    const gradient = (update: boolean) => {
+      const v = tf.variable(tf.tensor2d([[0.6, 0.8, 0], [0, 0.6, 0.8]]));
+      const bank = tf.variable(tf.tensor2d([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0, 0.8]]), false);
+      const g = tf.tidy(() => {
+        const { grads } = tf.variableGrads(() => {
+          const before = tf.clone(bank);
+          const loss = contrastLoss(memoryScores(v, before, Int32Array.from([0, 2, 1, 3]), 0.5), 4);
+          if (update) bank.assign(memoryUpdate(before, Int32Array.from([0, 1]), tf.tensor2d([[0, 0, -1], [-1, 0, 0]]), 0.5));
+          return loss;
+        }, [v]);
+        return Array.from(grads[v.name].dataSync());
+      });
+      v.dispose();
+      bank.dispose();
+      return g;
+    };
+    const plain = gradient(false);
+    expect(plain.some((x) => Math.abs(x) > 0.01)).toBe(true);
+    expect(gradient(true)).toEqual(plain);
   });
 
   it('initial rows are U(±1/√(d/3)) and seeded', () => {

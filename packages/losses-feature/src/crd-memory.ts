@@ -60,14 +60,22 @@ export function contrastLoss(x: Tensor, nData: number): Scalar {
 /**
  * The memory after one batch: rows `rows` become normalize(momentum·memory[row] + (1 − momentum)·v),
  * the others are unchanged (`l_pos.mul_(momentum).add_(v·(1 − momentum))`, divided by its L2 norm,
- * `index_copy_`). No gradient flows (the caller passes stop-gradient embeddings).
+ * `index_copy_`). Returns a new tensor; `memory` is not modified. Rows must be distinct (a batch's
+ * sample indices are).
+ *
+ * Built from scatterND + where, not `tf.tensorScatterUpdate`: tfjs-backend-cpu 4.22's
+ * TensorScatterUpdate writes into its input's buffer, which would change `memory` itself (and any
+ * tensor sharing its data, such as a clone the gradient tape holds for the backward pass).
  */
 export function memoryUpdate(memory: Tensor, rows: Int32Array, v: Tensor, momentum: number): tf.Tensor2D {
   return tf.tidy(() => {
+    const [n, d] = memory.shape as [number, number];
     const r = tf.tensor1d(rows, 'int32');
     const mixed = tf.add(tf.mul(tf.gather(memory, r), momentum), tf.mul(v, 1 - momentum));
     const updated = l2Normalize(mixed, 1);
-    return tf.tensorScatterUpdate(memory, tf.reshape(r, [rows.length, 1]), updated) as tf.Tensor2D;
+    const at = tf.reshape(r, [rows.length, 1]);
+    const hit = tf.cast(tf.scatterND(at, tf.ones([rows.length, 1], 'int32'), [n, 1]), 'bool');
+    return tf.where(hit, tf.scatterND(at, updated, [n, d]), memory) as tf.Tensor2D;
   });
 }
 
