@@ -48,9 +48,9 @@ export async function buildModel(
     return registry.modelTools().load(dir);
   }
   const def = registry.model(role.spec.model as string, `${role.specPath}.model`);
+  let model: tfl.LayersModel;
   try {
-    const model = def.build({ ...role.spec.options, inputShape: ctx.inputShape, numClasses: ctx.numClasses, seed: ctx.seed });
-    return model;
+    model = def.build({ ...role.spec.options, inputShape: ctx.inputShape, numClasses: ctx.numClasses, seed: ctx.seed });
   } catch (e) {
     if (e instanceof KdError) throw e;
     throw new KdError('KD_SPEC_INVALID', `model '${def.id}' could not be built: ${(e as Error).message}`, {
@@ -59,6 +59,24 @@ export async function buildModel(
       cause: e,
     });
   }
+  // Inputs smaller than the model's down-sampling (cnn-small on 2×2 images) give layers with an
+  // empty output: the forward "works", the backward fails inside tfjs. Refuse them here.
+  const empty = model.layers.find((l) => {
+    const shapes = (Array.isArray(l.outputShape[0]) ? l.outputShape : [l.outputShape]) as (number | null)[][];
+    return shapes.some((sh) => sh.some((d) => d === 0));
+  });
+  if (empty) {
+    model.dispose();
+    throw new KdError(
+      'KD_SPEC_INVALID',
+      `model '${def.id}' on ${ctx.inputShape.join('x')} inputs: layer '${empty.name}' has an empty output ${JSON.stringify(empty.outputShape)} (the inputs are too small for its down-sampling)`,
+      {
+        path: `${role.specPath}.model`,
+        fix: 'use larger inputs (the data shape, or a view `resize` with `upsample: true`), or a model with fewer pooling stages such as mlp',
+      },
+    );
+  }
+  return model;
 }
 
 /** A model whose outputs are [logits, ...the named layers' outputs]. */
