@@ -51,6 +51,24 @@ describe('LifecycleBus', () => {
     );
   });
 
+  it('reports a failure at the spec path of the plugin (its name when none was given), so kd prints "at plugins[i]"', () => {
+    const bus = new LifecycleBus();
+    bus.forPlugin('loss/broken', 'default', 0, 'plugins[3]').on('loss', () => {
+      throw new RangeError('Invalid typed array length');
+    });
+    bus.forPlugin('loss/pathless', 'default', 1, 'plugins[4]').on('batchStart', () => {
+      throw new KdError('KD_SHAPE_MISMATCH', 'shapes differ');
+    });
+    bus.forPlugin('sampler/async', 'sample', 2, 'plugins[0]').on('batchStart', (async () => undefined) as unknown as () => void);
+    expect(() => bus.emit('loss', ctx)).toThrow(expect.objectContaining({ code: 'KD_PLUGIN_FAILED', path: 'plugins[3]' }));
+    expect(() => bus.emit('batchStart', ctx)).toThrow(expect.objectContaining({ code: 'KD_HOOK_ASYNC', path: 'plugins[0]' }));
+    const solo = new LifecycleBus();
+    solo.forPlugin('obs/unnamed').on('loss', () => {
+      throw new Error('x');
+    });
+    expect(() => solo.emit('loss', ctx)).toThrow(expect.objectContaining({ code: 'KD_PLUGIN_FAILED', path: 'obs/unnamed' }));
+  });
+
   it('rejects a Promise returned from a tensor hook, naming plugin and hook', () => {
     const bus = new LifecycleBus();
     bus.forPlugin('sampler/async').on('batchStart', (async () => undefined) as unknown as () => void);

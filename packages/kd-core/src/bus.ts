@@ -20,12 +20,14 @@ interface Registration {
   order: number;
   hook: HookName;
   handler: (payload: unknown) => unknown;
+  specPath?: string;
 }
 
 interface Failure {
   owner: string;
   hook: HookName;
   error: unknown;
+  specPath?: string;
 }
 
 /** Per-owner view of a payload (the engine scopes `addLoss` to the plugin that calls it). */
@@ -56,7 +58,8 @@ export class LifecycleBus {
   /** Numbers-only events for progress bars, loggers and plots (ordinary RxJS operators apply). */
   readonly events$: Observable<ObservedEvent> = this.observed.asObservable();
 
-  forPlugin(owner: string, stage: Stage = 'default', order = this.registrations.length): PluginBus {
+  /** `specPath` (`plugins[2]`) is where a failure of this plugin is reported; default: its name. */
+  forPlugin(owner: string, stage: Stage = 'default', order = this.registrations.length, specPath?: string): PluginBus {
     if (!STAGES.includes(stage)) {
       throw new KdError('KD_INTERNAL', `unknown stage '${stage}' for plugin '${owner}'`, {
         fix: `use one of ${STAGES.join(', ')}`,
@@ -69,7 +72,7 @@ export class LifecycleBus {
             fix: 'subscribe inside register(bus)',
           });
         }
-        this.registrations.push({ owner, stage, order, hook, handler: handler as (p: unknown) => unknown });
+        this.registrations.push({ owner, stage, order, hook, handler: handler as (p: unknown) => unknown, specPath });
       },
     };
   }
@@ -135,7 +138,7 @@ export class LifecycleBus {
         .then(
           () => undefined,
           (error) => {
-            this.failures.push({ owner: reg.owner, hook: reg.hook, error });
+            this.failures.push({ owner: reg.owner, hook: reg.hook, error, specPath: reg.specPath });
           },
         );
       return;
@@ -148,13 +151,15 @@ export class LifecycleBus {
         this.failures.push({
           owner: reg.owner,
           hook: reg.hook,
+          specPath: reg.specPath,
           error: new KdError('KD_HOOK_ASYNC', `the '${reg.hook}' handler returned a Promise`, {
+            path: reg.specPath ?? reg.owner,
             fix: `tensor hooks run inside the step's tidy scope and must be synchronous; do async work in epochEnd or runEnd`,
           }),
         });
       }
     } catch (error) {
-      this.failures.push({ owner: reg.owner, hook: reg.hook, error });
+      this.failures.push({ owner: reg.owner, hook: reg.hook, error, specPath: reg.specPath });
     }
   }
 
@@ -166,10 +171,11 @@ export class LifecycleBus {
     const where = `plugin '${first.owner}' failed in hook '${first.hook}'`;
     if (isKdError(first.error)) {
       const e = first.error as KdError;
-      throw new KdError(e.code, `${where}: ${e.message}${more}`, { path: e.path, fix: e.fix, cause: e });
+      throw new KdError(e.code, `${where}: ${e.message}${more}`, { path: e.path ?? first.specPath ?? first.owner, fix: e.fix, cause: e });
     }
     const msg = first.error instanceof Error ? first.error.message : String(first.error);
     throw new KdError('KD_PLUGIN_FAILED', `${where}: ${msg}${more}`, {
+      path: first.specPath ?? first.owner,
       cause: first.error,
       fix: `see the cause's stack; remove '${first.owner}' from the spec to confirm it is at fault`,
     });

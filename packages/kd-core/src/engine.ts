@@ -123,7 +123,7 @@ export class Engine {
     this.roles = setup.roles;
     this.teachers = setup.teachers;
     this.instances = setup.instances;
-    this.instances.forEach((p, i) => p.register(this.bus.forPlugin(p.name, this.plugins[i].stage, i)));
+    this.instances.forEach((p, i) => p.register(this.bus.forPlugin(p.name, this.plugins[i].stage, i, this.plugins[i].specPath)));
     this.opts.observe?.(this.bus, this.phase);
     this.prepared = true;
   }
