@@ -65,6 +65,42 @@ describe('Engine', () => {
     engine.dispose();
   });
 
+  it('a step that fails inside the loss leaks no tensor (tfjs abandons the tape with its saved tensors kept)', async () => {
+    const late = definePlugin({
+      id: 'loss/late-failure',
+      kind: 'loss',
+      describe: 'runs differentiable ops on the student, then throws (as a shape check in a loss would)',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({
+        name: deps.name,
+        register(bus) {
+          bus.on('loss', (ctx) => {
+            ctx.addLoss({ name: 'sq', value: tf.mean(tf.square(tf.softmax(ctx.outputs('student').logits))) as tf.Scalar });
+            if (ctx.batchIndex === 1) throw new KdError('KD_SHAPE_MISMATCH', 'late', { path: 'plugins[1]', fix: 'x' });
+          });
+        },
+      }),
+    });
+    const registry = new Registry([testModule(late)]);
+    // warm-up run: tfjs and the backend allocate what they keep for the process
+    const warm = new Engine(spec({ plugins: [{ use: 'test/ce' }] }), { registry });
+    await warm.run();
+    warm.dispose();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const engine = new Engine(spec({ plugins: [{ use: 'test/ce' }, { use: 'loss/late-failure' }] }), { registry });
+      await expect(engine.run()).rejects.toMatchObject({ code: 'KD_SHAPE_MISMATCH', path: 'plugins[1]' });
+      engine.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    }
+    // the next gradient computation is unaffected
+    const after = new Engine(spec({ plugins: [{ use: 'test/ce' }] }), { registry });
+    const r = await after.run();
+    expect(Number.isFinite(r.history[0].train.loss)).toBe(true);
+    after.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('leaks no tensor: numTensors after step 5 equals numTensors after step 50', async () => {
     const counts: number[] = [];
     const counter = definePlugin({

@@ -51,12 +51,20 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
     const allVars = host.trainables.flatMap((t) => t.variables);
     // variableGrads disposes what its function creates, except the result: keep the terms' values.
     let packed: tf.Tensor | null = null;
-    const { value, grads } = tf.variableGrads(() => {
-      host.bus.emit('loss', ctx, scope);
-      const total = ctx.total();
-      packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
-      return total;
-    }, allVars);
+    let taped: ReturnType<typeof tf.variableGrads>;
+    try {
+      taped = tf.variableGrads(() => {
+        host.bus.emit('loss', ctx, scope);
+        const total = ctx.total();
+        packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
+        return total;
+      }, allVars);
+    } catch (e) {
+      (packed as tf.Tensor | null)?.dispose();
+      releaseTape();
+      throw e;
+    }
+    const { value, grads } = taped;
     // One read-back for the total, every term and the squared gradient norm.
     const gradList = Object.values(grads);
     const gradNorm2 = gradList.length ? tf.addN(gradList.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0);
@@ -93,6 +101,18 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
     }
     return { loss, terms, images: ctx.batch.size, skipped: false };
   });
+}
+
+/**
+ * tfjs keeps a clone of every tensor a taped op saves for its gradient and frees them only after a
+ * successful backward pass. When the loss (a plugin, a shape check) or its gradient throws, the
+ * tape is abandoned with them still kept: every failed step leaked them. Free them here.
+ */
+function releaseTape(): void {
+  const state = (tf.engine() as unknown as { state: { activeTape: { saved?: tf.Tensor[] }[] | null; gradientDepth: number } }).state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
+  state.activeTape = null;
 }
 
 /**
