@@ -1,6 +1,20 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { Engine, KdError, parseSpec, stringifySpec, type RunResult, type RunSpec } from '@tfkd/kd-core';
+import {
+  Engine,
+  KdError,
+  checkSameSpec,
+  isKdError,
+  parseSpec,
+  peekCheckpoint,
+  readCheckpoint,
+  stringifySpec,
+  writeCheckpoint,
+  type CheckpointSummary,
+  type RunPosition,
+  type RunResult,
+  type RunSpec,
+} from '@tfkd/kd-core';
 import { calibrationArtifacts } from './calibration';
 import { defaultRegistry } from './modules';
 import { CHECKPOINT_DIR, StagedFolder, defaultOutDir, stagingConflict, stagingFolderOf, targetOf } from './output';
@@ -16,12 +30,24 @@ export interface RunOptions {
   cacheDir?: string;
   /** Progress and log lines (default: stderr). */
   quiet?: boolean;
+  /**
+   * Continue an interrupted run from its last checkpoint: its run folder (`status: interrupted`),
+   * its `<out>.incomplete` staging folder (after a crash or SIGKILL), or a `checkpoint/` folder.
+   * The newest checkpoint of that output folder is taken; the run is written to that folder unless `out` is given.
+   */
+  resume?: string;
+  /** Install SIGINT/SIGTERM handlers for the run (the `kd` command does; default true). */
+  signals?: boolean;
 }
 
 export interface RunOutcome {
   outDir: string;
   result: RunResult;
   metrics: Record<string, unknown>;
+  status: 'completed' | 'interrupted';
+  /** The signal that stopped an interrupted run, and the exit code `kd` gives it (130 SIGINT, 143 SIGTERM). */
+  signal?: NodeJS.Signals;
+  exitCode: number;
 }
 
 export function loadSpecFile(file: string, sets: readonly string[] = [], backend?: string): RunSpec {
@@ -31,14 +57,6 @@ export function loadSpecFile(file: string, sets: readonly string[] = [], backend
   const overrides = backend ? [...sets, `backend=${backend}`] : sets;
   return parseSpec(fs.readFileSync(file, 'utf8'), file, overrides);
 }
-  /**
-   * Continue an interrupted run from its last checkpoint: its run folder (`status: interrupted`),
-   * its `<out>.incomplete` staging folder (after a crash or SIGKILL), or a `checkpoint/` folder.
-   * The newest checkpoint of that output folder is taken; the run is written to that folder unless `out` is given.
-   */
-  resume?: string;
-  /** Install SIGINT/SIGTERM handlers for the run (the `kd` command does; default true). */
-  signals?: boolean;
 
 /** The checkpoint `--resume DIR` continues: the newest of `<out>.incomplete/checkpoint` and `<out>/checkpoint`. */
 export function locateResume(dir: string): { target: string; checkpoint: CheckpointSummary } {
@@ -71,7 +89,7 @@ const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGT
  * writes a checkpoint and the run folder, status `interrupted`); a second one exits at once (the
  * last epoch-end checkpoint stays in the staging folder). Installed for the run only.
  */
-class StopRequest {
+export class StopRequest {
   signal: NodeJS.Signals | null = null;
   private readonly handlers: [NodeJS.Signals, () => void][] = [];
 
@@ -114,24 +132,8 @@ class StopRequest {
 export async function runCommand(specFile: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const spec = loadSpecFile(specFile, opts.set ?? [], opts.backend);
   const log = opts.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
-  const engine = new Engine(spec, {
-  status: 'completed' | 'interrupted';
-  /** The signal that stopped an interrupted run, and the exit code `kd` gives it (130 SIGINT, 143 SIGTERM). */
-  signal?: NodeJS.Signals;
-  exitCode: number;
-    registry: defaultRegistry(),
-    specDir: path.dirname(path.resolve(specFile)),
-    cacheDir: opts.cacheDir ?? '.kd-cache',
-    log,
-    observe: opts.quiet ? undefined : (bus, phase) => attachProgress(bus, phase),
-  });
-  if (opts.signals !== false) stop.install();
-  try {
-    await engine.prepare();
-    staged = new StagedFolder(outDir, staging);
-    const startedAt = new Date().toISOString();
-    const result = await engine.run();
-    const metrics = await writeRun(staged, specFile, spec, result, startedAt);
+  // Warnings and what to do after a stop are printed even with --quiet.
+  const warn = (l: string) => void process.stderr.write(`${l}\n`);
   // --resume: the spec must be the checkpoint's; checked before anything is built or trained.
   const from = opts.resume ? locateResume(opts.resume) : null;
   if (from) checkSameSpec(spec, from.checkpoint);
@@ -145,16 +147,15 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   if (conflict) throw conflict;
 
   let staged: StagedFolder | null = null;
-  const stop = new StopRequest(log, () => staged?.staging ?? null);
+  const stop = new StopRequest(warn, () => staged?.staging ?? null);
   const checkpoints = { written: 0, failed: 0, lastError: null as string | null, last: null as { next: RunPosition; step: number } | null };
   if (state) checkpoints.last = { next: state.next, step: state.step };
-    staged.commit();
-    log(`wrote ${outDir}`);
-    return { outDir, result, metrics };
-  } catch (e) {
-    if (staged?.abort()) log(`the last checkpoint is kept in ${staged.staging}: continue with \`${command} --resume ${staged.staging}\``);
-    if (isKdError(e) && (e as KdError).code === 'KD_INTERRUPTED') Object.assign(e as object, { exitCode: stop.exitCode || 1 });
-    throw e;
+  const engine = new Engine(spec, {
+    registry: defaultRegistry(),
+    specDir: path.dirname(path.resolve(specFile)),
+    cacheDir: opts.cacheDir ?? '.kd-cache',
+    log,
+    observe: opts.quiet ? undefined : (bus, phase) => attachProgress(bus, phase),
     resume: state,
     shouldStop: () => stop.signal !== null,
     onCheckpoint: (s) => {
@@ -167,10 +168,33 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
         // Training goes on: the previous checkpoint is intact, and the next epoch end tries again.
         checkpoints.failed++;
         checkpoints.lastError = isKdError(e) ? (e as KdError).format() : String(e);
-        log(`warning: checkpoint not written (the previous one is kept): ${checkpoints.lastError}`);
+        warn(`warning: checkpoint not written (the previous one is kept): ${checkpoints.lastError}`);
       }
     },
+  });
+  if (opts.signals !== false) stop.install();
+  try {
+    await engine.prepare();
+    staged = new StagedFolder(outDir, staging);
+    const startedAt = new Date().toISOString();
+    const result = await engine.run();
+    const interrupted = result.status === 'interrupted';
+    const metrics = await writeRun(staged, specFile, spec, result, startedAt, {
+      checkpoints,
+      signal: stop.signal,
+      resumedFrom: from ? { dir: opts.resume as string, ...from.checkpoint.next, step: from.checkpoint.step } : null,
+    });
+    staged.commit({ keepCheckpoint: interrupted });
+    if (interrupted) {
+      log(`wrote ${outDir} (interrupted${checkpoints.last ? `; continue with \`${command} --resume ${outDir}\`` : ''})`);
+    } else log(`wrote ${outDir}`);
+    return { outDir, result, metrics, status: result.status, exitCode: interrupted ? stop.exitCode || 1 : 0, ...(stop.signal ? { signal: stop.signal } : {}) };
+  } catch (e) {
+    if (staged?.abort()) warn(`the last checkpoint is kept in ${staged.staging}: continue with \`${command} --resume ${staged.staging}\``);
+    if (isKdError(e) && (e as KdError).code === 'KD_INTERRUPTED') Object.assign(e as object, { exitCode: stop.exitCode || 1 });
+    throw e;
   } finally {
+    stop.uninstall();
     engine.dispose();
   }
 }
@@ -203,9 +227,19 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     versions: versions(),
     backend: { name: result.backend.name, label: result.backend.label, requested: result.backend.requested },
     seed: spec.seed,
-    stop.uninstall();
     dataset: result.dataset,
     epochs: spec.train.epochs,
+    epochsDone: result.history.length,
+    ...(interrupted
+      ? {
+          signal: notes.signal,
+          stoppedAt: result.stoppedAt,
+          // The checkpoint in this folder (`kd run SPEC --resume FOLDER` continues from it): null when none could be written.
+          checkpoint: notes.checkpoints.last ? { dir: CHECKPOINT_DIR, ...notes.checkpoints.last } : null,
+        }
+      : {}),
+    ...(result.resumes > 0 ? { resumes: result.resumes, resumedFrom: notes.resumedFrom } : {}),
+    checkpoints: { written: notes.checkpoints.written, failed: notes.checkpoints.failed, ...(notes.checkpoints.lastError ? { lastError: notes.checkpoints.lastError } : {}) },
     eval: eval_,
     teachers: result.teachers,
     ledger: result.ledger,
@@ -222,14 +256,3 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
   staged.write('training-curves.svg', trainingCurvesSvg(loss, acc, path.basename(specFile)));
   return metrics;
 }
-    epochsDone: result.history.length,
-    ...(interrupted
-      ? {
-          signal: notes.signal,
-          stoppedAt: result.stoppedAt,
-          // The checkpoint in this folder (`kd run SPEC --resume FOLDER` continues from it): null when none could be written.
-          checkpoint: notes.checkpoints.last ? { dir: CHECKPOINT_DIR, ...notes.checkpoints.last } : null,
-        }
-      : {}),
-    ...(result.resumes > 0 ? { resumes: result.resumes, resumedFrom: notes.resumedFrom } : {}),
-    checkpoints: { written: notes.checkpoints.written, failed: notes.checkpoints.failed, ...(notes.checkpoints.lastError ? { lastError: notes.checkpoints.lastError } : {}) },

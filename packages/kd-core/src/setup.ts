@@ -24,9 +24,9 @@ export interface SetupContext {
   backend: SelectedBackend;
   log: (line: string) => void;
   observe?: (bus: LifecycleBus, phase: string) => void;
-}
   /** A stop request (SIGINT in the CLI) also stops teacher training. */
   shouldStop?: () => boolean;
+}
 
 /**
  * Build (or load, or train-and-cache) every role's model, check every plugin requirement against
@@ -179,12 +179,10 @@ async function trainedTeacher(
     backend: ctx.backend,
     log: ctx.log,
     observe: ctx.observe,
+    shouldStop: ctx.shouldStop,
     phase: `teacher`,
   });
-    shouldStop: ctx.shouldStop,
   const result = await child.run();
-  child.dispose(['student']);
-  const model = result.models.get('student') as LayersModel;
   if (result.status === 'interrupted') {
     child.dispose();
     throw new KdError('KD_INTERRUPTED', `stopped while training teacher '${r.name}' (epoch ${result.stoppedAt?.epoch} of ${train.epochs}); nothing was cached`, {
@@ -192,6 +190,8 @@ async function trainedTeacher(
       fix: 'run again: a teacher is trained from the start and cached only once complete',
     });
   }
+  child.dispose(['student']);
+  const model = result.models.get('student') as LayersModel;
   if (dir) {
     const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
     fs.mkdirSync(path.dirname(dir), { recursive: true });
