@@ -3,6 +3,8 @@ import * as path from 'path';
 import {
   Engine,
   KdError,
+  runGenerations,
+  type EngineOptions,
   checkSameSpec,
   isKdError,
   parseSpec,
@@ -16,6 +18,7 @@ import {
   type RunSpec,
 } from '@tfkd/kd-core';
 import { calibrationArtifacts } from './calibration';
+import { plannedGenerations } from './generations';
 import { defaultRegistry } from './modules';
 import { CHECKPOINT_DIR, StagedFolder, defaultOutDir, stagingConflict, stagingFolderOf, targetOf } from './output';
 import { attachProgress } from './progress';
@@ -150,7 +153,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   const stop = new StopRequest(warn, () => staged?.staging ?? null);
   const checkpoints = { written: 0, failed: 0, lastError: null as string | null, last: null as { next: RunPosition; step: number } | null };
   if (state) checkpoints.last = { next: state.next, step: state.step };
-  const engine = new Engine(spec, {
+  const engineOptions: EngineOptions = {
     registry: defaultRegistry(),
     specDir: path.dirname(path.resolve(specFile)),
     cacheDir: opts.cacheDir ?? '.kd-cache',
@@ -171,13 +174,17 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
         warn(`warning: checkpoint not written (the previous one is kept): ${checkpoints.lastError}`);
       }
     },
-  });
+  };
+  const engine = new Engine(spec, engineOptions);
   if (opts.signals !== false) stop.install();
   try {
     await engine.prepare();
     staged = new StagedFolder(outDir, staging);
     const startedAt = new Date().toISOString();
-    const result = await engine.run();
+    // ── self-distillation over generations (self/born-again): one engine run per generation (kd-core generations.ts) ──
+    const generations = await plannedGenerations(spec, engineOptions, opts.resume);
+    const result = generations ? await runGenerations(spec, engineOptions, generations) : await engine.run();
+    // ──
     const interrupted = result.status === 'interrupted';
     const metrics = await writeRun(staged, specFile, spec, result, startedAt, {
       checkpoints,
