@@ -1,7 +1,7 @@
 import { definePlugin, type PluginDefinition, type StepContext } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { mixAndKeep, mixRatios } from './select';
-import { drawLambda, keptIndices, mixOptions, toSelection, type SamplerPlugin, type Selection } from './unix';
+import { drawLambda, keptIndices, mixOptions, selectionFromJson, selectionToJson, toSelection, type SamplerPlugin, type Selection } from './unix';
 
 export const randomSchema = z
   .object({
@@ -54,6 +54,8 @@ export const randomSampler: PluginDefinition<typeof randomSchema> = definePlugin
         bus.on('batchStart', (ctx) => void (last = randomStep(ctx, o)));
       },
       lastSelection: () => last,
+      getState: () => ({ last: selectionToJson(last) }),
+      setState: (state) => void (last = selectionFromJson((state as { last: unknown }).last)),
     };
   },
 });

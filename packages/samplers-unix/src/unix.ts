@@ -56,6 +56,34 @@ export function keptIndices(indices: Int32Array | null, kept: Int32Array): Int32
   return indices ? Int32Array.from(kept, (p) => indices[p]) : null;
 }
 
+/** A selection as plain JSON (checkpoints: `Plugin.getState`). */
+export function selectionToJson(s: Selection | null): unknown {
+  if (!s) return null;
+  return {
+    n: s.n,
+    kept: Array.from(s.kept),
+    keptIndices: s.keptIndices && Array.from(s.keptIndices),
+    partners: Array.from(s.partners),
+    lambda: s.lambda,
+    m: Array.from(s.m),
+    uncertainty: Array.from(s.uncertainty),
+  };
+}
+
+export function selectionFromJson(j: unknown): Selection | null {
+  if (!j) return null;
+  const o = j as { n: number; kept: number[]; keptIndices: number[] | null; partners: number[]; lambda: number; m: number[]; uncertainty: number[] };
+  return {
+    n: o.n,
+    kept: Int32Array.from(o.kept),
+    keptIndices: o.keptIndices && Int32Array.from(o.keptIndices),
+    partners: Int32Array.from(o.partners),
+    lambda: o.lambda,
+    m: Float64Array.from(o.m),
+    uncertainty: Float32Array.from(o.uncertainty),
+  };
+}
+
 export function toSelection(n: number, r: MixResult, indices: Int32Array | null, lambda: number, u: Float32Array): Selection {
   return { n, kept: r.kept, keptIndices: keptIndices(indices, r.kept), partners: r.partners, lambda, m: r.m, uncertainty: u };
 }
@@ -105,6 +133,10 @@ export const unixSampler: PluginDefinition<typeof unixSchema> = definePlugin({
         bus.on('batchStart', (ctx) => void (last = unixStep(ctx, o)));
       },
       lastSelection: () => last,
+      // Its draws (λ, partners) come from the plugin's generator, which the engine checkpoints; the
+      // last selection is kept too, so lastSelection() reads the same after a resume.
+      getState: () => ({ last: selectionToJson(last) }),
+      setState: (state) => void (last = selectionFromJson((state as { last: unknown }).last)),
     };
   },
 });
