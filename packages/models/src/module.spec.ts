@@ -17,6 +17,7 @@ describe('modelsModule', () => {
       'resnet',
       'resnet-student',
       'resnet-teacher',
+      'byot-resnet',
     ]);
     expect(defs).toEqual([...MODEL_ZOO]);
     // The bound list can be searched like the built-in zoo.
@@ -26,7 +27,7 @@ describe('modelsModule', () => {
   it('loads asynchronously and unloads', async () => {
     const c = new Container();
     await c.load(modelsModule);
-    expect(c.getAll<ModelDefinition>(MODEL_DEFINITION)).toHaveLength(8);
+    expect(c.getAll<ModelDefinition>(MODEL_DEFINITION)).toHaveLength(9);
     await c.unload(modelsModule);
     expect(c.isBound(MODEL_DEFINITION)).toBe(false);
   });
