@@ -16,23 +16,29 @@ export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.Wri
   const tty = Boolean(out.isTTY) && !process.env.CI;
   let bar: SingleBar | null = null;
   let batches = 0;
+  let epochs = 0;
+  const startBar = (epoch: number, of: number, at: number): SingleBar => {
+    const b = new SingleBar({ format: `[${phase}] epoch ${epoch}/${of} {bar} {value}/{total} loss {loss}`, hideCursor: true, clearOnComplete: true, stream: out }, Presets.shades_classic);
+    b.start(batches, at, { loss: '-' });
+    return b;
+  };
   bus.events$.pipe(filter((e: ObservedEvent) => e.hook !== 'evalEnd')).subscribe({
     next(e) {
       switch (e.hook) {
         case 'runStart':
           batches = e.payload.phases[0]?.batchesPerEpoch ?? 0;
+          epochs = e.payload.phases[0]?.epochs ?? 0;
           if (phase === 'distill' || phase === 'teacher') {
             out.write(`[${phase}] ${e.payload.dataset.name} (${e.payload.dataset.source}, ${e.payload.dataset.train} train / ${e.payload.dataset.test} test) on ${e.payload.backend}\n`);
             if (e.payload.dataset.note && phase === 'distill') out.write(`  note: ${e.payload.dataset.note}\n`);
           }
           break;
         case 'epochStart':
-          if (tty) {
-            bar = new SingleBar({ format: `[${phase}] epoch ${e.payload.epoch}/${e.payload.epochs} {bar} {value}/{total} loss {loss}`, hideCursor: true, clearOnComplete: true, stream: out }, Presets.shades_classic);
-            bar.start(batches, 0, { loss: '-' });
-          }
+          if (tty) bar = startBar(e.payload.epoch, e.payload.epochs, 0);
           break;
         case 'batchEnd':
+          // A run resumed inside an epoch has no epochStart for it: start the bar where it stands.
+          if (tty && !bar) bar = startBar(e.payload.epoch, epochs, e.payload.batchIndex);
           bar?.update(e.payload.batchIndex + 1, { loss: e.payload.loss.toFixed(4) });
           break;
         case 'epochEnd': {

@@ -9,7 +9,7 @@ import { Engine, type RunResult } from './engine';
 import { definePlugin } from './plugin';
 import { Registry } from './registry';
 import { RunSpec, type RunSpecInput } from './spec';
-import { denseModel, testModelTools, testModule } from './testing';
+import { denseModel, testCrossEntropy, testModelTools, testModule } from './testing';
 
 // A plugin with every kind of state a checkpoint must carry: a trainable variable (trained with the
 // student), a buffer (an EMA updated on batchEnd), JSON state that changes the loss (a call counter)
@@ -78,6 +78,9 @@ interface Outcome {
   result: RunResult;
   weights: number[][];
   checkpoints: TrainingState[];
+  /** Number hooks as observers saw them: `runStart`, `epochStart:2`, … (batchEnd left out). */
+  hooks: string[];
+  resumed: unknown;
 }
 
 async function run(spec: RunSpec, opts: { stopAfter?: number; resume?: TrainingState } = {}): Promise<Outcome> {
@@ -91,10 +94,16 @@ async function run(spec: RunSpec, opts: { stopAfter?: number; resume?: TrainingS
     onCheckpoint: (s) => void checkpoints.push(s),
     shouldStop: opts.stopAfter === undefined ? undefined : () => ++calls > (opts.stopAfter as number),
   });
+  const hooks: string[] = [];
+  let resumed: unknown;
+  engine.bus.events$.subscribe((e) => {
+    if (e.hook === 'runStart') resumed = e.payload.resumed;
+    if (e.hook !== 'batchEnd') hooks.push('epoch' in e.payload ? `${e.hook}:${e.payload.epoch}` : e.hook);
+  });
   try {
     const result = await engine.run();
     const weights = (result.models.get('student') as { getWeights(): tf.Tensor[] }).getWeights().map((t) => Array.from(t.dataSync()));
-    return { result, weights, checkpoints };
+    return { result, weights, checkpoints, hooks, resumed };
   } finally {
     engine.dispose();
   }
@@ -149,6 +158,10 @@ describe.each([
     expect(Array.from(last(rest).plugins[2].buffers[0].values)).toEqual(Array.from(last(whole).plugins[2].buffers[0].values));
     expect(Array.from(last(rest).plugins[2].variables[0].values)).toEqual(Array.from(last(whole).plugins[2].variables[0].values));
     expect(last(rest).roles[0].optimizer?.iterations).toBe(18);
+    // runStart says where the run resumes; epoch 2 had started before the stop, so no epochStart:2.
+    expect(rest.resumed).toEqual({ epoch: 2, batchIndex: 2, step: 8 });
+    expect(first.hooks).toEqual(['runStart', 'evalEnd:0', 'epochStart:1', 'evalEnd:1', 'epochEnd:1', 'epochStart:2', 'runEnd']);
+    expect(rest.hooks).toEqual(['runStart', 'evalEnd:2', 'epochEnd:2', 'epochStart:3', 'evalEnd:3', 'epochEnd:3', 'runEnd']);
   });
 
   it('resuming from an epoch-end checkpoint (what a killed run leaves) re-runs the epoch and gives the same run', async () => {
@@ -162,6 +175,28 @@ describe.each([
     expect(comparable(rest.result)).toEqual(comparable(whole.result));
     expect(rest.weights).toEqual(whole.weights);
     expect(rest.result.ledger.roles.teacher).toMatchObject({ forwardImages: 44, cacheHits: 88 });
+  });
+});
+
+describe('a stop during teacher training', () => {
+  it('is KD_INTERRUPTED at the teacher, and nothing is cached', async () => {
+    const ce = definePlugin({ ...testCrossEntropy, id: 'loss/cross-entropy' });
+    const spec = RunSpec.parse({ ...base({ name: 'adam', lr: 0.01 }), teacher: { model: 'test-dense', train: { epochs: 2 } } });
+    let steps = 0;
+    const engine = new Engine(spec, {
+      registry: new Registry([testModule(stateful, ce)]),
+      specDir: SPEC_DIR,
+      cacheDir: tmp,
+      observe: (bus, phase) => void bus.events$.subscribe((e) => void (phase === 'teacher' && e.hook === 'batchEnd' && steps++)),
+      shouldStop: () => steps >= 3,
+    });
+    try {
+      await expect(engine.prepare()).rejects.toMatchObject({ code: 'KD_INTERRUPTED', path: 'teacher', message: expect.stringContaining('epoch 1 of 2') });
+    } finally {
+      engine.dispose();
+    }
+    expect(steps).toBe(3);
+    expect(fs.readdirSync(tmp)).toEqual([]);
   });
 });
 
