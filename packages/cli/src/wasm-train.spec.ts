@@ -76,18 +76,23 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
     'online/dml': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },
     'online/dml-ensemble': { teacher: null, student: null, students: [{ model: 'mlp-student' }, { model: 'mlp-student' }] },
     'online/one': { teacher: null, student: { model: 'one-mlp' } },
+    'self/byot': { teacher: null, student: { model: 'byot-resnet' } },
+    'self/tf-kd-virtual': { teacher: null },
+    'self/tf-kd-calibrated': { teacher: null },
+    'self/born-again': { teacher: null },
   };
   const registry = defaultRegistry();
   const ids = registry
     .plugins()
     .filter((d) => d.kind === 'loss')
     .map((d) => d.id);
-  it('covers the logit and feature families and the online methods', () => {
+  it('covers the logit and feature families, the online and the self-distillation methods', () => {
     expect(ids).toEqual(
       expect.arrayContaining([
         'loss/cross-entropy', 'loss/hinton-kd', 'loss/dkd', 'loss/dist', 'loss/logit-mse', 'loss/soft-target-ce', 'loss/label-smoothing',
         'loss/attention', 'loss/fitnets', 'loss/nst', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd',
         'online/dml', 'online/dml-ensemble', 'online/one',
+        'self/tf-kd-virtual', 'self/tf-kd-calibrated', 'self/tf-kd-self', 'self/born-again', 'self/byot',
       ]),
     );
   });
