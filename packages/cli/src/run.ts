@@ -178,13 +178,13 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   const engine = new Engine(spec, engineOptions);
   if (opts.signals !== false) stop.install();
   try {
+    // ── self-distillation over generations (self/born-again): one engine run per generation (kd-core generations.ts) ──
+    const generations = await plannedGenerations(spec, engineOptions, opts.resume); // before prepare: a wrong spec trains nothing
+    // ──
     await engine.prepare();
     staged = new StagedFolder(outDir, staging);
     const startedAt = new Date().toISOString();
-    // ── self-distillation over generations (self/born-again): one engine run per generation (kd-core generations.ts) ──
-    const generations = await plannedGenerations(spec, engineOptions, opts.resume);
-    const result = generations ? await runGenerations(spec, engineOptions, generations) : await engine.run();
-    // ──
+    const result = generations ? await runGenerations(spec, engineOptions, generations) : await engine.run(); // (generations)
     const interrupted = result.status === 'interrupted';
     const metrics = await writeRun(staged, specFile, spec, result, startedAt, {
       checkpoints,

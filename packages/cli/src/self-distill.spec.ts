@@ -73,6 +73,18 @@ describe('kd run: self/born-again', () => {
     expect(isKdError(e) ? [e.code, e.path] : e).toEqual(['KD_SPEC_INVALID', 'plugins[0]']);
     expect(await plannedGenerations(parseSpec(bornAgain(2)), { registry })).toEqual({ count: 2, index: 0, id: 'self/born-again' });
   });
+
+  it('a born-again spec with its own teacher fails at `teacher` before any teacher is trained', async () => {
+    const f = path.join(tmp, 'ban-teacher.yaml');
+    fs.writeFileSync(f, `${bornAgain(2)}teacher: { model: mlp, options: { hidden: [8] }, train: { epochs: 1 } }\n`);
+    const cache = path.join(tmp, 'cache');
+    let err = '';
+    process.stderr.write = ((x: string) => ((err += x), true)) as typeof process.stderr.write;
+    expect(await main(['run', f, '--out', path.join(tmp, 'run'), '--cache-dir', cache, '--quiet'])).toBe(2);
+    expect(err).toMatch(/^error KD_SPEC_INVALID at teacher: 'self\/born-again' trains its own teachers/);
+    expect(fs.existsSync(path.join(cache, 'teachers'))).toBe(false);
+    expect(fs.existsSync(path.join(tmp, 'run'))).toBe(false);
+  });
 });
 
 describe('kd run: self/byot on byot-resnet', () => {

@@ -66,6 +66,19 @@ export async function generationPlan(spec: RunSpec, registry: Registry, specDir 
   return { count, index: p.index, id: p.def.id };
 }
 
+/** A spec the generations driver can run: one `student`, no `teacher` (generation g − 1 is generation g's). */
+export function checkGenerationSpec(spec: RunSpec, plan: GenerationPlan): void {
+  if (spec.teacher) {
+    throw new KdError('KD_SPEC_INVALID', `'${plan.id}' trains its own teachers (generation g − 1 teaches generation g), and the spec has a teacher`, {
+      path: 'teacher',
+      fix: 'remove `teacher:`; generation 1 learns from the labels',
+    });
+  }
+  if (!spec.student || spec.students) {
+    throw new KdError('KD_SPEC_INVALID', `'${plan.id}' trains one student per generation`, { path: 'students', fix: 'give `student:` (one model), not `students:`' });
+  }
+}
+
 /** The run's data, loaded once for every generation (the same steps as `Engine`'s own loading). */
 async function loadRunData(spec: RunSpec, registry: Registry): Promise<DataSplits & { note?: string }> {
   const { name, ...rest } = spec.data;
@@ -193,15 +206,8 @@ export async function runGenerations(spec: RunSpec, opts: EngineOptions, planned
   const specDir = opts.specDir ?? process.cwd();
   const plan = planned ?? (await generationPlan(spec, registry, specDir));
   if (!plan) throw new KdError('KD_INTERNAL', 'runGenerations: no plugin of the spec asks for generations');
-  if (spec.teacher) {
-    throw new KdError('KD_SPEC_INVALID', `'${plan.id}' trains its own teachers (generation g − 1 teaches generation g), and the spec has a teacher`, {
-      path: 'teacher',
-      fix: 'remove `teacher:`; generation 1 learns from the labels',
-    });
-  }
-  if (!spec.student || spec.students) {
-    throw new KdError('KD_SPEC_INVALID', `'${plan.id}' trains one student per generation`, { path: 'students', fix: 'give `student:` (one model), not `students:`' });
-  }
+  checkGenerationSpec(spec, plan);
+  const student = spec.student as NonNullable<RunSpec['student']>;
   const log = (l: string) => opts.log?.(l);
   const backend: SelectedBackend = opts.backend ?? (await selectBackend(spec.backend, registry.backends()));
   const data = opts.data ?? (await loadRunData(spec, registry));
@@ -219,7 +225,7 @@ export async function runGenerations(spec: RunSpec, opts: EngineOptions, planned
         log(`${role}: reusing the cached model ${dir}`);
         gens.push({ generation: g, role, key, dir, cached: true, seconds: 0, model: await tools.load(dir), result: null });
       } else {
-        log(`${role}: training ${spec.student.model ?? spec.student.load} (${g === 1 ? 'from labels' : `taught by gen.${g - 1}`})`);
+        log(`${role}: training ${student.model ?? student.load} (${g === 1 ? 'from labels' : `taught by gen.${g - 1}`})`);
         const engine = new Engine(generationSpec(spec, plan, g, parent?.dir ?? null), { ...opts, data, backend, phase: role, resume: undefined, onCheckpoint: undefined });
         let result: RunResult;
         try {
