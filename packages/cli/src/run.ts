@@ -17,6 +17,7 @@ import {
   type RunResult,
   type RunSpec,
 } from '@tfkd/kd-core';
+import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
 import { plannedGenerations } from './generations';
 import { defaultRegistry } from './modules';
@@ -191,6 +192,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
       signal: stop.signal,
       resumedFrom: from ? { dir: opts.resume as string, ...from.checkpoint.next, step: from.checkpoint.step } : null,
     });
+    if (!generations) await writeAdapters(staged, engine); // adapters/: every plugin's adapters, buffers and state (adapters.ts)
     staged.commit({ keepCheckpoint: interrupted });
     if (interrupted) {
       log(`wrote ${outDir} (interrupted${checkpoints.last ? `; continue with \`${command} --resume ${outDir}\`` : ''})`);
