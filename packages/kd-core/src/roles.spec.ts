@@ -19,7 +19,7 @@ describe('makeOptimizer', () => {
     const opt = makeOptimizer(TrainSpec.parse({ optimizer }));
     for (let step = 0; step < 3; step++) {
       setLearningRate(opt, 0.1 / (step + 1));
-      tf.tidy(() => opt.minimize(() => tf.sum(tf.square(w)) as tf.Scalar, false, [w]));
+      tf.tidy(() => void opt.minimize(() => tf.sum(tf.square(w)) as tf.Scalar, false, [w]));
     }
     expect(tf.memory().numTensors).toBeGreaterThan(before);
     opt.dispose();
