@@ -65,3 +65,30 @@ describe('applyOverrides (--set)', () => {
     for (const s of ['=1', '.=1', '..=1']) expect(kd(() => applyOverrides(raw(), [s])).code).toBe('KD_SPEC_INVALID');
   });
 });
+
+describe('role train overrides', () => {
+  const run = (role: Record<string, unknown>) =>
+    parseSpec(
+      'data: { name: synthetic }\nstudent: { model: mlp }\ntrain: { epochs: 5, batchSize: 8, maxBatches: 2, optimizer: { name: adam, lr: 0.001, weightDecay: 0 }, schedule: { name: cosine } }',
+      'spec',
+      [`teacher=${JSON.stringify({ model: 'mlp', ...role })}`],
+    );
+
+  it('keep only the fields given (train: { epochs: 1 } no longer resets batchSize to 64 and the optimizer to SGD)', () => {
+    const s = run({ train: { epochs: 1 } });
+    expect(s.teacher?.train).toEqual({ epochs: 1 });
+    // what setup and the engine do with it: the run's train, overridden field by field
+    const merged = { ...s.train, ...s.teacher?.train };
+    expect(merged).toEqual({ epochs: 1, batchSize: 8, maxBatches: 2, optimizer: s.train.optimizer, schedule: s.train.schedule });
+    expect(merged.optimizer).toMatchObject({ name: 'adam', lr: 0.001 });
+  });
+
+  it('a given optimizer is complete in itself (its absent fields take their defaults)', () => {
+    expect(run({ train: { optimizer: { lr: 0.1 } } }).teacher?.train).toEqual({ optimizer: { name: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov: false } });
+  });
+
+  it('still rejects unknown or invalid fields at their path', () => {
+    expect(() => run({ train: { epoch: 1 } })).toThrow(expect.objectContaining({ code: 'KD_SPEC_INVALID', path: 'teacher.train' }));
+    expect(() => run({ train: { batchSize: 0 } })).toThrow(expect.objectContaining({ code: 'KD_SPEC_INVALID', path: 'teacher.train.batchSize' }));
+  });
+});

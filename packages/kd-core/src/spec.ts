@@ -24,17 +24,35 @@ export const ScheduleSpec = z
   })
   .strict();
 
+const count = z.number().int().positive();
+
 export const TrainSpec = z
   .object({
-    epochs: z.number().int().positive().default(10),
-    batchSize: z.number().int().positive().default(64),
+    epochs: count.default(10),
+    batchSize: count.default(64),
     optimizer: OptimizerSpec.default(() => OptimizerSpec.parse({})),
     schedule: ScheduleSpec.default(() => ScheduleSpec.parse({})),
     /** Cap on batches per epoch (quick development runs). */
-    maxBatches: z.number().int().positive().optional(),
+    maxBatches: count.optional(),
   })
   .strict();
 export type TrainSpec = z.output<typeof TrainSpec>;
+
+/**
+ * A role's overrides of the run's `train`: only the fields given. (Not `TrainSpec.partial()`: under
+ * zod 4 that still fills every absent field with its default, so `train: { epochs: 2 }` reset the
+ * batch size to 64 and the optimizer to SGD 0.05 instead of keeping the run's.) A given `optimizer`
+ * or `schedule` is complete in itself: its own absent fields take their defaults.
+ */
+export const TrainOverride = z
+  .object({
+    epochs: count.optional(),
+    batchSize: count.optional(),
+    optimizer: OptimizerSpec.optional(),
+    schedule: ScheduleSpec.optional(),
+    maxBatches: count.optional(),
+  })
+  .strict();
 
 export const ViewSpec = z
   .object({
@@ -54,7 +72,7 @@ export const RoleSpec = z
     /** A saved LayersModel folder (model.json + weights.bin) instead of a zoo model. */
     load: z.string().min(1).optional(),
     /** Teachers: train from labels first (cached by the hash of this spec). Students: overrides of `train`. */
-    train: TrainSpec.partial().optional(),
+    train: TrainOverride.optional(),
     view: ViewSpec.optional(),
     /** Initialisation (and, for a trained teacher, training) seed; default: the run's seed. */
     seed: z.number().int().min(0).optional(),
