@@ -33,10 +33,21 @@ export interface SetupContext {
  * them, build the tapped models and create the plugin instances. Everything here runs before the
  * first step, so a bad spec fails fast.
  */
-export async function prepareRoles(
-  engine: Engine,
-  ctx: SetupContext,
-): Promise<{ roles: Map<string, RoleRuntime>; teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>; instances: Plugin[] }> {
+export async function prepareRoles(engine: Engine, ctx: SetupContext): Promise<PreparedRoles> {
+  // A spec error found after some models were built (a tap, a plugin's requirements) must not leak
+  // them: the engine never sees a half-built role map, so free what was made here.
+  const made: { dispose(): void }[] = [];
+  try {
+    return await buildRoles(engine, ctx, made);
+  } catch (e) {
+    for (const m of made.reverse()) m.dispose();
+    throw e;
+  }
+}
+
+type PreparedRoles = { roles: Map<string, RoleRuntime>; teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>; instances: Plugin[] };
+
+async function buildRoles(engine: Engine, ctx: SetupContext, made: { dispose(): void }[]): Promise<PreparedRoles> {
   const spec = engine.spec;
   const numClasses = ctx.data.train.numClasses;
   const inputShape = [...ctx.data.train.shape];
@@ -81,6 +92,7 @@ export async function prepareRoles(
       model = await buildModel(ctx.registry, r, { inputShape, numClasses, seed, specDir: ctx.specDir });
       if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: r.spec.load ?? null };
     }
+    made.push(model);
     if (r.kind === 'teacher') model.trainable = false;
     const tapNames = tapsByRole.get(r.name) as string[];
     const tapped = tappedModel(model, tapNames, r.name, ctx.plugins.find((p) => (p.requirements.taps ?? []).some((t) => t.startsWith(`${r.name}.`)))?.specPath ?? r.specPath);
@@ -108,8 +120,8 @@ export async function prepareRoles(
     maxBatches: spec.train.maxBatches,
     log: ctx.log,
   });
-  const instances = ctx.plugins.map((p) =>
-    p.def.create(p.options, {
+  const instances = ctx.plugins.map((p) => {
+    const instance = p.def.create(p.options, {
       training,
       name: p.name,
       weight: p.entry.weight,
@@ -131,9 +143,20 @@ export async function prepareRoles(
         return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
       },
       tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
-    }),
-  );
+    });
+    made.push({ dispose: () => instance.dispose?.() });
+    return instance;
+  });
   return { roles, teachers, instances };
+}
+
+/** A KdError of the teacher-training child run, with its `student…`/`train…` paths mapped to the teacher's. */
+function teacherError(e: unknown, teacherPath: string): unknown {
+  if (!(e instanceof KdError) || e.path === undefined) return e;
+  const m = /^(student|train)(\b.*)?$/.exec(e.path);
+  if (!m) return e;
+  const path = m[1] === 'student' ? `${teacherPath}${m[2] ?? ''}` : `${teacherPath}.train${m[2] ?? ''}`;
+  return new KdError(e.code, `teacher '${teacherPath}': ${e.message}`, { path, fix: e.fix, cause: e });
 }
 
 /** Train a teacher from labels once per (model, options, seed, train, data) and cache it. */
@@ -182,7 +205,15 @@ async function trainedTeacher(
     shouldStop: ctx.shouldStop,
     phase: `teacher`,
   });
-  const result = await child.run();
+  let result: Awaited<ReturnType<typeof child.run>>;
+  try {
+    result = await child.run();
+  } catch (e) {
+    // free the half-trained teacher, and say where in *this* spec the problem is: the child run
+    // calls the teacher `student` and reads its `train` from the teacher's
+    child.dispose();
+    throw teacherError(e, r.specPath);
+  }
   if (result.status === 'interrupted') {
     child.dispose();
     throw new KdError('KD_INTERRUPTED', `stopped while training teacher '${r.name}' (epoch ${result.stoppedAt?.epoch} of ${train.epochs}); nothing was cached`, {
