@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { Engine, runSpec } from './engine';
 import { KdError } from './errors';
 import { definePlugin } from './plugin';
+import { defineLoss } from './loss';
 import { Registry } from './registry';
 import { RunSpec, type RunSpecInput } from './spec';
 import { testModule, tracer } from './testing';
@@ -65,6 +66,43 @@ describe('Engine', () => {
     engine.dispose();
   });
 
+  it('a spec error found after models were built (plugin create, teacher training) leaks no tensor, with the path in this spec', async () => {
+    const picky = definePlugin({
+      id: 'loss/picky',
+      kind: 'loss',
+      describe: 'refuses to be created (as a plugin whose requirements are checked in create)',
+      options: z.object({}).strict(),
+      create: (_o, deps) => {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', 'needs 2 students', { path: deps.specPath, fix: 'x' });
+      },
+    });
+    // teacher training runs `loss/cross-entropy` (from losses-logit); here one that diverges on batch 1
+    const diverging = defineLoss({
+      id: 'loss/cross-entropy',
+      describe: 'NaN on the second batch',
+      options: z.object({}).strict(),
+      compute: (ctx) => tf.mul(tf.mean(tf.square(ctx.outputs('student').logits)), ctx.batchIndex === 1 ? Number.NaN : 1) as tf.Scalar,
+    });
+    const registry = new Registry([testModule(picky, diverging)]);
+    const warm = new Engine(spec(), { registry });
+    await warm.run();
+    warm.dispose();
+    const before = tf.memory().numTensors;
+    const a = new Engine(spec({ plugins: [{ use: 'test/ce' }, { use: 'loss/picky' }] }), { registry });
+    await expect(a.prepare()).rejects.toMatchObject({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins[1]' });
+    a.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    // a teacher whose training diverges: the half-trained teacher is freed, the error points at it
+    const b = new Engine(spec({ teacher: { model: 'test-dense', train: { epochs: 1 } } }), { registry, cacheDir: null });
+    await expect(b.prepare()).rejects.toMatchObject({ code: 'KD_LOSS_NONFINITE', path: 'nonFinite', message: expect.stringMatching(/at teacher epoch 1 batch 1/) });
+    b.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const c = new Engine(spec({ teacher: { model: 'no-such-model', train: { epochs: 1 } } }), { registry, cacheDir: null });
+    await expect(c.prepare()).rejects.toMatchObject({ code: 'KD_MODEL_UNKNOWN', path: 'teacher.model', message: expect.stringMatching(/^teacher 'teacher': /) });
+    c.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('a step that fails inside the loss leaks no tensor (tfjs abandons the tape with its saved tensors kept)', async () => {
     const late = definePlugin({
       id: 'loss/late-failure',
@@ -93,6 +131,18 @@ describe('Engine', () => {
       engine.dispose();
       expect(tf.memory().numTensors).toBe(before);
     }
+    // a loss that reads no student output (a constant): a KdError, not tfjs's "Cannot find a connection"
+    const constant = definePlugin({
+      id: 'loss/constant',
+      kind: 'loss',
+      describe: 'adds a constant term',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('loss', (ctx) => ctx.addLoss({ name: 'c', value: tf.scalar(1) })) }),
+    });
+    const only = new Engine(spec({ plugins: [{ use: 'loss/constant' }] }), { registry: new Registry([testModule(constant)]) });
+    await expect(only.run()).rejects.toMatchObject({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins', message: expect.stringContaining('no loss term depends on a trainable weight (terms: c)') });
+    only.dispose();
+    expect(tf.memory().numTensors).toBe(before);
     // the next gradient computation is unaffected
     const after = new Engine(spec({ plugins: [{ use: 'test/ce' }] }), { registry });
     const r = await after.run();

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LifecycleBus } from './bus';
 import { StepContextImpl, viewFor, type StepHost } from './context';
 import { batchTensors } from './data';
-import { KdError } from './errors';
+import { KdError, isKdError } from './errors';
 import type { Batch, EvalReport } from './hooks';
 import type { RoleRuntime } from './roles';
 import type { Dataset } from './tokens';
@@ -62,6 +62,13 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
     } catch (e) {
       (packed as tf.Tensor | null)?.dispose();
       releaseTape();
+      if (!isKdError(e) && /Cannot find a connection between any variable/.test((e as Error)?.message ?? '')) {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', `no loss term depends on a trainable weight (terms: ${ctx.terms.map((t) => t.name).join(', ')}) at ${input.phase} epoch ${input.epoch} batch ${input.batchIndex}`, {
+          path: 'plugins',
+          fix: "every loss must read a student's outputs (ctx.outputs('student')), not only teachers' or constants",
+          cause: e,
+        });
+      }
       throw e;
     }
     const { value, grads } = taped;
