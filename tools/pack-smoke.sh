@@ -7,8 +7,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-$(mktemp -d)}"
 mkdir -p "$WORK/tarballs" "$WORK/app"
-for p in "$ROOT"/packages/*/; do
-  (cd "$p" && npm pack --silent --pack-destination "$WORK/tarballs" >/dev/null)
+# The repository's packages (git's index): a test may have a temporary package in packages/.
+for f in $(git -C "$ROOT" ls-files 'packages/*/package.json'); do
+  (cd "$ROOT/$(dirname "$f")" && npm pack --silent --pack-destination "$WORK/tarballs" >/dev/null)
 done
 cd "$WORK/app"
 npm init -y >/dev/null
