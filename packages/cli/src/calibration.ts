@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { batchTensors, firstOutput, type Dataset, type RunResult } from '@tfkd/kd-core';
+import { applyView, batchTensors, firstOutput, roleSpecs, type Dataset, type RunResult, type ViewSpec } from '@tfkd/kd-core';
 import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits, type CalibrationResult } from '@tfkd/metrics-ece';
 
-/** Test-set logits of a model, [n·K] row-major, computed in tidy batches (reshaped to the model input). */
-export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): Float32Array {
+/**
+ * Test-set logits of a model, [n·K] row-major, computed in tidy batches. With the role's `view`
+ * (cross-quality KD) the images are resized exactly as in training and in the engine's evaluation.
+ */
+export function testLogits(model: LayersModel, test: Dataset, view?: { view?: ViewSpec; name: string; specPath: string }, batchSize = 500): Float32Array {
   const n = test.labels.length;
   const k = (model.outputs[0].shape as number[])[1];
   const out = new Float32Array(n * k);
@@ -14,7 +17,8 @@ export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): 
     const rows = tf.tidy(() => {
       const { x } = batchTensors(test, idx);
       // a multi-exit model (byot-resnet) predicts [logits, head1, …]: the logits are the first
-      const logits = firstOutput(model.predict(tf.reshape(x, [idx.length, ...inputShape])) as tf.Tensor | tf.Tensor[]);
+      const input = applyView(x, view?.view, inputShape, view ?? { name: 'model', specPath: 'model' });
+      const logits = firstOutput(model.predict(input) as tf.Tensor | tf.Tensor[]);
       return logits.dataSync() as Float32Array;
     });
     out.set(rows, s * k);
@@ -22,9 +26,9 @@ export function testLogits(model: LayersModel, test: Dataset, batchSize = 500): 
   return out;
 }
 
-export function calibrationOf(model: LayersModel, test: Dataset): CalibrationResult {
+export function calibrationOf(model: LayersModel, test: Dataset, view?: { view?: ViewSpec; name: string; specPath: string }): CalibrationResult {
   const k = (model.outputs[0].shape as number[])[1];
-  return computeCalibration(testLogits(model, test), test.labels, { input: 'logits', numClasses: k });
+  return computeCalibration(testLogits(model, test, view), test.labels, { input: 'logits', numClasses: k });
 }
 
 /**
@@ -36,16 +40,19 @@ export async function calibrationArtifacts(
   write: (name: string, svg: string) => void,
 ): Promise<Record<string, Record<string, number>>> {
   const out: Record<string, Record<string, number>> = {};
+  const specs = roleSpecs(result.spec);
   for (const [role, model] of result.models) {
-    const c = calibrationOf(model, result.data.test);
+    const r = specs.find((x) => x.name === role);
+    const view = r && { view: r.spec.view, name: role, specPath: r.specPath };
+    const c = calibrationOf(model, result.data.test, view);
     write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
     out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };
     const held = result.data.validation;
     if (held && result.roles.find((r) => r.name === role)?.kind === 'student') {
       // Temperature scaling: T fitted on the held-out training split, applied to the test logits.
       const k = (model.outputs[0].shape as number[])[1];
-      const fit = fitTemperature(testLogits(model, held), held.labels, { numClasses: k });
-      const scaled = scaleLogits(testLogits(model, result.data.test), fit.temperature, k);
+      const fit = fitTemperature(testLogits(model, held, view), held.labels, { numClasses: k });
+      const scaled = scaleLogits(testLogits(model, result.data.test, view), fit.temperature, k);
       const after = computeCalibration(scaled, result.data.test.labels, { input: 'logits', numClasses: k });
       write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}-temperature.svg`, reliabilityDiagramSvg(after, { title: `${role}: reliability after temperature scaling (T = ${fit.temperature.toFixed(3)})` }));
       Object.assign(out[role], { temperature: fit.temperature, eceScaled: after.ece, mceScaled: after.mce, nllScaled: after.nll, brierScaled: after.brier, heldOut: held.labels.length });

@@ -47,6 +47,22 @@ eval: [accuracy, ece]
 `;
 
 describe('kd run', () => {
+  it.each([
+    ['upsampled back', '{ resize: [3, 3], upsample: true }'],
+    ['model built for the view', '{ resize: [3, 3] }'],
+  ])('a student with a view (%s): metrics.json calibration equals the engine evaluation on the viewed test images', async (_label, view) => {
+    const f = spec('view.yaml', tiny.replace('student: { model: mlp, options: { hidden: [8] } }', `student: { model: mlp, options: { hidden: [8] }, view: ${view} }`));
+    const out = path.join(tmp, 'view');
+    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    const last = JSON.parse(fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n').pop() as string);
+    // two routes to the same figures: the metric plugins inside the engine, and the CLI's pass over
+    // the saved model for the diagrams — both must apply the student's view
+    for (const k of ['accuracy', 'ece']) expect([k, m.eval.student[k]]).toEqual([k, last.eval.student[k]]);
+    // the engine's NLL is a float32 tensor sum, the CLI's float64: equal to ~1e-7
+    expect(m.eval.student.nll).toBeCloseTo(last.eval.student.nll, 6);
+  });
+
   it('writes the whole run folder, and reuses the cached teacher on the second run', async () => {
     const f = spec('tiny.yaml', tiny);
     const out = path.join(tmp, 'run1');

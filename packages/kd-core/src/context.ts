@@ -7,6 +7,7 @@ import type { CostLedger } from './ledger';
 import { firstOutput, stopGradient } from './ops';
 import type { Rng } from './rng';
 import type { RoleRuntime } from './roles';
+import type { ViewSpec } from './spec';
 
 /** What the step context needs from the engine. */
 export interface StepHost {
@@ -188,20 +189,29 @@ export class StepContextImpl implements StepContext {
 
 /** A role's view of a batch: optional bilinear resize (and back), reshaped to the model's input. */
 export function viewFor(r: RoleRuntime, x: Tensor): Tensor {
+  return applyView(x, r.spec.view, r.inputShape, { name: r.info.name, specPath: r.specPath });
+}
+
+/**
+ * A batch as a role with this `view` sees it: bilinear resize (aligned corners) to `view.resize`,
+ * optionally back to the batch's size, then reshaped to the model's `inputShape` when only the
+ * layout differs. Used by the step, the evaluation and anything that re-forwards data afterwards
+ * (the CLI's calibration pass), so every route gives a role the same input.
+ */
+export function applyView(x: Tensor, view: ViewSpec | undefined, inputShape: readonly number[], role: { name: string; specPath: string }): Tensor {
   let v = x;
-  const view = r.spec.view;
   if (view?.resize && v.rank === 4) {
     const [h, w] = [v.shape[1] as number, v.shape[2] as number];
     v = tf.image.resizeBilinear(v as tf.Tensor4D, view.resize, true);
     if (view.upsample) v = tf.image.resizeBilinear(v as tf.Tensor4D, [h, w], true);
   }
-  const want = [v.shape[0] as number, ...r.inputShape];
+  const want = [v.shape[0] as number, ...inputShape];
   if (want.length !== v.rank || want.some((d, i) => d !== v.shape[i])) {
     const n = want.slice(1).reduce((a, b) => a * b, 1);
     const have = v.shape.slice(1).reduce((a, b) => a * b, 1);
     if (n !== have) {
-      throw new KdError('KD_SHAPE_MISMATCH', `role '${r.info.name}' takes inputs [${r.inputShape}] but the batch is [${v.shape.slice(1)}]`, {
-        path: `${r.specPath}.view`,
+      throw new KdError('KD_SHAPE_MISMATCH', `role '${role.name}' takes inputs [${inputShape}] but the batch is [${v.shape.slice(1)}]`, {
+        path: `${role.specPath}.view`,
         fix: 'build the model for this dataset’s image shape, or give the role a `view: { resize: [h, w] }`',
       });
     }

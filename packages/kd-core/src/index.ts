@@ -3,7 +3,7 @@ import 'reflect-metadata';
 export * from './backend';
 export * from './bus';
 export * from './checkpoint';
-export { viewFor, type RecordedTerm } from './context';
+export { applyView, viewFor, type RecordedTerm } from './context';
 export * from './data';
 export * from './engine';
 export * from './errors';

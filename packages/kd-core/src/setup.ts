@@ -11,7 +11,7 @@ import type { Registry } from './registry';
 import { parseTap, type ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
 import { subgraphFlops } from './subgraph';
-import { RunSpec, TrainSpec } from './spec';
+import { RunSpec, TrainSpec, type RoleSpec } from './spec';
 import { trainingAccess } from './training-access';
 import type { DataSplits } from './tokens';
 
@@ -89,10 +89,11 @@ async function buildRoles(engine: Engine, ctx: SetupContext, made: { dispose(): 
           fix: 'give `load: path/to/model` or `train: { epochs: … }` (trained once, then cached)',
         });
       }
-      model = await buildModel(ctx.registry, r, { inputShape, numClasses, seed, specDir: ctx.specDir });
+      model = await buildModel(ctx.registry, r, { inputShape: viewedShape(inputShape, r.spec.view), numClasses, seed, specDir: ctx.specDir });
       if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: r.spec.load ?? null };
     }
     made.push(model);
+    checkViewFits(r, model, inputShape);
     if (r.kind === 'teacher') model.trainable = false;
     const tapNames = tapsByRole.get(r.name) as string[];
     const tapped = tappedModel(model, tapNames, r.name, ctx.plugins.find((p) => (p.requirements.taps ?? []).some((t) => t.startsWith(`${r.name}.`)))?.specPath ?? r.specPath);
@@ -157,6 +158,30 @@ function teacherError(e: unknown, teacherPath: string): unknown {
   if (!m) return e;
   const path = m[1] === 'student' ? `${teacherPath}${m[2] ?? ''}` : `${teacherPath}.train${m[2] ?? ''}`;
   return new KdError(e.code, `teacher '${teacherPath}': ${e.message}`, { path, fix: e.fix, cause: e });
+}
+
+/**
+ * The image shape a role's model is built for: the data's, or the view's when the role sees a
+ * resized copy that is not up-sampled back (`view: { resize: [14, 14] }` builds a 14×14 model).
+ */
+export function viewedShape(inputShape: readonly number[], view: RoleSpec['view']): number[] {
+  if (!view?.resize || view.upsample || inputShape.length !== 3) return [...inputShape];
+  return [view.resize[0], view.resize[1], inputShape[2]];
+}
+
+/** A loaded (or teacher-trained) model must take what its view produces: say so at start-up, not at step 1. */
+function checkViewFits(r: { name: string; spec: RoleSpec; specPath: string }, model: LayersModel, inputShape: readonly number[]): void {
+  const want = viewedShape(inputShape, r.spec.view);
+  const has = (model.inputs[0].shape as (number | null)[]).slice(1);
+  const size = (xs: readonly (number | null)[]) => xs.reduce<number>((a, b) => a * (b ?? 1), 1);
+  if (size(want) === size(has)) return;
+  const source = r.spec.load ? `the model loaded from ${r.spec.load}` : `the ${r.spec.model} model`;
+  throw new KdError('KD_SHAPE_MISMATCH', `role '${r.name}': ${source} takes inputs [${has}] but its view of the data is [${want}]`, {
+    path: r.spec.view ? `${r.specPath}.view` : r.specPath,
+    fix: r.spec.view?.resize
+      ? `give the view \`upsample: true\` (back to [${inputShape.slice(0, 2)}]), or use a model built for [${want}]`
+      : `use a model built for this dataset's images [${inputShape}], or give the role a \`view: { resize: [h, w] }\``,
+  });
 }
 
 /** Train a teacher from labels once per (model, options, seed, train, data) and cache it. */

@@ -57,11 +57,12 @@ export const TrainOverride = z
 export const ViewSpec = z
   .object({
     /** Bilinear resize of this role's input to [h, w] (cross-quality KD). */
-    resize: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
+    resize: z.tuple([z.number().int().positive().max(4096), z.number().int().positive().max(4096)]).optional(),
     /** Resize back to the original size after down-sampling. */
     upsample: z.boolean().default(false),
   })
   .strict();
+export type ViewSpec = z.output<typeof ViewSpec>;
 
 export const RoleSpec = z
   .object({

@@ -128,3 +128,57 @@ describe('cross-quality KD in a run: teacher on full images, student on the resi
     }
   }, 30_000);
 });
+
+describe('views without up-sampling: the model is built for the view', () => {
+  const base = {
+    seed: 3,
+    backend: 'cpu',
+    data: { name: 'blobs', train: 32, test: 8 },
+    train: { epochs: 1, batchSize: 8, optimizer: { name: 'adam', lr: 0.01, weightDecay: 0 } },
+    plugins: [{ use: 'loss/cross-entropy' }],
+  };
+
+  it('a zoo student with view resize [2, 2] takes 2×2 images and sees the bilinear 2×2 copy', async () => {
+    const seen: { x: number[]; student: number[] }[] = [];
+    const recorder = definePlugin({
+      id: 'test/record-view',
+      kind: 'loss',
+      describe: 'records the batch and the student input (test)',
+      options: z.object({}).strict(),
+      create: (_o, deps) => ({
+        name: deps.name,
+        register(bus) {
+          bus.on('loss', (ctx) => {
+            if (seen.length < 1) seen.push({ x: Array.from(ctx.batch.x.dataSync()), student: Array.from(ctx.input('student').dataSync()) });
+          });
+        },
+      }),
+    });
+    const spec = RunSpec.parse({ ...base, student: { model: 'test-dense', view: { resize: [2, 2] } }, plugins: [...base.plugins, { use: 'test/record-view' }] });
+    const modules = [...engineModules(), new ContainerModule((o) => void o.bind(Symbol.for('kd.PluginDefinition')).toConstantValue(recorder))];
+    const result = await runSpec(spec, { registry: new Registry(modules), cacheDir: null });
+    try {
+      expect(result.models.get('student')?.inputs[0].shape).toEqual([null, 2, 2, 1]);
+      const { x, student } = seen[0];
+      const n = x.length / 16;
+      expect(student).toHaveLength(n * 4);
+      for (let b = 0; b < n; b++) {
+        const img = Array.from({ length: 4 }, (_, i) => x.slice(b * 16 + i * 4, b * 16 + i * 4 + 4));
+        resizeAligned(img, 2, 2).flat().forEach((v, i) => expect(student[b * 4 + i]).toBeCloseTo(v, 5));
+      }
+    } finally {
+      result.models.forEach((m) => m.dispose());
+    }
+  }, 30_000);
+
+  it('a trained teacher (built for full images) given a down-sampling view fails at start-up, at teacher.view', async () => {
+    const spec = RunSpec.parse({ ...base, teacher: { model: 'test-dense', seed: 9, train: { epochs: 1 }, view: { resize: [2, 2] } }, student: { model: 'test-dense' } });
+    const before = tf.memory().numTensors;
+    await expect(runSpec(spec, { registry: new Registry(engineModules()), cacheDir: null })).rejects.toMatchObject({
+      code: 'KD_SHAPE_MISMATCH',
+      path: 'teacher.view',
+      message: expect.stringContaining('takes inputs [4,4,1] but its view of the data is [2,2,1]'),
+    });
+    expect(tf.memory().numTensors).toBe(before);
+  }, 30_000);
+});
