@@ -17,7 +17,7 @@ export * from './plugin-state';
 export * from './registry';
 export { BUILTIN_METRICS, parseTap, type ResolvedPlugin } from './resolve';
 export * from './rng';
-export { learningRateAt, roleSpecs, type RoleRuntime } from './roles';
+export { fixMomentumDispose, learningRateAt, roleSpecs, type RoleRuntime } from './roles';
 export * from './spec';
 export * from './tokens';
 export * from './training-access';

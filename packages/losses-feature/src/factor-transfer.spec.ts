@@ -136,6 +136,7 @@ describe('paraphraser and translator (RepDistiller models/util.py geometry)', ()
     const data = tf.tensor4d(values(n * 3 * 3 * 4, 110, 0, 1), [n, 3, 3, 4]);
     const p = new Paraphraser(4, 0.5, new Rng(4), 'test_pretrain');
     const before = num(reconstructionLoss(p, data));
+    const tensorsBefore = tf.memory().numTensors;
     const batches = (epoch: number) => Array.from({ length: 2 }, (_, i) => Int32Array.from({ length: 16 }, (_, j) => (i * 16 + j + epoch) % n));
     const history = await pretrainParaphraser(p, {
       epochs: 20,
@@ -145,6 +146,8 @@ describe('paraphraser and translator (RepDistiller models/util.py geometry)', ()
       batches,
       features: (idx) => tf.gather(data, tf.tensor1d(idx, 'int32')),
     });
+    // the optimizer (momentum slots and its learning-rate scalar) is freed afterwards: nothing left over
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     const after = num(reconstructionLoss(p, data));
     expect(history).toHaveLength(20);
     expect(history.every(Number.isFinite)).toBe(true);

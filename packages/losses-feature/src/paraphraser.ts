@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor, Variable } from '@tensorflow/tfjs-core';
-import type { Rng } from '@tfkd/kd-core';
+import { fixMomentumDispose, type Rng } from '@tfkd/kd-core';
 import { Adapter } from './adapters';
 
 /** LeakyReLU slope of RepDistiller's Paraphraser / Translator. */
@@ -108,7 +108,7 @@ export interface PretrainOptions {
  * training loss of every epoch.
  */
 export async function pretrainParaphraser(p: Paraphraser, o: PretrainOptions): Promise<number[]> {
-  const optimizer = o.momentum > 0 ? tf.train.momentum(o.lr, o.momentum) : tf.train.sgd(o.lr);
+  const optimizer = o.momentum > 0 ? fixMomentumDispose(tf.train.momentum(o.lr, o.momentum)) : tf.train.sgd(o.lr);
   const vars = p.variables;
   const history: number[] = [];
   try {
