@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { encodeIdx } from '@tfkd/datasets';
 import { main } from './main';
 
 jest.setTimeout(120_000);
@@ -61,6 +62,36 @@ describe('kd run', () => {
     for (const k of ['accuracy', 'ece']) expect([k, m.eval.student[k]]).toEqual([k, last.eval.student[k]]);
     // the engine's NLL is a float32 tensor sum, the CLI's float64: equal to ~1e-7
     expect(m.eval.student.nll).toBeCloseTo(last.eval.student.nll, 6);
+  });
+
+  it('relative data paths are resolved against the spec folder, not the working folder', async () => {
+    const dir = path.join(tmp, 'project');
+    fs.mkdirSync(path.join(dir, 'idx'), { recursive: true });
+    // 12 training and 6 test images, 2×2, label = brightest quadrant mod 3
+    const images = (n: number, seed: number) => Array.from({ length: n * 4 }, (_, i) => (i * 37 + seed * 11) % 256);
+    const labels = (img: number[]) => Array.from({ length: img.length / 4 }, (_, b) => img.slice(b * 4, b * 4 + 4).indexOf(Math.max(...img.slice(b * 4, b * 4 + 4))) % 3);
+    const tr = images(12, 1);
+    const te = images(6, 2);
+    fs.writeFileSync(path.join(dir, 'idx', 'tr-x'), encodeIdx([12, 2, 2], tr));
+    fs.writeFileSync(path.join(dir, 'idx', 'tr-y'), encodeIdx([12], labels(tr)));
+    fs.writeFileSync(path.join(dir, 'idx', 'te-x'), encodeIdx([6, 2, 2], te));
+    fs.writeFileSync(path.join(dir, 'idx', 'te-y'), encodeIdx([6], labels(te)));
+    const f = path.join(dir, 'run.yaml');
+    fs.writeFileSync(
+      f,
+      `backend: cpu
+data: { name: idx, dir: idx, numClasses: 3, train: { images: tr-x, labels: tr-y }, test: { images: te-x, labels: te-y } }
+student: { model: mlp, options: { hidden: [4] } }
+train: { epochs: 1, batchSize: 4 }
+plugins: [{ use: loss/cross-entropy }]
+`,
+    );
+    const out = path.join(tmp, 'rel');
+    // the working folder (the repository root under jest) has no idx/ folder
+    expect(fs.existsSync(path.resolve('idx'))).toBe(false);
+    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    expect(m.dataset).toMatchObject({ train: 12, test: 6 });
   });
 
   it('writes the whole run folder, and reuses the cached teacher on the second run', async () => {

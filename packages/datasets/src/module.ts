@@ -13,6 +13,11 @@ const limit = z
   .optional()
   .describe('keep only the first N examples of each split');
 
+/** A data path from a spec: relative paths are relative to the spec's folder (as `load:` is), else to the working folder. */
+function fromSpec(p: string, ctx?: { specDir?: string }): string {
+  return path.resolve(ctx?.specDir ?? process.cwd(), p);
+}
+
 /** `data: { name: fashion-mnist }` — full set if found (path, KD_DATA_DIR, Debian package), else the shipped subset. */
 export const fashionMnistDataset: DatasetDefinition = {
   id: 'fashion-mnist',
@@ -24,8 +29,9 @@ export const fashionMnistDataset: DatasetDefinition = {
       limit,
     })
     .strict(),
-  async load(o) {
-    return loadFashionMnist(o as { path?: string; subset?: boolean; limit?: { train?: number; test?: number } });
+  async load(o, ctx) {
+    const opts = o as { path?: string; subset?: boolean; limit?: { train?: number; test?: number } };
+    return loadFashionMnist({ ...opts, ...(opts.path ? { path: fromSpec(opts.path, ctx) } : {}) });
   },
 };
 
@@ -55,9 +61,9 @@ function cifar(variant: 'cifar10' | 'cifar100'): DatasetDefinition {
     options: z
       .object({ path: z.string().min(1), label: z.enum(['fine', 'coarse']).default('fine'), limit })
       .strict(),
-    async load(o) {
+    async load(o, ctx) {
       const opts = o as { path: string; label: 'fine' | 'coarse'; limit?: { train?: number; test?: number } };
-      return readCifar(opts.path, { variant, label: opts.label, limit: opts.limit });
+      return readCifar(fromSpec(opts.path, ctx), { variant, label: opts.label, limit: opts.limit });
     },
   };
 }
@@ -68,9 +74,9 @@ export const idxDataset: DatasetDefinition = {
   id: 'idx',
   describe: 'any image/label pair of IDX files (MNIST-style), per split',
   options: z.object({ train: split, test: split, numClasses: z.number().int().min(2).optional(), dir: z.string().default('.') }).strict(),
-  async load(o) {
+  async load(o, ctx) {
     const opts = o as { train: z.infer<typeof split>; test: z.infer<typeof split>; numClasses?: number; dir: string };
-    const at = (f: string) => path.resolve(opts.dir, f);
+    const at = (f: string) => path.resolve(fromSpec(opts.dir, ctx), f);
     const read = (s: z.infer<typeof split>, name: string) =>
       loadIdxDataset({ images: at(s.images), labels: at(s.labels), name, numClasses: opts.numClasses, source: 'idx' });
     return { train: read(opts.train, 'idx:train'), test: read(opts.test, 'idx:test') };

@@ -467,19 +467,28 @@ export class Engine {
   }
 
   private async loadData(): Promise<DataSplits & { note?: string }> {
-    const { name, ...rest } = this.spec.data;
-    const def = this.opts.registry.dataset(name, 'data.name');
-    const options = validate(def.options, rest, { prefix: 'data' });
-    const splits = await def.load(options as Record<string, unknown>, { seed: this.spec.seed, specPath: 'data' });
-    if (splits.train.labels.length === 0) {
-      throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
-    }
-    if (this.spec.calibrate) {
-      const { train, heldOut } = holdOut(splits.train, this.spec.calibrate.holdout, this.spec.seed);
-      return { ...splits, train, validation: heldOut };
-    }
-    return splits;
+    return loadRunData(this.spec, this.opts.registry, this.opts.specDir ?? process.cwd());
   }
+}
+
+/**
+ * A spec's data: the dataset definition named by `data.name`, its options validated at `data.*`,
+ * relative paths resolved against the spec's folder (`specDir`, like `load:` and `packages:`), and
+ * the `calibrate:` hold-out split off the training set. Shared by the engine and the generations driver.
+ */
+export async function loadRunData(spec: RunSpec, registry: Registry, specDir: string): Promise<DataSplits & { note?: string }> {
+  const { name, ...rest } = spec.data;
+  const def = registry.dataset(name, 'data.name');
+  const options = validate(def.options, rest, { prefix: 'data' });
+  const splits = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir });
+  if (splits.train.labels.length === 0) {
+    throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
+  }
+  if (spec.calibrate) {
+    const { train, heldOut } = holdOut(splits.train, spec.calibrate.holdout, spec.seed);
+    return { ...splits, train, validation: heldOut };
+  }
+  return splits;
 }
 
 /** A copy of a tensor's values for a checkpoint. */

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
 import { holdOut } from './data';
-import { Engine, type EngineOptions, type RunResult } from './engine';
+import { Engine, loadRunData, type EngineOptions, type RunResult } from './engine';
 import { KdError } from './errors';
 import type { EpochSummary, RoleInfo } from './hooks';
 import type { LedgerSnapshot } from './ledger';
@@ -77,22 +77,6 @@ export function checkGenerationSpec(spec: RunSpec, plan: GenerationPlan): void {
   if (!spec.student || spec.students) {
     throw new KdError('KD_SPEC_INVALID', `'${plan.id}' trains one student per generation`, { path: 'students', fix: 'give `student:` (one model), not `students:`' });
   }
-}
-
-/** The run's data, loaded once for every generation (the same steps as `Engine`'s own loading). */
-async function loadRunData(spec: RunSpec, registry: Registry): Promise<DataSplits & { note?: string }> {
-  const { name, ...rest } = spec.data;
-  const def = registry.dataset(name, 'data.name');
-  const options = validate(def.options, rest, { prefix: 'data' });
-  const splits = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data' });
-  if (splits.train.labels.length === 0) {
-    throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
-  }
-  if (spec.calibrate) {
-    const { train, heldOut } = holdOut(splits.train, spec.calibrate.holdout, spec.seed);
-    return { ...splits, train, validation: heldOut };
-  }
-  return splits;
 }
 
 /**
@@ -210,7 +194,7 @@ export async function runGenerations(spec: RunSpec, opts: EngineOptions, planned
   const student = spec.student as NonNullable<RunSpec['student']>;
   const log = (l: string) => opts.log?.(l);
   const backend: SelectedBackend = opts.backend ?? (await selectBackend(spec.backend, registry.backends()));
-  const data = opts.data ?? (await loadRunData(spec, registry));
+  const data = opts.data ?? (await loadRunData(spec, registry, specDir));
   const tools = registry.modelTools();
   const scratch = opts.cacheDir ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'kd-generations-'));
   const gens: (GenerationInfo & { model: LayersModel; result: RunResult | null })[] = [];

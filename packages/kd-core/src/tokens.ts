@@ -54,7 +54,11 @@ export interface DatasetDefinition {
   describe: string;
   /** Schema of the spec's `data:` block (without `name`). */
   options: import('zod').ZodType;
-  load(options: Record<string, unknown>, ctx: { seed: number; specPath: string }): Promise<DataSplits>;
+  /**
+   * `specDir`: the spec's folder; relative paths among the options are resolved against it (absent
+   * when a dataset is loaded outside a spec, e.g. `kd eval --data-path`: then the working folder).
+   */
+  load(options: Record<string, unknown>, ctx: { seed: number; specPath: string; specDir?: string }): Promise<DataSplits>;
 }
 
 /** Model services the engine needs and the models package provides (bound to MODEL_TOOLS). */
