@@ -54,6 +54,7 @@ export class LifecycleBus {
   private failures: Failure[] = [];
   private chain: Promise<void> = Promise.resolve();
   private scope: PayloadScope | null = null;
+  private active: ReadonlySet<string> | null = null;
 
   /** Numbers-only events for progress bars, loggers and plots (ordinary RxJS operators apply). */
   readonly events$: Observable<ObservedEvent> = this.observed.asObservable();
@@ -123,6 +124,15 @@ export class LifecycleBus {
     this.observed.next({ hook, payload } as ObservedEvent);
   }
 
+  /**
+   * Declared stages: only these owners receive the hooks of a phase's training (`epochStart`,
+   * `batchStart`, `loss`, `batchEnd`, `epochEnd`); null (the default) delivers to every plugin.
+   * `runStart`, `runEnd` and the evaluation hooks always reach every plugin.
+   */
+  setActive(owners: Iterable<string> | null): void {
+    this.active = owners === null ? null : new Set(owners);
+  }
+
   complete(): void {
     this.subscriptions.unsubscribe();
     this.stream.complete();
@@ -130,6 +140,7 @@ export class LifecycleBus {
   }
 
   private invoke(reg: Registration, payload: unknown): void {
+    if (this.active && PHASE_HOOKS.has(reg.hook) && !this.active.has(reg.owner)) return;
     if (!isTensorHook(reg.hook)) {
       // Number hooks: chained, so handlers run one after another (an async one finishes before the
       // next starts), exactly like awaiting them in a for…of.
@@ -181,6 +192,8 @@ export class LifecycleBus {
     });
   }
 }
+
+const PHASE_HOOKS: ReadonlySet<HookName> = new Set<HookName>(['epochStart', 'batchStart', 'loss', 'batchEnd', 'epochEnd']);
 
 function isThenable(v: unknown): boolean {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';

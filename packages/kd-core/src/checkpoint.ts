@@ -64,6 +64,11 @@ export interface TrainingState {
   specHash: string;
   spec: RunSpec;
   phase: string;
+  /**
+   * Runs with `stages:`: the phase (a declared stage's name, or the main phase's) whose position
+   * `next` is and whose optimizers `roles[].optimizer` hold. Absent in runs without stages.
+   */
+  stage?: string;
   backend: string;
   /** The next step to run. `batchIndex > 0`: stopped inside an epoch (an interrupted run). */
   next: RunPosition;

@@ -16,6 +16,7 @@ import { Rng } from './rng';
 import { learningRateAt, makeOptimizer, setLearningRate, trainableVariables, type RoleRuntime } from './roles';
 import { prepareRoles } from './setup';
 import { TrainSpec, validate, type RunSpec } from './spec';
+import { layersUpTo, resolvePhases, variablesOf, type Phase } from './stages';
 import { evaluate, trainStep, type StepResult, type TrainHost } from './step';
 import type { DataSplits } from './tokens';
 
@@ -66,9 +67,9 @@ export interface RunResult {
   data: DataSplits;
   teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>;
   /** Where an interrupted run stopped: the next step to run. */
-  stoppedAt?: RunPosition & { step: number };
+  stoppedAt?: RunPosition & { step: number; phase?: string };
   /** Where this process took the run up from its checkpoint. */
-  resumedFrom?: RunPosition & { step: number };
+  resumedFrom?: RunPosition & { step: number; phase?: string };
   /** How many times the run was resumed (0 for a run in one go). */
   resumes: number;
 }
@@ -85,6 +86,10 @@ export class Engine {
   private data!: DataSplits & { note?: string };
   private roles = new Map<string, RoleRuntime>();
   private plugins: ResolvedPlugin[] = [];
+  /** Declared stages (spec `stages:`), then the main phase; one entry for a spec without stages. */
+  private phases: Phase[] = [];
+  /** Per stage with `trainUpTo`: per student, the layers that train. */
+  private upTo = new Map<string, Map<string, Set<string>>>();
   private instances: Plugin[] = [];
   private teachers: RunResult['teachers'] = {};
   private prepared = false;
@@ -107,7 +112,7 @@ export class Engine {
     const specDir = this.opts.specDir ?? process.cwd();
     await registry.loadPackages(this.spec.packages, specDir);
     this.backend = this.opts.backend ?? (await selectBackend(this.spec.backend, registry.backends()));
-    this.plugins = resolvePlugins(this.spec, registry);
+    ({ plugins: this.plugins, phases: this.phases } = resolvePhases(this.spec, registry, resolvePlugins(this.spec, registry), this.phase));
     this.data = this.opts.data ?? (await this.loadData());
     const setup = await prepareRoles(this, {
       registry,
@@ -123,6 +128,7 @@ export class Engine {
     this.roles = setup.roles;
     this.teachers = setup.teachers;
     this.instances = setup.instances;
+    this.checkTrainUpTo();
     this.instances.forEach((p, i) => p.register(this.bus.forPlugin(p.name, this.plugins[i].stage, i, this.plugins[i].specPath)));
     this.opts.observe?.(this.bus, this.phase);
     this.prepared = true;
@@ -137,8 +143,11 @@ export class Engine {
     const students = roleList.filter((r) => r.info.kind === 'student');
     const teachers = roleList.filter((r) => r.info.kind === 'teacher');
     const n = this.data.train.labels.length;
-    const fullBatches = Math.ceil(n / spec.train.batchSize);
-    const batchesPerEpoch = Math.min(fullBatches, spec.train.maxBatches ?? fullBatches);
+    const staged = this.spec.stages !== undefined;
+    const batchesOf = (ph: Phase) => {
+      const full = Math.ceil(n / ph.train.batchSize);
+      return Math.min(full, ph.train.maxBatches ?? full);
+    };
     const dataset = {
       name: this.data.train.name,
       source: this.data.train.source,
@@ -147,19 +156,22 @@ export class Engine {
       ...(this.data.note || this.data.train.note ? { note: this.data.note ?? this.data.train.note } : {}),
     };
     if (resume) this.checkResumable(resume, dataset);
+    // The phase the run starts (or resumes) in: a checkpoint of a staged run names it.
+    const startPhase = resume ? this.phases.findIndex((p) => p.name === (resume.stage ?? this.phase)) : 0;
     const start: RunPosition = resume ? { ...resume.next } : { epoch: 1, batchIndex: 0 };
-    const resumedFrom = resume ? { ...resume.next, step: resume.step } : undefined;
+    const at = (phase: Phase) => (staged ? { phase: phase.name } : {});
+    const resumedFrom = resume ? { ...resume.next, step: resume.step, ...at(this.phases[startPhase]) } : undefined;
     await this.bus.emitAsync('runStart', {
       runId: `${this.phase}-${spec.seed}`,
       backend: this.backend.name,
       seed: spec.seed,
       roles: roleList.map((r) => r.info),
-      phases: [{ name: this.phase, epochs: spec.train.epochs, batchesPerEpoch }],
+      phases: this.phases.map((p) => ({ name: p.name, epochs: p.train.epochs, batchesPerEpoch: batchesOf(p) })),
       dataset,
       ...(resumedFrom ? { resumed: resumedFrom } : {}),
     });
 
-    const host = this.trainHost();
+    const caches = this.teacherCaches(teachers);
     const finalEval: Record<string, Record<string, number>> = {};
     const history: EpochSummary[] = [];
     let step = 0;
@@ -167,85 +179,106 @@ export class Engine {
     let priorSeconds = 0;
     if (resume) {
       // After runStart, so whatever a plugin initialises there is overwritten by the saved state.
-      await this.restore(resume, host);
+      // (The optimizers are restored when their phase starts, below.)
+      this.restore(resume, caches);
       Object.assign(finalEval, resume.eval);
       history.push(...resume.history);
       step = resume.step;
       skipped = resume.skipped;
       priorSeconds = resume.seconds;
-      this.log(`resuming at epoch ${start.epoch}${start.batchIndex > 0 ? `, batch ${start.batchIndex + 1}` : ''} (step ${step}) from a checkpoint of ${resume.createdAt}`);
+      const where = staged ? `${this.phases[startPhase].name} ` : '';
+      this.log(`resuming at ${where}epoch ${start.epoch}${start.batchIndex > 0 ? `, batch ${start.batchIndex + 1}` : ''} (step ${step}) from a checkpoint of ${resume.createdAt}`);
     } else if (teachers.length > 0) {
       // Teachers are evaluated once, before training (a resumed run has their numbers in its checkpoint).
       const rep = await evaluate(this.bus, teachers, this.data.test, { phase: this.phase, epoch: 0 });
       Object.assign(finalEval, rep.metrics);
     }
     const resumes = resume ? resume.resumes + 1 : 0;
-    const snapshot = (next: RunPosition, epochProgress: TrainingState['epochProgress']): Promise<TrainingState> =>
+    const snapshot = (host: TrainHost, phase: Phase, next: RunPosition, epochProgress: TrainingState['epochProgress']): Promise<TrainingState> =>
       this.snapshot(host, {
         next, step, skipped, epochProgress, history, eval: finalEval, seconds: priorSeconds + (Date.now() - t0) / 1000, dataset, resumes,
+        ...(staged ? { stage: phase.name } : {}),
       });
 
     let stopped: RunPosition | null = null;
+    let stoppedPhase: Phase | null = null;
     let stoppedProgress: TrainingState['epochProgress'] = null;
-    for (let epoch = start.epoch; epoch <= spec.train.epochs && !stopped; epoch++) {
-      const te = Date.now();
-      // Resuming inside this epoch: its sums so far come from the checkpoint, and epochStart has fired.
-      const first = epoch === start.epoch ? start.batchIndex : 0;
-      const carried = first > 0 ? resume?.epochProgress ?? null : null;
-      for (const s of students) setLearningRate(s.optimizer as tf.Optimizer, learningRateAt(s.train as TrainSpec, epoch));
-      const lr = learningRateAt(students[0].train as TrainSpec, epoch);
-      const batches = epochBatches(n, { batchSize: spec.train.batchSize, seed: spec.seed, epoch }).slice(0, batchesPerEpoch);
-      const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
-      let counted = carried?.counted ?? 0;
-      const before = carried?.seconds ?? 0;
-      let started = first > 0;
-      for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
-        // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
-        // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
-        if (this.opts.shouldStop) await new Promise<void>((resolve) => setImmediate(resolve));
-        if (this.opts.shouldStop?.()) {
-          stopped = { epoch, batchIndex };
-          stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
-          break;
+    let stoppedHost: TrainHost | null = null;
+    for (let pi = startPhase; pi < this.phases.length && !stopped; pi++) {
+      const phase = this.phases[pi];
+      const ptrain = phase.train;
+      // Each phase starts with fresh optimizers (its own `train:`); a resumed one gets its saved state.
+      const host = this.trainHost(phase, caches);
+      const resuming = resume !== null && pi === startPhase;
+      if (resuming) await this.restoreOptimizers(resume);
+      if (staged) this.bus.setActive(phase.active.keys());
+      const batchesPerEpoch = batchesOf(phase);
+      // Each stage draws its batch order from a stream of its own; the main phase's is the run's seed.
+      const orderSeed = phase.stage < 0 ? spec.seed : (spec.seed ^ Math.imul(phase.stage + 1, 0x85ebca6b)) >>> 0;
+      const phaseStart: RunPosition = resuming ? start : { epoch: 1, batchIndex: 0 };
+      for (let epoch = phaseStart.epoch; epoch <= ptrain.epochs && !stopped; epoch++) {
+        const te = Date.now();
+        // Resuming inside this epoch: its sums so far come from the checkpoint, and epochStart has fired.
+        const first = epoch === phaseStart.epoch ? phaseStart.batchIndex : 0;
+        const carried = first > 0 ? resume?.epochProgress ?? null : null;
+        for (const s of students) setLearningRate(s.optimizer as tf.Optimizer, learningRateAt(s.train as TrainSpec, epoch));
+        const lr = learningRateAt(students[0].train as TrainSpec, epoch);
+        const batches = epochBatches(n, { batchSize: ptrain.batchSize, seed: orderSeed, epoch }).slice(0, batchesPerEpoch);
+        const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
+        let counted = carried?.counted ?? 0;
+        const before = carried?.seconds ?? 0;
+        let started = first > 0;
+        for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
+          // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
+          // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
+          if (this.opts.shouldStop) await new Promise<void>((resolve) => setImmediate(resolve));
+          if (this.opts.shouldStop?.()) {
+            stopped = { epoch, batchIndex };
+            stoppedPhase = phase;
+            stoppedHost = host;
+            stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
+            break;
+          }
+          if (!started) {
+            await this.bus.emitAsync('epochStart', { phase: phase.name, epoch, epochs: ptrain.epochs });
+            started = true;
+          }
+          const r = trainStep(host, { phase: phase.name, epoch, epochs: ptrain.epochs, batchIndex, step, indices: batches[batchIndex] });
+          step++;
+          if (r.skipped) skipped++;
+          else {
+            counted++;
+            sums.loss += r.loss;
+            for (const [k, v] of Object.entries(r.terms)) sums[k] = (sums[k] ?? 0) + v;
+          }
+          await this.bus.emitAsync('batchEnd', {
+            phase: phase.name, epoch, batchIndex, batchesPerEpoch, step, loss: r.loss, terms: r.terms, learningRate: lr, images: r.images,
+          });
         }
-        if (!started) {
-          await this.bus.emitAsync('epochStart', { phase: this.phase, epoch, epochs: spec.train.epochs });
-          started = true;
+        if (stopped) break;
+        const trainSeconds = before + (Date.now() - te) / 1000;
+        this.ledger.phaseTime(phase.name, trainSeconds, batches.length);
+        const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
+        if (skipped > 0) train.skippedBatches = skipped;
+        let evalMetrics: Record<string, Record<string, number>> = {};
+        if (epoch % spec.evalEvery === 0 || epoch === ptrain.epochs) {
+          evalMetrics = (await evaluate(this.bus, students, this.data.test, { phase: phase.name, epoch })).metrics;
+          Object.assign(finalEval, evalMetrics);
         }
-        const r = trainStep(host, { phase: this.phase, epoch, epochs: spec.train.epochs, batchIndex, step, indices: batches[batchIndex] });
-        step++;
-        if (r.skipped) skipped++;
-        else {
-          counted++;
-          sums.loss += r.loss;
-          for (const [k, v] of Object.entries(r.terms)) sums[k] = (sums[k] ?? 0) + v;
-        }
-        await this.bus.emitAsync('batchEnd', {
-          phase: this.phase, epoch, batchIndex, batchesPerEpoch, step, loss: r.loss, terms: r.terms, learningRate: lr, images: r.images,
-        });
+        const summary: EpochSummary = {
+          phase: phase.name, epoch, epochs: ptrain.epochs, train, eval: evalMetrics, seconds: before + (Date.now() - te) / 1000, learningRate: lr,
+        };
+        history.push(summary);
+        await this.bus.emitAsync('epochEnd', summary);
+        if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(host, phase, { epoch: epoch + 1, batchIndex: 0 }, null));
       }
-      if (stopped) break;
-      const trainSeconds = before + (Date.now() - te) / 1000;
-      this.ledger.phaseTime(this.phase, trainSeconds, batches.length);
-      const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
-      if (skipped > 0) train.skippedBatches = skipped;
-      let evalMetrics: Record<string, Record<string, number>> = {};
-      if (epoch % spec.evalEvery === 0 || epoch === spec.train.epochs) {
-        evalMetrics = (await evaluate(this.bus, students, this.data.test, { phase: this.phase, epoch })).metrics;
-        Object.assign(finalEval, evalMetrics);
-      }
-      const summary: EpochSummary = {
-        phase: this.phase, epoch, epochs: spec.train.epochs, train, eval: evalMetrics, seconds: before + (Date.now() - te) / 1000, learningRate: lr,
-      };
-      history.push(summary);
-      await this.bus.emitAsync('epochEnd', summary);
-      if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot({ epoch: epoch + 1, batchIndex: 0 }, null));
     }
-    if (stopped && this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(stopped, stoppedProgress));
+    if (staged) this.bus.setActive(null);
+    if (stopped && this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(stoppedHost as TrainHost, stoppedPhase as Phase, stopped, stoppedProgress));
     const seconds = priorSeconds + (Date.now() - t0) / 1000;
     const status = stopped ? 'interrupted' : 'completed';
     await this.bus.emitAsync('runEnd', { status, seconds, eval: finalEval });
-    if (stopped) this.log(`stopped before epoch ${stopped.epoch}, batch ${stopped.batchIndex + 1} (step ${step})`);
+    if (stopped) this.log(`stopped before ${staged ? `${(stoppedPhase as Phase).name} ` : ''}epoch ${stopped.epoch}, batch ${stopped.batchIndex + 1} (step ${step})`);
     return {
       status,
       spec,
@@ -260,15 +293,34 @@ export class Engine {
       data: this.data,
       teachers: this.teachers,
       resumes,
-      ...(stopped ? { stoppedAt: { ...stopped, step } } : {}),
+      ...(stopped ? { stoppedAt: { ...stopped, step, ...at(stoppedPhase as Phase) } } : {}),
       ...(resumedFrom ? { resumedFrom } : {}),
     };
+  }
+
+  /** `trainUpTo` of every stage: the layer must exist in every student; the layers up to it train. */
+  private checkTrainUpTo(): void {
+    for (const phase of this.phases) {
+      if (!phase.trainUpTo) continue;
+      const perRole = new Map<string, Set<string>>();
+      for (const r of [...this.roles.values()].filter((x) => x.info.kind === 'student')) {
+        const layers = layersUpTo(r.model, phase.trainUpTo);
+        if (!layers) {
+          throw new KdError('KD_SPEC_INVALID', `stage '${phase.name}': role '${r.info.name}' (${r.model.name}) has no layer '${phase.trainUpTo}'`, {
+            path: `${phase.specPath}.trainUpTo`,
+            fix: `name a layer of the student, usually the guided layer of its hint (one of: ${r.model.layers.map((l) => l.name).join(', ')})`,
+          });
+        }
+        perRole.set(r.info.name, layers);
+      }
+      this.upTo.set(phase.name, perRole);
+    }
   }
 
   /** The training state at a step boundary (what a checkpoint holds). */
   private async snapshot(
     host: TrainHost,
-    at: Pick<TrainingState, 'next' | 'step' | 'skipped' | 'epochProgress' | 'history' | 'eval' | 'seconds' | 'dataset' | 'resumes'>,
+    at: Pick<TrainingState, 'next' | 'step' | 'skipped' | 'epochProgress' | 'history' | 'eval' | 'seconds' | 'dataset' | 'resumes' | 'stage'>,
   ): Promise<TrainingState> {
     const students = [...this.roles.values()].filter((r) => r.info.kind === 'student');
     const roles: TrainingState['roles'] = [];
@@ -283,6 +335,7 @@ export class Engine {
       specHash: specHash(this.spec),
       spec: this.spec,
       phase: this.phase,
+      ...(at.stage !== undefined ? { stage: at.stage } : {}),
       backend: this.backend.name,
       next: { ...at.next },
       step: at.step,
@@ -314,6 +367,12 @@ export class Engine {
     if (state.phase !== this.phase) {
       throw new KdError('KD_RESUME_MISMATCH', `the checkpoint is of phase '${state.phase}', this run is '${this.phase}'`, { fix: 'resume a distillation checkpoint' });
     }
+    if (!this.phases.some((p) => p.name === (state.stage ?? this.phase))) {
+      throw new KdError('KD_RESUME_MISMATCH', `the checkpoint stopped in stage '${state.stage}', which this run does not declare`, {
+        path: 'stages',
+        fix: 'resume with the spec the run started with',
+      });
+    }
     if (state.dataset.train !== dataset.train || state.dataset.test !== dataset.test) {
       throw new KdError('KD_RESUME_MISMATCH', `the data has ${dataset.train} train / ${dataset.test} test samples, the checkpoint's had ${state.dataset.train} / ${state.dataset.test}`, {
         path: 'data',
@@ -334,19 +393,16 @@ export class Engine {
     }
   }
 
-  /** Restore students' weights and optimizers, plugin tensors, state and generators, ledger and teacher caches. */
-  private async restore(state: TrainingState, host: TrainHost): Promise<void> {
-    const where = 'checkpoint';
-    const mismatch = (what: string) =>
-      new KdError('KD_CHECKPOINT_INVALID', `the checkpoint does not fit this run: ${what}`, {
-        path: where,
-        fix: 'resume with the package versions that wrote the checkpoint, or start a new run without --resume',
-      });
+  /**
+   * Restore students' weights, plugin tensors, state and generators, ledger and teacher caches. The
+   * optimizers belong to the phase the checkpoint stopped in: `restoreOptimizers` once it has them.
+   */
+  private restore(state: TrainingState, caches: Map<string, OutputCache>): void {
+    const mismatch = checkpointMismatch;
     for (const s of [...this.roles.values()].filter((r) => r.info.kind === 'student')) {
       const saved = state.roles.find((r) => r.name === s.info.name);
       if (!saved) throw mismatch(`no saved weights for role '${s.info.name}'`);
       assignAll(s.model.weights.map((w) => w.read() as tf.Variable), saved.weights, `role '${s.info.name}'`, mismatch);
-      if (s.optimizer && saved.optimizer) await restoreOptimizer(s.optimizer, saved.optimizer, `role '${s.info.name}'`, mismatch);
     }
     if (state.plugins.length !== this.instances.length) throw mismatch(`${state.plugins.length} plugins saved, the run has ${this.instances.length}`);
     this.instances.forEach((p, i) => {
@@ -358,7 +414,14 @@ export class Engine {
       this.plugins[i].rng.setState(saved.rng.map((v) => (v === null ? NaN : v)));
     });
     this.ledger.setState(state.ledger);
-    for (const c of state.caches) host.caches?.get(c.role)?.restore(c);
+    for (const c of state.caches) caches.get(c.role)?.restore(c);
+  }
+
+  private async restoreOptimizers(state: TrainingState): Promise<void> {
+    for (const s of [...this.roles.values()].filter((r) => r.info.kind === 'student')) {
+      const saved = state.roles.find((r) => r.name === s.info.name);
+      if (s.optimizer && saved?.optimizer) await restoreOptimizer(s.optimizer, saved.optimizer, `role '${s.info.name}'`, checkpointMismatch);
+    }
   }
 
   /** sha256 (16 hex) of each teacher's weights, computed once. */
@@ -384,7 +447,7 @@ export class Engine {
    */
   async stepper(): Promise<{ step(): StepResult }> {
     await this.prepare();
-    const host = this.trainHost();
+    const host = this.trainHost(this.phases[this.phases.length - 1], this.teacherCaches([...this.roles.values()].filter((r) => r.info.kind === 'teacher')));
     const n = this.data.train.labels.length;
     const batches = epochBatches(n, { batchSize: this.spec.train.batchSize, seed: this.spec.seed, epoch: 1 });
     let step = 0;
@@ -406,18 +469,23 @@ export class Engine {
     return this.instances.map((plugin, i) => ({ name: plugin.name, id: this.plugins[i].def.id, options: this.plugins[i].options, plugin }));
   }
 
-  /** Optimizers per student and the step's view of the run. */
-  private trainHost(): TrainHost {
+  /**
+   * A phase's fresh optimizers per student (the run's `train`, the role's overrides, then a stage's)
+   * and the step's view of the run: the phase's active plugins, their weights and variables.
+   */
+  private trainHost(phase: Phase, caches: Map<string, OutputCache>): TrainHost {
     const spec = this.spec;
     const roleList = [...this.roles.values()];
     const students = roleList.filter((r) => r.info.kind === 'student');
     const teachers = roleList.filter((r) => r.info.kind === 'teacher');
     for (const s of students) {
-      s.train = TrainSpec.parse({ ...spec.train, ...(s.spec.train ?? {}) });
+      s.train = TrainSpec.parse({ ...spec.train, ...(s.spec.train ?? {}), ...phase.overrides });
       s.optimizer?.dispose();
       s.optimizer = makeOptimizer(s.train);
     }
-    const pluginVars = this.instances.flatMap((p) => p.variables?.() ?? []);
+    const active = this.plugins.filter((p) => phase.active.has(p.name));
+    const pluginVars = this.instances.filter((_, i) => phase.active.has(this.plugins[i].name)).flatMap((p) => p.variables?.() ?? []);
+    const upTo = this.upTo.get(phase.name);
     return {
       bus: this.bus,
       train: this.data.train,
@@ -425,16 +493,16 @@ export class Engine {
       roleInfos: roleList.map((r) => r.info),
       ledger: this.ledger,
       numClasses: this.data.train.numClasses,
-      weightOf: (owner) => this.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
+      weightOf: (owner) => phase.active.get(owner) ?? this.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
       rngOf: (owner) => this.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
       trainables: students.map((s, i) => ({
         role: s,
-        variables: [...trainableVariables(s.model), ...(i === 0 ? pluginVars : [])],
+        variables: [...(upTo ? variablesOf(s.model, upTo.get(s.info.name) as Set<string>) : trainableVariables(s.model)), ...(i === 0 ? pluginVars : [])],
         weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
       })),
-      prefetch: teachers.filter((t) => this.plugins.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
+      prefetch: teachers.filter((t) => active.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
       nonFinite: spec.nonFinite,
-      caches: this.teacherCaches(teachers),
+      caches,
     };
   }
 
@@ -489,6 +557,13 @@ export async function loadRunData(spec: RunSpec, registry: Registry, specDir: st
     return { ...splits, train, validation: heldOut };
   }
   return splits;
+}
+
+function checkpointMismatch(what: string): KdError {
+  return new KdError('KD_CHECKPOINT_INVALID', `the checkpoint does not fit this run: ${what}`, {
+    path: 'checkpoint',
+    fix: 'resume with the package versions that wrote the checkpoint, or start a new run without --resume',
+  });
 }
 
 /** A copy of a tensor's values for a checkpoint. */

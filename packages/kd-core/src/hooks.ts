@@ -103,7 +103,7 @@ export interface RunStartInfo {
    * `getState`, generators) right after `runStart`, so a plugin may skip expensive initialisation
    * here. With `batchIndex > 0` the run resumes inside that epoch, and its `epochStart` does not fire again.
    */
-  resumed?: { epoch: number; batchIndex: number; step: number };
+  resumed?: { epoch: number; batchIndex: number; step: number; phase?: string };
 }
 
 export interface EpochStartInfo {

@@ -16,6 +16,7 @@ export * from './plugin';
 export * from './plugin-state';
 export * from './registry';
 export { BUILTIN_METRICS, parseTap, type ResolvedPlugin } from './resolve';
+export { RESERVED_PHASES, layersUpTo, type Phase } from './stages';
 export * from './rng';
 export { fixMomentumDispose, learningRateAt, roleSpecs, type RoleRuntime } from './roles';
 export * from './spec';

@@ -33,37 +33,52 @@ export function resolvePlugins(spec: RunSpec, registry: Registry): ResolvedPlugi
   const names = new Set<string>();
   const seedRng = new Rng(spec.seed ^ 0x2545f491);
   return entries.map(({ entry, specPath }, index) => {
-    const def = registry.plugin(entry.use, specPath.startsWith('eval') ? specPath : `${specPath}.use`);
-    const options = validate(def.options, entry.with, {
-      code: 'KD_PLUGIN_OPTIONS',
-      prefix: `${specPath}.with`,
-    });
-    const name = entry.name ?? def.id;
-    if (names.has(name)) {
-      throw new KdError('KD_SPEC_INVALID', `two plugins are named '${name}'`, {
+    const resolved = resolvePlugin(spec, registry, entry, specPath, index, seedRng.fork(index));
+    if (names.has(resolved.name)) {
+      throw new KdError('KD_SPEC_INVALID', `two plugins are named '${resolved.name}'`, {
         path: `${specPath}.name`,
         fix: 'give one of them a distinct `name:` (term names and logs use it)',
       });
     }
-    names.add(name);
-    const requirements = def.requires?.(options) ?? {};
-    const tapRoles = (requirements.taps ?? []).map((t) => t.slice(0, t.lastIndexOf('.')));
-    return {
-      index,
-      specPath,
-      entry,
-      def,
-      options,
-      name,
-      stage: def.stage ?? (def.kind === 'sampler' ? 'sample' : def.kind === 'metric' || def.kind === 'observer' ? 'observe' : 'default'),
-      requirements,
-      rng: seedRng.fork(index),
-      requiresRole(info: RoleInfo) {
-        const wanted = [...(requirements.roles ?? []), ...tapRoles];
-        return wanted.includes(info.name);
-      },
-    };
+    names.add(resolved.name);
+    return resolved;
   });
+}
+
+/**
+ * One plugin entry: its definition, validated options, name and generator. `rng` defaults to the
+ * generator the `index`-th entry gets in `resolvePlugins` (the same fork sequence), so instances
+ * added after the main list (declared stages) continue it without changing the main ones.
+ */
+export function resolvePlugin(spec: RunSpec, registry: Registry, entry: PluginEntry, specPath: string, index: number, rng?: Rng): ResolvedPlugin {
+  if (!rng) {
+    const seedRng = new Rng(spec.seed ^ 0x2545f491);
+    for (let i = 0; i < index; i++) seedRng.fork(i);
+    rng = seedRng.fork(index);
+  }
+  const def = registry.plugin(entry.use, specPath.startsWith('eval') ? specPath : `${specPath}.use`);
+  const options = validate(def.options, entry.with, {
+    code: 'KD_PLUGIN_OPTIONS',
+    prefix: `${specPath}.with`,
+  });
+  const name = entry.name ?? def.id;
+  const requirements = def.requires?.(options) ?? {};
+  const tapRoles = (requirements.taps ?? []).map((t) => t.slice(0, t.lastIndexOf('.')));
+  return {
+    index,
+    specPath,
+    entry,
+    def,
+    options,
+    name,
+    stage: def.stage ?? (def.kind === 'sampler' ? 'sample' : def.kind === 'metric' || def.kind === 'observer' ? 'observe' : 'default'),
+    requirements,
+    rng,
+    requiresRole(info: RoleInfo) {
+      const wanted = [...(requirements.roles ?? []), ...tapRoles];
+      return wanted.includes(info.name);
+    },
+  };
 }
 
 /** Split `student.0.block2` into a role and a layer, given the run's role names. */

@@ -94,6 +94,40 @@ export const PluginEntry = z
   .strict();
 export type PluginEntry = z.output<typeof PluginEntry>;
 
+/**
+ * An entry of a stage's `plugins:`. A `name` (or, without `name`, the id of `use`) that is also a
+ * plugin of the main `plugins:` list (or of an earlier stage) selects that same instance — its
+ * adapters carry over; `with`, when given, must equal that instance's options, and `weight`
+ * overrides its weight for the stage only. Any other entry is a new instance (then `use` is needed).
+ */
+export const StagePluginEntry = z
+  .object({
+    use: z.string().min(1).optional(),
+    with: z.record(z.string(), z.unknown()).optional(),
+    weight: z.number().finite().optional(),
+    name: z.string().min(1).optional(),
+  })
+  .strict();
+export type StagePluginEntry = z.output<typeof StagePluginEntry>;
+
+/**
+ * A declared stage before the main distillation phase (FitNets' hint stage, RepDistiller's `init`
+ * stage): its own epochs, its own optimizer (fresh per student), the plugins active in it, and
+ * optionally `trainUpTo: <layer>` (only the student's layers up to that layer train).
+ */
+export const StageSpec = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a stage name is lower-case letters, digits, - and _, starting with a letter (e.g. hint, init)'),
+    epochs: count,
+    plugins: z.array(StagePluginEntry),
+    /** Overrides of the run's `train` for this stage (its epochs are the stage's `epochs`). */
+    train: TrainOverride.omit({ epochs: true }).optional(),
+    /** Train only the student layers that the named layer depends on (itself included); the rest stay frozen. */
+    trainUpTo: z.string().min(1).optional(),
+  })
+  .strict();
+export type StageSpec = z.output<typeof StageSpec>;
+
 export const RunSpec = z
   .object({
     seed: z.number().int().min(0).default(1),
@@ -106,6 +140,8 @@ export const RunSpec = z
     students: z.array(RoleSpec).min(1).optional(),
     train: TrainSpec.default(() => TrainSpec.parse({})),
     plugins: z.array(PluginEntry).default([]),
+    /** Stages run in order before the main phase (`train` + `plugins`); see docs/spec.md#stages. Absent: one phase. */
+    stages: z.array(StageSpec).optional(),
     /** Extra plugin packages to load (module names or paths), each exporting a ContainerModule. */
     packages: z.array(z.string().min(1)).default([]),
     /** Metrics on the test split: `accuracy` is always computed; others name `metric/<id>` plugins. */
