@@ -178,6 +178,73 @@ describe.each([
   });
 });
 
+describe('checkpoint and resume across declared stages', () => {
+  // Stage `warm` (2 epochs, its own Adam, only fc1 trains, the shared stateful plugin plus a
+  // stage-only loss), then the main phase (3 epochs, SGD): 12 + 18 steps.
+  const spec = RunSpec.parse({
+    ...base({ name: 'sgd', lr: 0.1, momentum: 0.9 }),
+    stages: [
+      {
+        name: 'warm',
+        epochs: 2,
+        trainUpTo: 'fc1',
+        train: { optimizer: { name: 'adam', lr: 0.01, weightDecay: 0 } },
+        plugins: [{ name: 'test/stateful', weight: 2 }, { use: 'test/logit-match', name: 'warm-match' }],
+      },
+    ],
+  });
+  const phases = (o: Outcome) => o.result.history.map((h) => `${h.phase}:${h.epoch}`);
+  let whole: Outcome;
+  beforeAll(async () => {
+    whole = await run(spec);
+  });
+
+  it('checkpoints name the phase they stopped in', () => {
+    expect(phases(whole)).toEqual(['warm:1', 'warm:2', 'distill:1', 'distill:2', 'distill:3']);
+    expect(whole.checkpoints.map((c) => `${c.stage}@${c.next.epoch}`)).toEqual(['warm@2', 'warm@3', 'distill@2', 'distill@3', 'distill@4']);
+    // The stage's checkpoints hold its Adam, the main phase's its SGD with momentum.
+    expect(whole.checkpoints.map((c) => c.roles[0].optimizer?.kind)).toEqual(['Adam', 'Adam', 'Momentum', 'Momentum', 'Momentum']);
+    expect(whole.result.ledger.phases.warm.steps).toBe(12);
+    expect(whole.result.ledger.phases.distill.steps).toBe(18);
+  });
+
+  it.each([
+    ['stopped inside the stage', 8, { epoch: 2, batchIndex: 2, step: 8, phase: 'warm' }],
+    ['stopped at the first step of the main phase', 12, { epoch: 1, batchIndex: 0, step: 12, phase: 'distill' }],
+    ['stopped inside the main phase', 15, { epoch: 1, batchIndex: 3, step: 15, phase: 'distill' }],
+  ])('%s, then resumed: the run in one go, bit for bit', async (_what, stopAfter, at) => {
+    const first = await run(spec, { stopAfter });
+    expect(first.result.stoppedAt).toEqual(at);
+    const stop = first.checkpoints[first.checkpoints.length - 1];
+    expect(stop.stage).toBe(at.phase);
+    const rest = await run(spec, { resume: roundTrip(stop, 'stop') });
+    expect(rest.resumed).toEqual(at);
+    expect(rest.result.resumedFrom).toEqual(at);
+    expect(comparable(rest.result)).toEqual(comparable(whole.result));
+    expect(rest.result.ledger.phases.warm.steps).toBe(12);
+    expect(rest.weights).toEqual(whole.weights);
+    const last = (o: Outcome) => o.checkpoints[o.checkpoints.length - 1];
+    expect(last(rest).plugins.map((p) => p.state)).toEqual(last(whole).plugins.map((p) => p.state));
+    expect(last(rest).plugins.map((p) => p.variables.map((v) => Array.from(v.values)))).toEqual(last(whole).plugins.map((p) => p.variables.map((v) => Array.from(v.values))));
+  });
+
+  it.each([
+    ['the end of the stage', 1],
+    ['the first epoch of the main phase', 2],
+  ])('killed after %s (its epoch-end checkpoint): the same run', async (_what, i) => {
+    const rest = await run(spec, { resume: roundTrip(whole.checkpoints[i], `killed-${i}`) });
+    expect(phases(rest)).toEqual(phases(whole));
+    expect(comparable(rest.result)).toEqual(comparable(whole.result));
+    expect(rest.weights).toEqual(whole.weights);
+  });
+
+  it('a checkpoint without stages does not carry the field', async () => {
+    const plain = await run(RunSpec.parse(base({ name: 'adam', lr: 0.01 })), { stopAfter: 2 });
+    expect('stage' in plain.checkpoints[0]).toBe(false);
+    expect(plain.result.stoppedAt).toEqual({ epoch: 1, batchIndex: 2, step: 2 });
+  });
+});
+
 describe('a stop during teacher training', () => {
   it('is KD_INTERRUPTED at the teacher, and nothing is cached', async () => {
     const ce = definePlugin({ ...testCrossEntropy, id: 'loss/cross-entropy' });
