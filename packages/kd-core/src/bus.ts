@@ -54,7 +54,7 @@ export class LifecycleBus {
   private failures: Failure[] = [];
   private chain: Promise<void> = Promise.resolve();
   private scope: PayloadScope | null = null;
-  private active: ReadonlySet<string> | null = null;
+  private inactive: ReadonlySet<string> = new Set();
 
   /** Numbers-only events for progress bars, loggers and plots (ordinary RxJS operators apply). */
   readonly events$: Observable<ObservedEvent> = this.observed.asObservable();
@@ -125,12 +125,12 @@ export class LifecycleBus {
   }
 
   /**
-   * Declared stages: only these owners receive the hooks of a phase's training (`epochStart`,
-   * `batchStart`, `loss`, `batchEnd`, `epochEnd`); null (the default) delivers to every plugin.
-   * `runStart`, `runEnd` and the evaluation hooks always reach every plugin.
+   * Declared stages: these owners (the run's plugins not active in the current phase) do not receive
+   * the hooks of a phase's training (`epochStart`, `batchStart`, `loss`, `batchEnd`, `epochEnd`).
+   * Empty by default. `runStart`, `runEnd` and the evaluation hooks always reach every handler.
    */
-  setActive(owners: Iterable<string> | null): void {
-    this.active = owners === null ? null : new Set(owners);
+  setInactive(owners: Iterable<string>): void {
+    this.inactive = new Set(owners);
   }
 
   complete(): void {
@@ -140,7 +140,7 @@ export class LifecycleBus {
   }
 
   private invoke(reg: Registration, payload: unknown): void {
-    if (this.active && PHASE_HOOKS.has(reg.hook) && !this.active.has(reg.owner)) return;
+    if (this.inactive.size > 0 && this.inactive.has(reg.owner) && PHASE_HOOKS.has(reg.hook)) return;
     if (!isTensorHook(reg.hook)) {
       // Number hooks: chained, so handlers run one after another (an async one finishes before the
       // next starts), exactly like awaiting them in a for…of.

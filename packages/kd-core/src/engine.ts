@@ -211,7 +211,7 @@ export class Engine {
       const host = this.trainHost(phase, caches);
       const resuming = resume !== null && pi === startPhase;
       if (resuming) await this.restoreOptimizers(resume);
-      if (staged) this.bus.setActive(phase.active.keys());
+      if (staged) this.bus.setInactive(this.plugins.filter((p) => !phase.active.has(p.name)).map((p) => p.name));
       const batchesPerEpoch = batchesOf(phase);
       // Each stage draws its batch order from a stream of its own; the main phase's is the run's seed.
       const orderSeed = phase.stage < 0 ? spec.seed : (spec.seed ^ Math.imul(phase.stage + 1, 0x85ebca6b)) >>> 0;
@@ -273,7 +273,7 @@ export class Engine {
         if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(host, phase, { epoch: epoch + 1, batchIndex: 0 }, null));
       }
     }
-    if (staged) this.bus.setActive(null);
+    if (staged) this.bus.setInactive([]);
     if (stopped && this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(stoppedHost as TrainHost, stoppedPhase as Phase, stopped, stoppedProgress));
     const seconds = priorSeconds + (Date.now() - t0) / 1000;
     const status = stopped ? 'interrupted' : 'completed';
