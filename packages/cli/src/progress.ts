@@ -17,8 +17,14 @@ export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.Wri
   let bar: SingleBar | null = null;
   let batches = 0;
   let epochs = 0;
-  const startBar = (epoch: number, of: number, at: number): SingleBar => {
-    const b = new SingleBar({ format: `[${phase}] epoch ${epoch}/${of} {bar} {value}/{total} loss {loss}`, hideCursor: true, clearOnComplete: true, stream: out }, Presets.shades_classic);
+  // Runs with `stages:` have several phases (each stage, then the main one): sizes and labels per phase.
+  const sizes = new Map<string, { batches: number; epochs: number }>();
+  const enter = (name: string | undefined) => {
+    const size = name !== undefined ? sizes.get(name) : undefined;
+    if (size) ({ batches, epochs } = size);
+  };
+  const startBar = (label: string, epoch: number, of: number, at: number): SingleBar => {
+    const b = new SingleBar({ format: `[${label}] epoch ${epoch}/${of} {bar} {value}/{total} loss {loss}`, hideCursor: true, clearOnComplete: true, stream: out }, Presets.shades_classic);
     b.start(batches, at, { loss: '-' });
     return b;
   };
@@ -28,17 +34,21 @@ export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.Wri
         case 'runStart':
           batches = e.payload.phases[0]?.batchesPerEpoch ?? 0;
           epochs = e.payload.phases[0]?.epochs ?? 0;
+          for (const p of e.payload.phases) sizes.set(p.name, { batches: p.batchesPerEpoch, epochs: p.epochs });
+          enter(e.payload.resumed?.phase);
           if (phase === 'distill' || phase === 'teacher') {
             out.write(`[${phase}] ${e.payload.dataset.name} (${e.payload.dataset.source}, ${e.payload.dataset.train} train / ${e.payload.dataset.test} test) on ${e.payload.backend}\n`);
             if (e.payload.dataset.note && phase === 'distill') out.write(`  note: ${e.payload.dataset.note}\n`);
+            if (e.payload.phases.length > 1) out.write(`  phases: ${e.payload.phases.map((p) => `${p.name} (${p.epochs} epochs)`).join(' → ')}\n`);
           }
           break;
         case 'epochStart':
-          if (tty) bar = startBar(e.payload.epoch, e.payload.epochs, 0);
+          enter(e.payload.phase);
+          if (tty) bar = startBar(e.payload.phase, e.payload.epoch, e.payload.epochs, 0);
           break;
         case 'batchEnd':
           // A run resumed inside an epoch has no epochStart for it: start the bar where it stands.
-          if (tty && !bar) bar = startBar(e.payload.epoch, epochs, e.payload.batchIndex);
+          if (tty && !bar) bar = startBar(e.payload.phase, e.payload.epoch, epochs, e.payload.batchIndex);
           bar?.update(e.payload.batchIndex + 1, { loss: e.payload.loss.toFixed(4) });
           break;
         case 'epochEnd': {
@@ -46,7 +56,7 @@ export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.Wri
           bar = null;
           const p = e.payload;
           const acc = Object.keys(p.eval).length ? `, ${fmt(p.eval)}` : '';
-          out.write(`[${phase}] epoch ${p.epoch}/${p.epochs} loss ${p.train.loss.toFixed(4)}${acc} (${p.seconds.toFixed(1)}s)\n`);
+          out.write(`[${p.phase}] epoch ${p.epoch}/${p.epochs} loss ${p.train.loss.toFixed(4)}${acc} (${p.seconds.toFixed(1)}s)\n`);
           break;
         }
         default:

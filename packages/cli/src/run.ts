@@ -16,6 +16,7 @@ import {
   type RunPosition,
   type RunResult,
   type RunSpec,
+  type TrainingState,
 } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
@@ -152,8 +153,10 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
 
   let staged: StagedFolder | null = null;
   const stop = new StopRequest(warn, () => staged?.staging ?? null);
-  const checkpoints = { written: 0, failed: 0, lastError: null as string | null, last: null as { next: RunPosition; step: number } | null };
-  if (state) checkpoints.last = { next: state.next, step: state.step };
+  const checkpoints = { written: 0, failed: 0, lastError: null as string | null, last: null as { next: RunPosition; step: number; phase?: string } | null };
+  // Runs with `stages:` also say which phase `next` is in.
+  const position = (s: TrainingState) => ({ next: s.next, step: s.step, ...(s.stage !== undefined ? { phase: s.stage } : {}) });
+  if (state) checkpoints.last = position(state);
   const engineOptions: EngineOptions = {
     registry: defaultRegistry(),
     specDir: path.dirname(path.resolve(specFile)),
@@ -167,7 +170,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
       try {
         writeCheckpoint(staged.checkpointDir, s);
         checkpoints.written++;
-        checkpoints.last = { next: s.next, step: s.step };
+        checkpoints.last = position(s);
       } catch (e) {
         // Training goes on: the previous checkpoint is intact, and the next epoch end tries again.
         checkpoints.failed++;

@@ -213,64 +213,71 @@ export class Engine {
       if (resuming) await this.restoreOptimizers(resume);
       if (staged) this.bus.setInactive(this.plugins.filter((p) => !phase.active.has(p.name)).map((p) => p.name));
       const batchesPerEpoch = batchesOf(phase);
+      const frozen = this.frozenState(phase);
       // Each stage draws its batch order from a stream of its own; the main phase's is the run's seed.
       const orderSeed = phase.stage < 0 ? spec.seed : (spec.seed ^ Math.imul(phase.stage + 1, 0x85ebca6b)) >>> 0;
       const phaseStart: RunPosition = resuming ? start : { epoch: 1, batchIndex: 0 };
-      for (let epoch = phaseStart.epoch; epoch <= ptrain.epochs && !stopped; epoch++) {
-        const te = Date.now();
-        // Resuming inside this epoch: its sums so far come from the checkpoint, and epochStart has fired.
-        const first = epoch === phaseStart.epoch ? phaseStart.batchIndex : 0;
-        const carried = first > 0 ? resume?.epochProgress ?? null : null;
-        for (const s of students) setLearningRate(s.optimizer as tf.Optimizer, learningRateAt(s.train as TrainSpec, epoch));
-        const lr = learningRateAt(students[0].train as TrainSpec, epoch);
-        const batches = epochBatches(n, { batchSize: ptrain.batchSize, seed: orderSeed, epoch }).slice(0, batchesPerEpoch);
-        const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
-        let counted = carried?.counted ?? 0;
-        const before = carried?.seconds ?? 0;
-        let started = first > 0;
-        for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
-          // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
-          // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
-          if (this.opts.shouldStop) await new Promise<void>((resolve) => setImmediate(resolve));
-          if (this.opts.shouldStop?.()) {
-            stopped = { epoch, batchIndex };
-            stoppedPhase = phase;
-            stoppedHost = host;
-            stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
-            break;
+      try {
+        for (let epoch = phaseStart.epoch; epoch <= ptrain.epochs && !stopped; epoch++) {
+          const te = Date.now();
+          // Resuming inside this epoch: its sums so far come from the checkpoint, and epochStart has fired.
+          const first = epoch === phaseStart.epoch ? phaseStart.batchIndex : 0;
+          const carried = first > 0 ? resume?.epochProgress ?? null : null;
+          for (const s of students) setLearningRate(s.optimizer as tf.Optimizer, learningRateAt(s.train as TrainSpec, epoch));
+          const lr = learningRateAt(students[0].train as TrainSpec, epoch);
+          const batches = epochBatches(n, { batchSize: ptrain.batchSize, seed: orderSeed, epoch }).slice(0, batchesPerEpoch);
+          const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
+          let counted = carried?.counted ?? 0;
+          const before = carried?.seconds ?? 0;
+          let started = first > 0;
+          for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
+            // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
+            // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
+            if (this.opts.shouldStop) await new Promise<void>((resolve) => setImmediate(resolve));
+            if (this.opts.shouldStop?.()) {
+              stopped = { epoch, batchIndex };
+              stoppedPhase = phase;
+              stoppedHost = host;
+              stoppedProgress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
+              break;
+            }
+            if (!started) {
+              await this.bus.emitAsync('epochStart', { phase: phase.name, epoch, epochs: ptrain.epochs });
+              started = true;
+            }
+            const r = trainStep(host, { phase: phase.name, epoch, epochs: ptrain.epochs, batchIndex, step, indices: batches[batchIndex] });
+            frozen?.reset();
+            step++;
+            if (r.skipped) skipped++;
+            else {
+              counted++;
+              sums.loss += r.loss;
+              for (const [k, v] of Object.entries(r.terms)) sums[k] = (sums[k] ?? 0) + v;
+            }
+            await this.bus.emitAsync('batchEnd', {
+              phase: phase.name, epoch, batchIndex, batchesPerEpoch, step, loss: r.loss, terms: r.terms, learningRate: lr, images: r.images,
+            });
           }
-          if (!started) {
-            await this.bus.emitAsync('epochStart', { phase: phase.name, epoch, epochs: ptrain.epochs });
-            started = true;
+          if (stopped) break;
+          const trainSeconds = before + (Date.now() - te) / 1000;
+          this.ledger.phaseTime(phase.name, trainSeconds, batches.length);
+          const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
+          if (skipped > 0) train.skippedBatches = skipped;
+          let evalMetrics: Record<string, Record<string, number>> = {};
+          if (epoch % spec.evalEvery === 0 || epoch === ptrain.epochs) {
+            evalMetrics = (await evaluate(this.bus, students, this.data.test, { phase: phase.name, epoch })).metrics;
+            Object.assign(finalEval, evalMetrics);
           }
-          const r = trainStep(host, { phase: phase.name, epoch, epochs: ptrain.epochs, batchIndex, step, indices: batches[batchIndex] });
-          step++;
-          if (r.skipped) skipped++;
-          else {
-            counted++;
-            sums.loss += r.loss;
-            for (const [k, v] of Object.entries(r.terms)) sums[k] = (sums[k] ?? 0) + v;
-          }
-          await this.bus.emitAsync('batchEnd', {
-            phase: phase.name, epoch, batchIndex, batchesPerEpoch, step, loss: r.loss, terms: r.terms, learningRate: lr, images: r.images,
-          });
+          const summary: EpochSummary = {
+            phase: phase.name, epoch, epochs: ptrain.epochs, train, eval: evalMetrics, seconds: before + (Date.now() - te) / 1000, learningRate: lr,
+          };
+          history.push(summary);
+          await this.bus.emitAsync('epochEnd', summary);
+          if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(host, phase, { epoch: epoch + 1, batchIndex: 0 }, null));
         }
-        if (stopped) break;
-        const trainSeconds = before + (Date.now() - te) / 1000;
-        this.ledger.phaseTime(phase.name, trainSeconds, batches.length);
-        const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
-        if (skipped > 0) train.skippedBatches = skipped;
-        let evalMetrics: Record<string, Record<string, number>> = {};
-        if (epoch % spec.evalEvery === 0 || epoch === ptrain.epochs) {
-          evalMetrics = (await evaluate(this.bus, students, this.data.test, { phase: phase.name, epoch })).metrics;
-          Object.assign(finalEval, evalMetrics);
-        }
-        const summary: EpochSummary = {
-          phase: phase.name, epoch, epochs: ptrain.epochs, train, eval: evalMetrics, seconds: before + (Date.now() - te) / 1000, learningRate: lr,
-        };
-        history.push(summary);
-        await this.bus.emitAsync('epochEnd', summary);
-        if (this.opts.onCheckpoint) await this.opts.onCheckpoint(await snapshot(host, phase, { epoch: epoch + 1, batchIndex: 0 }, null));
+      } finally {
+        // Also on an error: the held copies are freed.
+        frozen?.dispose();
       }
     }
     if (staged) this.bus.setInactive([]);
@@ -295,6 +302,32 @@ export class Engine {
       resumes,
       ...(stopped ? { stoppedAt: { ...stopped, step, ...at(stoppedPhase as Phase) } } : {}),
       ...(resumedFrom ? { resumedFrom } : {}),
+    };
+  }
+
+  /**
+   * A `trainUpTo` stage: the non-trainable weights of the frozen layers (batch-norm moving statistics,
+   * which a training-mode forward updates) as they were when the phase started; `reset()` puts them
+   * back after every step, so nothing after the named layer changes during the stage.
+   */
+  private frozenState(phase: Phase): { reset(): void; dispose(): void } | null {
+    const upTo = this.upTo.get(phase.name);
+    if (!upTo) return null;
+    const held: { v: tf.Variable; value: tf.Tensor }[] = [];
+    for (const [role, layers] of upTo) {
+      const model = (this.roles.get(role) as RoleRuntime).model;
+      for (const l of model.layers) {
+        if (layers.has(l.name)) continue;
+        for (const w of l.nonTrainableWeights) {
+          const v = w.read() as tf.Variable;
+          held.push({ v, value: tf.clone(v) });
+        }
+      }
+    }
+    if (held.length === 0) return null;
+    return {
+      reset: () => held.forEach(({ v, value }) => v.assign(value)),
+      dispose: () => held.forEach(({ value }) => value.dispose()),
     };
   }
 

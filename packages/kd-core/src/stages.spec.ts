@@ -1,15 +1,32 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import * as path from 'path';
 import '@tensorflow/tfjs-backend-cpu';
+import { ContainerModule } from 'inversify';
 import { Engine } from './engine';
 import type { ObservedEvent } from './hooks';
 import { Registry } from './registry';
 import { RunSpec, type RunSpecInput } from './spec';
 import { denseModel, testModelTools, testModule, tracer } from './testing';
+import { MODEL_DEFINITION, type ModelDefinition } from './tokens';
 
 const SPEC_DIR = '/virtual-kd-stages-spec';
 const trace: string[] = [];
-const registry = () => new Registry([testModule(tracer(trace))]);
+// flatten → fc1 (dense) → bn1 (batch norm: moving statistics move in a training-mode forward) → logits
+const bnModel: ModelDefinition = {
+  id: 'test-bn',
+  describe: 'dense + batch norm (test fixture)',
+  taps: ['fc1', 'bn1'],
+  build(o) {
+    const x0 = tfl.input({ shape: o.inputShape });
+    let x = tfl.layers.flatten({ name: 'flatten' }).apply(x0) as tfl.SymbolicTensor;
+    x = tfl.layers.dense({ units: 6, activation: 'relu', name: 'fc1', kernelInitializer: tfl.initializers.glorotUniform({ seed: 3 }) }).apply(x) as tfl.SymbolicTensor;
+    x = tfl.layers.batchNormalization({ name: 'bn1' }).apply(x) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: o.numClasses, name: 'logits', kernelInitializer: tfl.initializers.glorotUniform({ seed: 4 }) }).apply(x) as tfl.SymbolicTensor;
+    return tfl.model({ inputs: x0, outputs: out, name: 'test-bn' });
+  },
+};
+const registry = () => new Registry([testModule(tracer(trace)), new ContainerModule((o) => void o.bind<ModelDefinition>(MODEL_DEFINITION).toConstantValue(bnModel))]);
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -144,6 +161,33 @@ describe('declared stages', () => {
       expect(end.fc1).not.toEqual(fc1Before);
       // The main phase trains everything.
       expect(read('logits')).not.toEqual(logitsBefore);
+    } finally {
+      engine.dispose();
+    }
+  });
+
+  it('trainUpTo keeps the frozen layers\' batch-norm statistics too (a training-mode forward would move them)', async () => {
+    const engine = new Engine(
+      RunSpec.parse(base({ student: { model: 'test-bn' }, stages: [{ name: 'hint', epochs: 2, trainUpTo: 'fc1', plugins: [{ name: 'test/logit-match' }] }] })),
+      { registry: registry(), specDir: SPEC_DIR, cacheDir: null },
+    );
+    await engine.prepare();
+    const model = (engine as unknown as { roles: Map<string, { model: tfl.LayersModel }> }).roles.get('student')?.model as tfl.LayersModel;
+    const read = (layer: string) => model.getLayer(layer).getWeights().map((w) => Array.from(w.dataSync()));
+    const before = { fc1: read('fc1'), bn1: read('bn1'), logits: read('logits') };
+    expect(before.bn1).toHaveLength(4);
+    let atStageEnd: typeof before | null = null;
+    engine.bus.events$.subscribe((e) => {
+      if (e.hook === 'epochEnd' && e.payload.phase === 'hint' && e.payload.epoch === 2) atStageEnd = { fc1: read('fc1'), bn1: read('bn1'), logits: read('logits') };
+    });
+    try {
+      await engine.run();
+      const end = atStageEnd as unknown as typeof before;
+      expect(end.fc1).not.toEqual(before.fc1);
+      expect(end.bn1).toEqual(before.bn1);
+      expect(end.logits).toEqual(before.logits);
+      // The main phase trains (and normalises) everything.
+      expect(read('bn1')).not.toEqual(before.bn1);
     } finally {
       engine.dispose();
     }
