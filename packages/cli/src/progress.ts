@@ -39,7 +39,7 @@ export function attachProgress(bus: LifecycleBus, phase: string, out: NodeJS.Wri
           if (phase === 'distill' || phase === 'teacher') {
             out.write(`[${phase}] ${e.payload.dataset.name} (${e.payload.dataset.source}, ${e.payload.dataset.train} train / ${e.payload.dataset.test} test) on ${e.payload.backend}\n`);
             if (e.payload.dataset.note && phase === 'distill') out.write(`  note: ${e.payload.dataset.note}\n`);
-            if (e.payload.phases.length > 1) out.write(`  phases: ${e.payload.phases.map((p) => `${p.name} (${p.epochs} epochs)`).join(' → ')}\n`);
+            if (e.payload.phases.length > 1) out.write(`  phases: ${e.payload.phases.map((p) => `${p.name} (${p.epochs} epoch${p.epochs === 1 ? '' : 's'})`).join(' → ')}\n`);
           }
           break;
         case 'epochStart':

@@ -260,10 +260,13 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     finishedAt: new Date().toISOString(),
   };
   staged.write('metrics.json', JSON.stringify(metrics, null, 2) + '\n');
-  const loss = [{ name: 'train loss', points: result.history.map((h) => [h.epoch, h.train.loss] as [number, number]) }];
+  // A run with `stages:` numbers epochs per phase: plot them one after another over the run.
+  const phased = new Set(result.history.map((h) => h.phase)).size > 1;
+  const x = (h: RunResult['history'][number], i: number) => (phased ? i + 1 : h.epoch);
+  const loss = [{ name: 'train loss', points: result.history.map((h, i) => [x(h, i), h.train.loss] as [number, number]) }];
   const acc = students.map((role) => ({
     name: role,
-    points: result.history.filter((h) => h.eval[role]).map((h) => [h.epoch, h.eval[role].accuracy] as [number, number]),
+    points: result.history.map((h, i) => [h, i] as const).filter(([h]) => h.eval[role]).map(([h, i]) => [x(h, i), h.eval[role].accuracy] as [number, number]),
   }));
   staged.write('training-curves.svg', trainingCurvesSvg(loss, acc, path.basename(specFile)));
   return metrics;

@@ -45,7 +45,7 @@ describe('featureLossesModule', () => {
 describe('examples/feature-*.yaml', () => {
   const dir = path.resolve(__dirname, '../../../examples');
   // file → the loss it exercises (one per id, plus variants)
-  const files: [string, string][] = [...IDS.map((id): [string, string] => [`feature-${id.slice('loss/'.length)}.yaml`, id]), ['feature-crd-memory.yaml', 'loss/crd']];
+  const files: [string, string][] = [...IDS.map((id): [string, string] => [`feature-${id.slice('loss/'.length)}.yaml`, id]), ['feature-crd-memory.yaml', 'loss/crd'], ['feature-fitnets-hint.yaml', 'loss/fitnets']];
 
   it.each(files)('%s parses, names its loss, and its plugin options validate', (file, id) => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, file), 'utf8'), file);
