@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadFashionMnist } from '@tfkd/datasets';
 import { MODEL_ZOO, saveModel } from '@tfkd/models';
+import { computeCalibration } from '@tfkd/metrics-ece';
 import { main } from './main';
 import { tidyValue } from '@tfkd/kd-core/testing';
 
@@ -49,6 +50,35 @@ describe('kd eval', () => {
     expect(j.bins).toHaveLength(15);
     expect(j.bins.reduce((s: number, b: { count: number }) => s + b.count, 0)).toBe(2000);
     expect(fs.readFileSync(path.join(o, 'reliability.svg'), 'utf8')).toMatch(/^<svg/);
+  });
+
+  it('several models: each one and their ensemble (mean logits), equal to a direct computation', async () => {
+    await tf.setBackend('cpu');
+    const { test } = loadFashionMnist({ subset: true });
+    const x = () => tf.tensor4d(test.images, [test.labels.length, 28, 28, 1]);
+    const dirs: string[] = [];
+    const logits: Float32Array[] = [];
+    for (const seed of [4, 5]) {
+      const model = MODEL_ZOO.find((d) => d.id === 'mlp-student')!.build({ inputShape: [28, 28, 1], numClasses: 10, seed });
+      const dir = path.join(tmp, `m${seed}`);
+      await saveModel(model, dir);
+      logits.push(tidyValue(() => (model.predict(x()) as tf.Tensor).dataSync() as Float32Array));
+      model.dispose();
+      dirs.push(dir);
+    }
+    const mean = logits[0].map((v, i) => (v + logits[1][i]) / 2);
+    const direct = computeCalibration(Array.from(mean), test.labels, { input: 'logits', numClasses: 10 });
+    const o = path.join(tmp, 'ens');
+    expect(await main(['eval', ...dirs, '--subset', '--backend', 'cpu', '--out', o])).toBe(0);
+    expect(out).toContain('| metric | m4 | m5 | ensemble |');
+    const j = JSON.parse(fs.readFileSync(path.join(o, 'eval.json'), 'utf8'));
+    expect(Object.keys(j.metrics)).toEqual(['m4', 'm5', 'ensemble']);
+    expect(j.metrics.ensemble.accuracy).toBe(direct.accuracy);
+    expect(j.metrics.ensemble.ece).toBeCloseTo(direct.ece, 6);
+    expect(j.metrics.ensemble.nll).toBeCloseTo(direct.nll, 6);
+    // the ensemble of two different models is not either one
+    expect(j.metrics.ensemble.nll).not.toBeCloseTo(j.metrics.m4.nll, 3);
+    expect(fs.readdirSync(o).sort()).toEqual(['eval.json', 'reliability-ensemble.svg', 'reliability-m4.svg', 'reliability-m5.svg']);
   });
 
   it('a model folder that does not exist: KD_MODEL_LOAD, exit 2', async () => {

@@ -35,15 +35,15 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
       state.exitCode = exitCode;
     });
   p.command('eval')
-    .description('evaluate a saved model: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram')
-    .argument('<model>', 'folder with model.json and weights.bin')
+    .description('evaluate saved models: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram; several models: also their ensemble (mean logits)')
+    .argument('<model...>', 'folder(s) with model.json and weights.bin')
     .option('--data <name>', 'dataset id', 'fashion-mnist')
     .option('--data-path <dir>', 'dataset folder')
     .option('--subset', 'use the shipped subset')
-    .option('--out <dir>', 'write eval.json and reliability.svg here')
+    .option('--out <dir>', 'write eval.json and the reliability diagram(s) here')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS).default('auto'))
-    .action(async (model: string, o: { data: string; dataPath?: string; subset?: boolean; out?: string; backend: string }) => {
-      process.stdout.write(`${await evalCommand(model, o)}\n`);
+    .action(async (models: string[], o: { data: string; dataPath?: string; subset?: boolean; out?: string; backend: string }) => {
+      process.stdout.write(`${await evalCommand(models, o)}\n`);
     });
   p.command('list')
     .description('installed plugins with their options and defaults, models and datasets')
