@@ -39,6 +39,7 @@ describe('examples/self-*.yaml', () => {
     ['self-born-again', 'mlp-student', ['self/born-again']],
     ['self-byot', 'byot-resnet', ['self/byot']],
     ['self-cross-quality', 'mlp-student', ['loss/cross-entropy', 'loss/hinton-kd']],
+    ['self-cross-quality-scratch', 'mlp-student', ['loss/cross-entropy']],
   ];
 
   it.each(files)('%s.yaml: fashion-mnist, the protocol recipe (20 epochs, Adam 1e-3, cosine), accuracy + ece; its plugins validate', (name, model, uses) => {
@@ -74,6 +75,13 @@ describe('examples/self-*.yaml', () => {
     expect([cq.seed, cq.data, cq.train]).toEqual([half.seed, half.data, half.train]);
     expect(cq.plugins).toEqual(half.plugins);
     expect(cq.student).toEqual({ ...half.student, view: { resize: [14, 14], upsample: true } });
+  });
+
+  it('cross-quality scratch: the same student, view and recipe, from labels only (fashion-scratch + the view)', () => {
+    const base = read('self-cross-quality-scratch');
+    const scratch = read('fashion-scratch');
+    expect(base.student).toEqual(read('self-cross-quality').student);
+    expect([base.seed, base.data, base.train, base.plugins, base.teacher]).toEqual([scratch.seed, scratch.data, scratch.train, scratch.plugins, undefined]);
   });
 
   it('born-again asks for 3 generations', () => {
