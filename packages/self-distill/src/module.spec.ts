@@ -40,6 +40,7 @@ describe('examples/self-*.yaml', () => {
     ['self-byot', 'byot-resnet', ['self/byot']],
     ['self-cross-quality', 'mlp-student', ['loss/cross-entropy', 'loss/hinton-kd']],
     ['self-cross-quality-scratch', 'mlp-student', ['loss/cross-entropy']],
+    ['self-byot-scratch', 'byot-resnet', ['loss/cross-entropy']],
   ];
 
   it.each(files)('%s.yaml: fashion-mnist, the protocol recipe (20 epochs, Adam 1e-3, cosine), accuracy + ece; its plugins validate', (name, model, uses) => {
