@@ -3,7 +3,8 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { ContainerModule } from 'inversify';
 import { z } from 'zod';
 import { defineLoss } from '../loss';
-import { definePlugin, type PluginDefinition } from '../plugin';
+import { definePlugin, type PluginDefinition, type PluginDeps } from '../plugin';
+import type { RoleInfo } from '../hooks';
 import { Rng } from '../rng';
 import {
   DATASET_DEFINITION,
@@ -156,4 +157,25 @@ export function testModule(...extra: PluginDefinition[]): ContainerModule {
     o.bind(PLUGIN_DEFINITION).toConstantValue(testLogitMatch);
     for (const d of extra) o.bind(PLUGIN_DEFINITION).toConstantValue(d);
   });
+}
+
+/**
+ * What `create` receives from the engine, for unit tests of a plugin outside a run: 3 classes,
+ * 4×4×1 images, weight 1, seeded generator, tap shapes from `tapShapes` (an unknown tap throws).
+ */
+export function fakePluginDeps(name: string, roles: RoleInfo[], tapShapes: Record<string, number[]> = {}): PluginDeps {
+  return {
+    name,
+    weight: 1,
+    numClasses: 3,
+    inputShape: [4, 4, 1],
+    roles,
+    tapShape: (tap) => {
+      const s = tapShapes[tap];
+      if (!s) throw new Error(`no tap '${tap}'`);
+      return s;
+    },
+    rng: new Rng(1),
+    specPath: 'plugins[0]',
+  };
 }

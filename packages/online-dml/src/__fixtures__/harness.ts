@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { fakePluginDeps } from '@tfkd/kd-core/testing';
 import type { LossTerm, PluginDefinition, PluginDeps, RoleInfo, RoleOutputs, StepContext } from '@tfkd/kd-core';
-import { Rng } from '@tfkd/kd-core';
 
 export function studentRoles(k: number): RoleInfo[] {
   return Array.from({ length: k }, (_, i) => ({ name: `student.${i}`, kind: 'student' as const, trainable: true }));
@@ -8,20 +8,7 @@ export function studentRoles(k: number): RoleInfo[] {
 
 /** Deps as the engine would pass them (only what the plugins read is meaningful). */
 export function fakeDeps(name: string, roles: RoleInfo[], tapShapes: Record<string, number[]> = {}): PluginDeps {
-  return {
-    name,
-    weight: 1,
-    numClasses: 3,
-    inputShape: [4, 4, 1],
-    roles,
-    tapShape: (tap) => {
-      const s = tapShapes[tap];
-      if (!s) throw new Error(`no tap '${tap}'`);
-      return s;
-    },
-    rng: new Rng(1),
-    specPath: 'plugins[0]',
-  };
+  return fakePluginDeps(name, roles, tapShapes);
 }
 
 export interface RecordedTerm {

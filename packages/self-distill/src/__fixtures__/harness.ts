@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, type LossTerm, type PluginDefinition, type PluginDeps, type RoleInfo, type StepContext } from '@tfkd/kd-core';
+import { fakePluginDeps } from '@tfkd/kd-core/testing';
+import { type LossTerm, type PluginDefinition, type PluginDeps, type RoleInfo, type StepContext } from '@tfkd/kd-core';
 
 export const ROLES: RoleInfo[] = [
   { name: 'teacher', kind: 'teacher', trainable: false },
@@ -7,21 +8,8 @@ export const ROLES: RoleInfo[] = [
 ];
 
 /** Deps as the engine passes them (tap shapes from the given taps). */
-export function fakeDeps(name: string, roles: RoleInfo[] = ROLES, taps: Record<string, number[]> = {}): PluginDeps {
-  return {
-    name,
-    weight: 1,
-    numClasses: 3,
-    inputShape: [4, 4, 1],
-    roles,
-    tapShape: (t) => {
-      const s = taps[t];
-      if (!s) throw new Error(`no tap ${t}`);
-      return s;
-    },
-    rng: new Rng(1),
-    specPath: 'plugins[0]',
-  };
+export function fakeDeps(name: string, roles: RoleInfo[] = ROLES, tapShapes: Record<string, number[]> = {}): PluginDeps {
+  return fakePluginDeps(name, roles, tapShapes);
 }
 
 export interface RecordedTerm {
