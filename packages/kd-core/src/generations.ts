@@ -5,7 +5,6 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend, type SelectedBackend } from './backend';
-import { holdOut } from './data';
 import { Engine, loadRunData, type EngineOptions, type RunResult } from './engine';
 import { KdError } from './errors';
 import type { EpochSummary, RoleInfo } from './hooks';
@@ -14,7 +13,7 @@ import { firstOutput } from './ops';
 import type { Registry } from './registry';
 import { resolvePlugins } from './resolve';
 import type { RoleRuntime } from './roles';
-import { validate, type PluginEntry, type RunSpec } from './spec';
+import type { PluginEntry, RunSpec } from './spec';
 import { evaluate } from './step';
 import type { DataSplits } from './tokens';
 
