@@ -65,18 +65,8 @@ function holdsCheckpoint(staging: string): boolean {
 export function stagingConflict(target: string, opts: { resumeFrom?: string; resumeTarget?: string; command?: string } = {}): KdError | null {
   const staging = stagingFolderOf(target);
   if (!fs.existsSync(staging)) return null;
-  let owner: { pid: number; startedAt: string } | null = null;
-  try {
-    owner = JSON.parse(fs.readFileSync(path.join(staging, OWNER_FILE), 'utf8'));
-  } catch {
-    owner = null;
-  }
-  if (owner && alive(owner.pid)) {
-    return new KdError('KD_OUTPUT_WRITE', `another kd process (pid ${owner.pid}, started ${owner.startedAt}) is writing ${staging}`, {
-      path: staging,
-      fix: 'wait for it to finish (or stop it), or give --out another folder',
-    });
-  }
+  const owner = readOwner(path.join(staging, OWNER_FILE));
+  if (owner && alive(owner.pid)) return ownedByOther(staging, owner);
   const ckpt = path.join(staging, CHECKPOINT_DIR);
   const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
   const ours = opts.resumeTarget !== undefined && targetOf(opts.resumeTarget) === path.resolve(target);
@@ -87,6 +77,72 @@ export function stagingConflict(target: string, opts: { resumeFrom?: string; res
     });
   }
   return null;
+}
+
+type Owner = { pid: number; startedAt: string };
+
+function readOwner(file: string): Owner | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Owner;
+  } catch {
+    return null;
+  }
+}
+
+function ownedByOther(staging: string, owner: Owner | null): KdError {
+  const who = owner ? `another kd process (pid ${owner.pid}, started ${owner.startedAt})` : 'another kd process';
+  return new KdError('KD_OUTPUT_WRITE', `${who} is writing ${staging}`, {
+    path: staging,
+    fix: 'wait for it to finish (or stop it), or give --out another folder',
+  });
+}
+
+/**
+ * Makes this process the owner of a staging folder, or throws KD_OUTPUT_WRITE. `owner.json` is
+ * created by `link(2)` of a file already holding our pid, which fails if the name exists: of any
+ * number of processes racing for a folder, exactly one gets it, and nobody ever reads a half-written
+ * owner. A dead owner's file is taken over under a per-claim tombstone (`owner.json.takeover-<pid>-<t>`,
+ * created exclusively), re-read before it is removed, so two processes that both found the same dead
+ * owner cannot both take over (the later one finds the new, live owner).
+ */
+export function claimOwnership(staging: string): void {
+  const file = path.join(staging, OWNER_FILE);
+  const mine: Owner = { pid: process.pid, startedAt: new Date().toISOString() };
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(mine) + '\n');
+  const link = (): boolean => {
+    try {
+      fs.linkSync(tmp, file);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+  };
+  try {
+    if (link()) return;
+    const found = readOwner(file);
+    if (found && alive(found.pid)) throw ownedByOther(staging, found);
+    // A dead (or unreadable) owner: take over that claim, once.
+    const raw = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const tombstone = `${file}.takeover-${found?.pid ?? 'x'}-${Buffer.from(raw).toString('base64url').slice(-16)}`;
+    try {
+      fs.writeFileSync(tombstone, `${process.pid}\n`, { flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      throw ownedByOther(staging, readOwner(file));
+    }
+    try {
+      const now = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+      if (now !== null && now !== raw) throw ownedByOther(staging, readOwner(file));
+      fs.rmSync(file, { force: true });
+      if (!link()) throw ownedByOther(staging, readOwner(file));
+    } finally {
+      fs.rmSync(tombstone, { force: true });
+    }
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
 }
 
 /**
@@ -109,22 +165,24 @@ export class StagedFolder {
     readonly target: string,
     opts: { resumeFrom?: string; resumeTarget?: string; command?: string } = {},
   ) {
-    const parent = path.dirname(path.resolve(target));
-    fs.mkdirSync(parent, { recursive: true });
     this.staging = stagingFolderOf(target);
-    if (fs.existsSync(this.staging)) {
+    fs.mkdirSync(this.staging, { recursive: true });
+    // Ownership first (exclusive), then the checks and the clean-up: two runs started on the same
+    // folder at the same instant cannot both get past this line.
+    claimOwnership(this.staging);
+    try {
       const conflict = stagingConflict(target, opts);
       if (conflict) throw conflict;
-      const ckpt = path.join(this.staging, CHECKPOINT_DIR);
-      const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
-      for (const name of fs.readdirSync(this.staging)) {
-        if (keep && name.startsWith(CHECKPOINT_DIR)) continue;
-        fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
-      }
-    } else {
-      fs.mkdirSync(this.staging);
+    } catch (e) {
+      fs.rmSync(path.join(this.staging, OWNER_FILE), { force: true });
+      throw e;
     }
-    this.write(OWNER_FILE, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
+    const ckpt = path.join(this.staging, CHECKPOINT_DIR);
+    const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
+    for (const name of fs.readdirSync(this.staging)) {
+      if (name === OWNER_FILE || name.startsWith(`${OWNER_FILE}.`) || (keep && name.startsWith(CHECKPOINT_DIR))) continue;
+      fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+    }
   }
 
   /** Where the epoch-end checkpoints go. */

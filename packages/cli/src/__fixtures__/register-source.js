@@ -1,0 +1,28 @@
+// Hooks `require` so that `@tfkd/*` and `.ts` files load from the TypeScript sources (SWC, as jest
+// does). Required by from-source.js and the other child-process fixtures.
+const fs = require('fs');
+const Module = require('module');
+const path = require('path');
+const swc = require('@swc/core');
+
+const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) {
+  const m = /^@tfkd\/([a-z0-9-]+)(\/testing)?$/.exec(request);
+  const mapped = m ? path.join(ROOT, 'packages', m[1], 'src', m[2] ? 'testing/index.ts' : 'index.ts') : request;
+  return resolve.call(this, mapped, ...rest);
+};
+require.extensions['.ts'] = (module, filename) => {
+  const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), {
+    filename,
+    jsc: {
+      parser: { syntax: 'typescript', decorators: true },
+      transform: { legacyDecorator: true, decoratorMetadata: true },
+      target: 'es2022',
+    },
+    module: { type: 'commonjs' },
+    sourceMaps: 'inline',
+  });
+  module._compile(code, filename);
+};
+module.exports = { ROOT };
