@@ -122,9 +122,9 @@ export function locateFashionMnist(opts: LocateFashionMnistOptions = {}): Fashio
   if (opts.subset && opts.path !== undefined) {
     throw new KdError(
       'KD_SPEC_INVALID',
-      'locateFashionMnist: give either `path` or `subset: true`, not both',
+      `locateFashionMnist: give either \`path\` (${opts.path}) or \`subset: true\`, not both`,
       {
-        path: opts.path,
+        path: 'subset',
         fix: 'Drop `subset: true` to read the folder, or drop `path` to use the shipped subset.',
       },
     );

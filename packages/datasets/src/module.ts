@@ -1,4 +1,4 @@
-import { DATASET_DEFINITION, type DatasetDefinition } from '@tfkd/kd-core';
+import { DATASET_DEFINITION, KdError, type DatasetDefinition } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import * as path from 'path';
 import { z } from 'zod';
@@ -18,6 +18,20 @@ function fromSpec(p: string, ctx?: { specDir?: string }): string {
   return path.resolve(ctx?.specDir ?? process.cwd(), p);
 }
 
+/**
+ * Runs a loader whose option errors (KD_SPEC_INVALID) name the option key alone (`train`, `shape`),
+ * as the loaders do when called directly, and reports them at the spec path (`data.train`).
+ */
+async function atSpecPath<T>(ctx: { specPath?: string } | undefined, load: () => T | Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    const prefix = ctx?.specPath;
+    if (!(e instanceof KdError) || e.code !== 'KD_SPEC_INVALID' || !prefix || e.path === undefined || path.isAbsolute(e.path) || e.path === prefix || e.path.startsWith(`${prefix}.`)) throw e;
+    throw new KdError(e.code, e.message, { path: `${prefix}.${e.path}`, fix: e.fix, cause: e });
+  }
+}
+
 /** `data: { name: fashion-mnist }` — full set if found (path, KD_DATA_DIR, Debian package), else the shipped subset. */
 export const fashionMnistDataset: DatasetDefinition = {
   id: 'fashion-mnist',
@@ -31,7 +45,7 @@ export const fashionMnistDataset: DatasetDefinition = {
     .strict(),
   async load(o, ctx) {
     const opts = o as { path?: string; subset?: boolean; limit?: { train?: number; test?: number } };
-    return loadFashionMnist({ ...opts, ...(opts.path ? { path: fromSpec(opts.path, ctx) } : {}) });
+    return atSpecPath(ctx, () => loadFashionMnist({ ...opts, ...(opts.path ? { path: fromSpec(opts.path, ctx) } : {}) }));
   },
 };
 
@@ -50,7 +64,7 @@ export const syntheticDataset: DatasetDefinition = {
     .strict(),
   async load(o, ctx) {
     const opts = o as { train: number; test: number; numClasses: number; shape: [number, number, number]; seed?: number; noise: number };
-    return syntheticSplits({ ...opts, seed: opts.seed ?? ctx.seed });
+    return atSpecPath(ctx, () => syntheticSplits({ ...opts, seed: opts.seed ?? ctx.seed }));
   },
 };
 
@@ -63,7 +77,7 @@ function cifar(variant: 'cifar10' | 'cifar100'): DatasetDefinition {
       .strict(),
     async load(o, ctx) {
       const opts = o as { path: string; label: 'fine' | 'coarse'; limit?: { train?: number; test?: number } };
-      return readCifar(fromSpec(opts.path, ctx), { variant, label: opts.label, limit: opts.limit });
+      return atSpecPath(ctx, () => readCifar(fromSpec(opts.path, ctx), { variant, label: opts.label, limit: opts.limit }));
     },
   };
 }
@@ -79,7 +93,7 @@ export const idxDataset: DatasetDefinition = {
     const at = (f: string) => path.resolve(fromSpec(opts.dir, ctx), f);
     const read = (s: z.infer<typeof split>, name: string) =>
       loadIdxDataset({ images: at(s.images), labels: at(s.labels), name, numClasses: opts.numClasses, source: 'idx' });
-    return { train: read(opts.train, 'idx:train'), test: read(opts.test, 'idx:test') };
+    return atSpecPath(ctx, () => ({ train: read(opts.train, 'idx:train'), test: read(opts.test, 'idx:test') }));
   },
 };
 
