@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { finiteDifferenceCheck } from '@tfkd/kd-core/testing';
 import { dot, expectClose, mean, norm, num, rows, smoothL1, values, type Matrix } from './__fixtures__/reference';
-import { rkdAngle, rkdDistance, rkdLoss } from './rkd';
+import { rkdAngle, rkdDistance, rkdLoss, tripletAngles, tripletAnglesDirect } from './rkd';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -96,5 +96,37 @@ describe('loss/rkd', () => {
     const dup = [...x0.slice(0, 3), ...x0.slice(0, 3), ...x0.slice(6)];
     const g = tf.grad((x: tf.Tensor) => rkdLoss(x, t))(tf.tensor2d(dup, [4, 3]));
     expect(Array.from(g.dataSync()).every(Number.isFinite)).toBe(true);
+  });
+
+  it('the Gram route to ψ_A equals RepDistiller\'s direct route: values (offset features, duplicates) and gradients', () => {
+    // 16 rows of 96 post-ReLU-like values around a large common offset: the case where a Gram
+    // matrix of the raw rows would cancel badly (the route centres the batch first).
+    const raw = values(16 * 96, 37).map((v, i) => Math.max(0, v) + 40 + (i % 7));
+    const e = tf.tensor2d(raw, [16, 96]);
+    const [a, b] = [tripletAngles(e), tripletAnglesDirect(e)];
+    expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeLessThan(2e-4);
+    // duplicated rows: every triple with a zero difference is cos 0 on both routes, as the plain-double reference
+    const x = values(5 * 3, 38);
+    const dupRows = [...x.slice(0, 3), ...x.slice(0, 3), ...x.slice(6)];
+    const want = refAngle(rows(dupRows, 5));
+    const got = Array.from(tripletAngles(tf.tensor2d(dupRows, [5, 3])).dataSync());
+    got.forEach((v, i) => expectClose(v, want[i], 1e-5));
+    // gradients of the angle term through both routes
+    const t = tf.tensor2d(values(6 * 5, 39), [6, 5]);
+    const s0 = tf.tensor2d(values(6 * 5, 40), [6, 5]);
+    const lossWith = (route: (m: tf.Tensor2D) => tf.Tensor3D) => (x: tf.Tensor) =>
+      tf.mean(tf.square(tf.sub(route(x as tf.Tensor2D), route(t)))) as tf.Scalar;
+    const g1 = tf.grad(lossWith(tripletAngles))(s0);
+    const g2 = tf.grad(lossWith(tripletAnglesDirect))(s0);
+    expect(tf.max(tf.abs(tf.sub(g1, g2))).dataSync()[0]).toBeLessThan(1e-5 * Math.max(1, tf.max(tf.abs(g2)).dataSync()[0]));
+  });
+
+  it('the angle and distance terms are unchanged by translating the embeddings', () => {
+    const s = values(6 * 4, 41);
+    const t = values(6 * 4, 42);
+    const [a0, d0] = [num(rkdAngle(tf.tensor2d(s, [6, 4]), tf.tensor2d(t, [6, 4]))), num(rkdDistance(tf.tensor2d(s, [6, 4]), tf.tensor2d(t, [6, 4])))];
+    const moved = tf.tensor2d(s.map((v, i) => v + [3, -2, 0.5, 7][i % 4]), [6, 4]);
+    expectClose(num(rkdAngle(moved, tf.tensor2d(t, [6, 4]))), a0, 1e-5);
+    expectClose(num(rkdDistance(moved, tf.tensor2d(t, [6, 4]))), d0, 1e-5);
   });
 });

@@ -37,8 +37,34 @@ export function normalisedDistances(e: tf.Tensor2D): tf.Tensor2D {
  * ψ_A: cos of the angle at vertex i between e_j and e_k, for all B³ triples → [B, B, B]:
  * ⟨n(e_j − e_i), n(e_k − e_i)⟩ with n(v) = v / max(‖v‖, 1e-12). A degenerate triple (j = i or
  * k = i) has a zero vector, so cos 0, and stays in the mean (as RepDistiller).
+ *
+ * Computed from the Gram matrix G of the batch-centred rows (angles do not move with a translation):
+ * ⟨e_j − e_i, e_k − e_i⟩ = G_jk − G_ij − G_ik + G_ii and ‖e_j − e_i‖² = G_ii + G_jj − 2 G_ij, so
+ * nothing of size B²·D is formed — RepDistiller's route (`tripletAnglesDirect`, B² difference
+ * vectors of length D and a batched matmul) costs B³·D; this one B²·D + B³. A difference whose
+ * squared length is below 1e-6 of G_ii + G_jj (duplicated rows, where the Gram route has only
+ * rounding left) counts as the zero vector, as the direct route's exact zero does.
  */
 export function tripletAngles(e: tf.Tensor2D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const b = e.shape[0];
+    const c = tf.sub(e, tf.mean(e, 0, true));
+    const g = tf.matMul(c, c, false, true);
+    const gd = tf.sum(tf.mul(g, tf.eye(b)), 1); // G_ii, from G itself so that ‖e_i − e_i‖² is exactly 0
+    const sumSq = tf.add(tf.expandDims(gd, 1), tf.expandDims(gd, 0));
+    const sq = tf.sub(sumSq, tf.mul(g, 2)); // [i, j] = ‖e_j − e_i‖²
+    const valid = tf.step(tf.sub(sq, tf.mul(sumSq, ANGLE_DEGENERATE_REL))); // 0 on the diagonal and for duplicates; no gradient
+    const inv = tf.div(valid, tf.sqrt(tf.maximum(sq, 1e-24))); // 1/‖e_j − e_i‖, or 0
+    const dots = tf.add(tf.sub(tf.sub(tf.expandDims(g, 0), tf.expandDims(g, 2)), tf.expandDims(g, 1)), tf.reshape(gd, [b, 1, 1]));
+    return tf.mul(tf.mul(dots, tf.expandDims(inv, 2)), tf.expandDims(inv, 1)) as tf.Tensor3D;
+  });
+}
+
+/** Squared-length ratio below which a difference vector counts as zero in `tripletAngles`. */
+export const ANGLE_DEGENERATE_REL = 1e-6;
+
+/** ψ_A as RepDistiller computes it (`RKDLoss`: F.normalize of the B² differences, then bmm): the reference route. */
+export function tripletAnglesDirect(e: tf.Tensor2D): tf.Tensor3D {
   return tf.tidy(() => {
     const diff = tf.sub(tf.expandDims(e, 0), tf.expandDims(e, 1)); // [i, j] = e_j − e_i
     const n = l2Normalize(diff, 2) as tf.Tensor3D;
