@@ -13,16 +13,7 @@ Module._resolveFilename = function (request, ...rest) {
   return resolve.call(this, mapped, ...rest);
 };
 require.extensions['.ts'] = (module, filename) => {
-  const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), {
-    filename,
-    jsc: {
-      parser: { syntax: 'typescript', decorators: true },
-      transform: { legacyDecorator: true, decoratorMetadata: true },
-      target: 'es2022',
-    },
-    module: { type: 'commonjs' },
-    sourceMaps: 'inline',
-  });
+  const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), { filename, ...require(path.join(ROOT, 'swc.options.js')) });
   module._compile(code, filename);
 };
 module.exports = { ROOT };
