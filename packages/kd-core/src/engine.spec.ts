@@ -45,6 +45,32 @@ describe('Engine', () => {
     ]);
   });
 
+  it('stepper() fires runStart once, with the payload run() sends', async () => {
+    const fromRun: unknown[] = [];
+    const fromStepper: unknown[] = [];
+    const trace: string[] = [];
+    const capture = (into: unknown[]) =>
+      definePlugin({
+        id: 'test/capture',
+        kind: 'observer',
+        describe: 'records runStart payloads',
+        options: z.object({}).strict(),
+        create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('runStart', (info) => void into.push(info)) }),
+      });
+    const s = spec({ plugins: [{ use: 'obs' }, { use: 'test/capture' }, { use: 'test/ce' }] });
+    const viaRun = await runSpec(s, { registry: new Registry([testModule(tracer([], 'obs'), capture(fromRun))]) });
+    viaRun.models.forEach((m) => m.dispose());
+    const engine = new Engine(s, { registry: new Registry([testModule(tracer(trace, 'obs'), capture(fromStepper))]) });
+    const stepper = await engine.stepper();
+    stepper.step();
+    stepper.step();
+    engine.dispose();
+    expect(fromStepper).toEqual(fromRun);
+    expect(fromRun).toHaveLength(1);
+    expect(fromRun[0]).toMatchObject({ seed: 3, phases: [{ name: 'distill', epochs: 1, batchesPerEpoch: 2 }], dataset: { train: 8, test: 4 } });
+    expect(trace.filter((t) => t.startsWith('obs:runStart'))).toEqual(['obs:runStart']);
+  });
+
   it('fails the step with the name of a plugin that throws', async () => {
     const broken = definePlugin({
       id: 'loss/broken',

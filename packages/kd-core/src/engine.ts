@@ -144,32 +144,15 @@ export class Engine {
     const teachers = roleList.filter((r) => r.info.kind === 'teacher');
     const n = this.data.train.labels.length;
     const staged = this.spec.stages !== undefined;
-    const batchesOf = (ph: Phase) => {
-      const full = Math.ceil(n / ph.train.batchSize);
-      return Math.min(full, ph.train.maxBatches ?? full);
-    };
-    const dataset = {
-      name: this.data.train.name,
-      source: this.data.train.source,
-      train: n,
-      test: this.data.test.labels.length,
-      ...(this.data.note || this.data.train.note ? { note: this.data.note ?? this.data.train.note } : {}),
-    };
+    const batchesOf = (ph: Phase) => this.batchesPerEpoch(ph);
+    const dataset = this.datasetInfo();
     if (resume) this.checkResumable(resume, dataset);
     // The phase the run starts (or resumes) in: a checkpoint of a staged run names it.
     const startPhase = resume ? this.phases.findIndex((p) => p.name === (resume.stage ?? this.phase)) : 0;
     const start: RunPosition = resume ? { ...resume.next } : { epoch: 1, batchIndex: 0 };
     const at = (phase: Phase) => (staged ? { phase: phase.name } : {});
     const resumedFrom = resume ? { ...resume.next, step: resume.step, ...at(this.phases[startPhase]) } : undefined;
-    await this.bus.emitAsync('runStart', {
-      runId: `${this.phase}-${spec.seed}`,
-      backend: this.backend.name,
-      seed: spec.seed,
-      roles: roleList.map((r) => r.info),
-      phases: this.phases.map((p) => ({ name: p.name, epochs: p.train.epochs, batchesPerEpoch: batchesOf(p) })),
-      dataset,
-      ...(resumedFrom ? { resumed: resumedFrom } : {}),
-    });
+    await this.bus.emitAsync('runStart', this.runStartInfo(resumedFrom));
 
     const caches = this.teacherCaches(teachers);
     const finalEval: Record<string, Record<string, number>> = {};
@@ -474,12 +457,15 @@ export class Engine {
   }
 
   /**
-   * Step-level access for benchmarks and soak tests: prepares the run, then `step()` trains on the
-   * next batch of epoch 1's order (cycling), exactly as `run()` would, without evaluation or
-   * number hooks. Returns the step's loss and terms.
+   * Step-level access for benchmarks and soak tests: prepares the run and fires `runStart` (with
+   * `run()`'s payload), then `step()` trains on the next batch of epoch 1's order (cycling) of the
+   * main phase (declared stages are not stepped), as `run()` would, without evaluation or epoch
+   * hooks. Returns the step's loss and terms.
    */
   async stepper(): Promise<{ step(): StepResult }> {
     await this.prepare();
+    // As a run: plugins get runStart first (factor transfer pre-trains its paraphraser there).
+    await this.bus.emitAsync('runStart', this.runStartInfo());
     const host = this.trainHost(this.phases[this.phases.length - 1], this.teacherCaches([...this.roles.values()].filter((r) => r.info.kind === 'teacher')));
     const n = this.data.train.labels.length;
     const batches = epochBatches(n, { batchSize: this.spec.train.batchSize, seed: this.spec.seed, epoch: 1 });
@@ -491,6 +477,34 @@ export class Engine {
         step++;
         return r;
       },
+    };
+  }
+
+  private batchesPerEpoch(ph: Phase): number {
+    const full = Math.ceil(this.data.train.labels.length / ph.train.batchSize);
+    return Math.min(full, ph.train.maxBatches ?? full);
+  }
+
+  private datasetInfo(): RunStartInfo['dataset'] {
+    return {
+      name: this.data.train.name,
+      source: this.data.train.source,
+      train: this.data.train.labels.length,
+      test: this.data.test.labels.length,
+      ...(this.data.note || this.data.train.note ? { note: this.data.note ?? this.data.train.note } : {}),
+    };
+  }
+
+  /** The `runStart` payload, for `run()` and `stepper()`. */
+  private runStartInfo(resumed?: RunStartInfo['resumed']): RunStartInfo {
+    return {
+      runId: `${this.phase}-${this.spec.seed}`,
+      backend: this.backend.name,
+      seed: this.spec.seed,
+      roles: [...this.roles.values()].map((r) => r.info),
+      phases: this.phases.map((p) => ({ name: p.name, epochs: p.train.epochs, batchesPerEpoch: this.batchesPerEpoch(p) })),
+      dataset: this.datasetInfo(),
+      ...(resumed ? { resumed } : {}),
     };
   }
 
