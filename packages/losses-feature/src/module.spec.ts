@@ -45,15 +45,17 @@ describe('featureLossesModule', () => {
 describe('examples/feature-*.yaml', () => {
   const dir = path.resolve(__dirname, '../../../examples');
   // file → the loss it exercises (one per id, plus variants)
-  const files: [string, string][] = [...IDS.map((id): [string, string] => [`feature-${id.slice('loss/'.length)}.yaml`, id]), ['feature-crd-memory.yaml', 'loss/crd'], ['feature-fitnets-hint.yaml', 'loss/fitnets']];
+  const files: [string, string][] = [...IDS.map((id): [string, string] => [`feature-${id.slice('loss/'.length)}.yaml`, id]), ['feature-crd-memory.yaml', 'loss/crd'], ['feature-fitnets-hint.yaml', 'loss/fitnets'], ['feature-activation-boundary-init.yaml', 'loss/activation-boundary'], ['feature-fsp-init.yaml', 'loss/fsp'], ['feature-pkt-kd.yaml', 'loss/pkt']];
 
   it.each(files)('%s parses, names its loss, and its plugin options validate', (file, id) => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, file), 'utf8'), file);
     const registry = new Registry([featureLossesModule, logitLossesModule]);
-    expect(spec.plugins.map((p) => p.use)).toContain(id);
+    // the main list, plus plugins a declared stage brings in with `use:` (AB/FSP init stages)
+    const entries = [...spec.plugins, ...(spec.stages ?? []).flatMap((st) => st.plugins.filter((p): p is typeof p & { use: string } => 'use' in p && typeof p.use === 'string'))];
+    expect(entries.map((p) => p.use)).toContain(id);
     expect(spec.student?.model).toMatch(/^(cnn-small|resnet-student)$/);
     expect(spec.data).toMatchObject({ name: 'fashion-mnist', subset: true });
-    spec.plugins.forEach((p, i) => {
+    entries.forEach((p, i) => {
       const def = registry.plugin(p.use, `plugins[${i}].use`);
       const options = validate(def.options, p.with, { code: 'KD_PLUGIN_OPTIONS', prefix: `plugins[${i}].with` });
       for (const tap of def.requires?.(options).taps ?? []) expect(tap).toMatch(/^(student|teacher)\.[a-z0-9]+$/);

@@ -1,0 +1,71 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { parse as parseYaml } from 'yaml';
+import { runCommand } from './run';
+
+// Every feature-loss example (issue #5: "each id runs through `kd run` on the CNN/ResNet-style pair of
+// the model zoo"), the stacking example (UNIX + attention + Hinton KD) and the KD baseline run through
+// `kd run` as written — taps, adapters, declared stages, teachers — on a small budget set with --set:
+// 128/64 images of the shipped subset, one epoch of two batches (teachers and stages too). Each run must
+// complete and log every loss term of its plugins as a finite number, the feature losses' non-zero.
+jest.setTimeout(300_000);
+
+const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
+const files = fs
+  .readdirSync(EXAMPLES)
+  .filter((f) => /^feature-.*\.yaml$/.test(f) || f === 'unix-attention.yaml' || f === 'kd-cnn.yaml')
+  .sort();
+
+type Doc = {
+  teacher?: unknown;
+  stages?: { plugins?: { use?: string; name?: string }[] }[];
+  plugins: { use: string; name?: string }[];
+};
+
+/** The --set overrides that shrink a spec to a smoke-sized run without changing what it builds. */
+function smallRun(doc: Doc): string[] {
+  const sets = ['data.limit={train: 128, test: 64}', 'train.epochs=1', 'train.maxBatches=2', 'evalEvery=1'];
+  if (doc.teacher) sets.push('teacher.train.epochs=1', 'teacher.train.maxBatches=2');
+  (doc.stages ?? []).forEach((_, i) => sets.push(`stages[${i}].epochs=1`));
+  return sets;
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tfkd-examples-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('example specs run through kd run', () => {
+  it('covers every feature loss id', () => {
+    const ids = new Set(files.flatMap((f) => (parseYaml(fs.readFileSync(path.join(EXAMPLES, f), 'utf8')) as Doc).plugins.map((p) => p.use)));
+    const stageIds = files.flatMap((f) => ((parseYaml(fs.readFileSync(path.join(EXAMPLES, f), 'utf8')) as Doc).stages ?? []).flatMap((s) => (s.plugins ?? []).map((p) => p.use)));
+    for (const id of ['attention', 'fitnets', 'nst', 'factor-transfer', 'fsp', 'activation-boundary', 'rkd', 'sp', 'pkt', 'crd']) {
+      expect([...ids, ...stageIds]).toContain(`loss/${id}`);
+    }
+  });
+
+  it.each(files)('%s', async (file) => {
+    const doc = parseYaml(fs.readFileSync(path.join(EXAMPLES, file), 'utf8')) as Doc;
+    const out = path.join(tmp, path.basename(file, '.yaml'));
+    const outcome = await runCommand(path.join(EXAMPLES, file), { out, set: smallRun(doc), cacheDir: path.join(tmp, 'cache'), quiet: true });
+    expect(outcome.status).toBe('completed');
+    const history = fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { phase: string; train: Record<string, number> });
+    // one epoch per phase: declared stages first, then the main phase
+    expect(history.map((h) => h.phase)).toEqual([...(doc.stages ?? []).map((_, i) => (doc.stages?.[i] as { name: string }).name), 'distill']);
+    const terms = Object.assign({}, ...history.map((h) => h.train)) as Record<string, number>;
+    const losses = [...doc.plugins, ...(doc.stages ?? []).flatMap((s) => s.plugins ?? [])].filter((p) => p.use?.startsWith('loss/'));
+    for (const p of losses) {
+      const key = p.name ?? (p.use as string);
+      const logged = Object.keys(terms).filter((k) => k === key || k.startsWith(`${key}:`));
+      expect({ plugin: key, logged: logged.length > 0 }).toEqual({ plugin: key, logged: true });
+      for (const k of logged) {
+        expect(Number.isFinite(terms[k])).toBe(true);
+        if (p.use !== 'loss/cross-entropy' && p.use !== 'loss/hinton-kd') expect({ [k]: terms[k] > 0 }).toEqual({ [k]: true });
+      }
+    }
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    expect(metrics.eval.student.accuracy).toBeGreaterThanOrEqual(0);
+  });
+});
