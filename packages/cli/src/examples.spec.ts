@@ -69,3 +69,26 @@ describe('example specs run through kd run', () => {
     expect(metrics.eval.student.accuracy).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('a pair of taps that cannot be matched', () => {
+  it.each([
+    // [example, --set of the pair, message part, the layers the fix must offer, spec path]
+    ['feature-fitnets.yaml', 'plugins[1].with.pairs=[[student.embedding, teacher.block2]]', 'student.embedding [1568] and teacher.block2 [7,7,64]', 'pair student.embedding with teacher.embedding [256] (', 'plugins[1].with.pairs[0]'],
+    ['feature-activation-boundary.yaml', 'plugins[1].with.pairs=[[student.block2, teacher.block1]]', 'student.block2 [7,7,32] and teacher.block1 [14,14,32]', 'pair student.block2 with teacher.block2 [7,7,64] or teacher.block3 [3,3,128] (', 'plugins[1].with.pairs[0]'],
+    ['feature-fsp.yaml', 'plugins[1].with.teacher=[[teacher.block1, teacher.block2], [teacher.block2, teacher.block3]]', 'student.block1 [28,28,16] gives 16×16, teacher.block1 [28,28,16] × teacher.block2 [14,14,32] gives 16×32', 'pick teacher layers of 16 channels (16: teacher.stem [28,28,16], teacher.block1 [28,28,16])', 'plugins[1].with.teacher[0]'],
+  ])('%s: KD_SHAPE_MISMATCH with both shapes, at the pair, naming every documented teacher tap that fits', async (file, pair, shapes, fix, at) => {
+    const doc = parseYaml(fs.readFileSync(path.join(EXAMPLES, file), 'utf8')) as Doc;
+    const out = path.join(tmp, `mismatch-${file}`);
+    let error: { code?: string; path?: string; message: string; fix?: string } | undefined;
+    try {
+      await runCommand(path.join(EXAMPLES, file), { out, set: [...smallRun(doc), pair], cacheDir: path.join(tmp, 'cache'), quiet: true });
+    } catch (e) {
+      error = e as typeof error;
+    }
+    expect(error?.code).toBe('KD_SHAPE_MISMATCH');
+    expect(error?.path).toBe(at);
+    expect(error?.message).toContain(shapes);
+    expect(error?.fix).toContain(fix);
+    expect(fs.existsSync(out)).toBe(false); // no half-written run folder
+  });
+});

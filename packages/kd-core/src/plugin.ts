@@ -31,6 +31,13 @@ export interface PluginDeps {
   roles: readonly RoleInfo[];
   /** Output shape (without batch) of a tap `role.layer`, known at start-up. */
   tapShape(tap: string): number[];
+  /**
+   * The hidden layers of a role's model (not its inputs, not its output layers; of a zoo model, its
+   * documented taps) with their output shapes (without batch), in model order: for error messages
+   * that name the layers that would fit.
+   * Set by the engine; absent in hand-made deps.
+   */
+  layerShapes?(role: string): { layer: string; shape: number[] }[];
   /** Seeded generator owned by this plugin instance. */
   rng: Rng;
   /** The spec path of this entry (`plugins[2]`), for error messages. */

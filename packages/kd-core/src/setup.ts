@@ -143,6 +143,18 @@ async function buildRoles(engine: Engine, ctx: SetupContext, made: { dispose(): 
         }
         return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
       },
+      layerShapes(role: string) {
+        const rt = roles.get(role);
+        if (!rt) return [];
+        // A zoo model's documented taps when it has them (a ResNet's every conv and add would drown
+        // the hint); any other model's hidden layers.
+        const documented = rt.spec.model ? (ctx.registry.models().find((m) => m.id === rt.spec.model)?.taps ?? null) : null;
+        const outputs = new Set(rt.model.outputLayers.map((l) => l.name));
+        return rt.model.layers
+          .filter((l) => l.getClassName() !== 'InputLayer' && !outputs.has(l.name) && !Array.isArray(l.outputShape[0]))
+          .filter((l) => !documented || documented.length === 0 || documented.includes(l.name))
+          .map((l) => ({ layer: l.name, shape: (l.outputShape as (number | null)[]).slice(1) as number[] }));
+      },
       tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
     });
     made.push({ dispose: () => instance.dispose?.() });

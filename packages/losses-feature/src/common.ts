@@ -118,8 +118,8 @@ const fmt = (s: number[]) => `[${s.join(',')}]`;
 
 /**
  * KD_SHAPE_MISMATCH for a pair, at start-up: both taps with their shapes, why they cannot be
- * matched, and the declared taps of the target role whose shapes would fit (the only shapes known
- * at start-up are the declared taps').
+ * matched, and the layers of the target role whose shapes would fit (all its layers when the
+ * engine lists them, `deps.layerShapes`; else the declared taps).
  */
 export function pairMismatch(
   deps: PluginDeps,
@@ -133,8 +133,17 @@ export function pairMismatch(
   const ss = deps.tapShape(s);
   const ts = deps.tapShape(t);
   const tRole = tapRole(t, deps.roles, `${deps.specPath}.with`);
-  const candidates = [...new Set(declared)].filter((d) => d !== t && d.startsWith(`${tRole}.`) && fits(ss, deps.tapShape(d)));
-  const hint = candidates.length > 0 ? `pair ${s} with ${candidates.map((c) => `${c} ${fmt(deps.tapShape(c))}`).join(' or ')}` : `tap a layer of '${tRole}' whose output fits ${s} ${fmt(ss)}`;
+  // Every hidden layer of the target role when the engine lists them (else the declared taps, whose
+  // shapes are the only ones known).
+  const all = deps.layerShapes?.(tRole);
+  const pool = all
+    ? all.map((l) => ({ tap: `${tRole}.${l.layer}`, shape: l.shape }))
+    : [...new Set(declared)].filter((d) => d.startsWith(`${tRole}.`)).map((d) => ({ tap: d, shape: deps.tapShape(d) }));
+  const candidates = pool.filter((c) => c.tap !== t && fits(ss, c.shape));
+  const hint =
+    candidates.length > 0
+      ? `pair ${s} with ${candidates.map((c) => `${c.tap} ${fmt(c.shape)}`).join(' or ')}`
+      : `no layer of '${tRole}' fits ${s} ${fmt(ss)}: tap another ${tapRole(s, deps.roles, `${deps.specPath}.with`)} layer`;
   return new KdError('KD_SHAPE_MISMATCH', `'${deps.name}': ${s} ${fmt(ss)} and ${t} ${fmt(ts)} ${why}`, {
     path: `${deps.specPath}.with.${where}`,
     fix: `${hint} (kd list --models shows each model's taps)`,

@@ -59,6 +59,15 @@ export const fspLossDef = defineFeatureLoss({
         }
         return [a[2], b[2]];
       });
+    // The NHWC layers of the teacher's role with c1 or c2 channels, for the hint.
+    const withChannels = (teacherTap: string, c1: number, c2: number) => {
+      const role = teacherTap.slice(0, teacherTap.indexOf('.'));
+      const maps = (deps.layerShapes?.(role) ?? []).filter((l) => l.shape.length === 3);
+      const list = (c: number) => maps.filter((l) => l.shape[2] === c).map((l) => `${role}.${l.layer} ${fmt(l.shape)}`);
+      if (!deps.layerShapes) return '';
+      const show = (c: number) => `${c}: ${list(c).join(', ') || 'none'}`;
+      return ` (${c1 === c2 ? show(c1) : `${show(c1)}; ${show(c2)}`})`;
+    };
     const sc = shapes(o.student, 'student');
     const tc = shapes(o.teacher, 'teacher');
     sc.forEach(([s1, s2], i) => {
@@ -70,7 +79,7 @@ export const fspLossDef = defineFeatureLoss({
           `'${deps.name}': FSP matrices differ: ${sp[0]} ${fmt(deps.tapShape(sp[0]))} × ${sp[1]} ${fmt(deps.tapShape(sp[1]))} gives ${s1}×${s2}, ${tp[0]} ${fmt(deps.tapShape(tp[0]))} × ${tp[1]} ${fmt(deps.tapShape(tp[1]))} gives ${t1}×${t2}`,
           {
             path: `${deps.specPath}.with.teacher[${i}]`,
-            fix: 'FSP needs the same channel counts on both sides (RepDistiller raises too): pick layers of equal width, e.g. a deeper teacher of the same widths (resnet → resnet-student)',
+            fix: `FSP needs the same channel counts on both sides (RepDistiller raises too): pick teacher layers of ${s1 === s2 ? s1 : `${s1} and ${s2}`} channels${withChannels(tp[0], s1, s2)}, or a deeper teacher of the student's widths (resnet → resnet-student)`,
           },
         );
       }
