@@ -3,10 +3,11 @@
  * Cost of each feature loss per training epoch, relative to Hinton KD on the same teacher → student
  * pair (issue #5). One `kd run` at a time — run it on an otherwise idle machine.
  *
- *   npm run bench:feature                       # every examples/feature-*.yaml + kd-cnn.yaml
+ *   npm run bench:feature                       # examples/feature-*.yaml + kd-cnn.yaml
+ *                                               # (not the -hint/-init variants: staged runs)
  *   node tools/bench-feature.js [--epochs=5] [--out=DIR] [SPEC...]
  *
- * Each spec runs for `epochs` epochs (default 5) on its own data with evaluation only after the last
+ * Each spec runs for `epochs` epochs (default 4) on its own data with evaluation only after the last
  * one (`evalEvery` past the end), so epochs 2..epochs-1 are pure training: the teacher's outputs (taps
  * included) come from the teacher-output cache filled in epoch 1. Reported per spec:
  *   - steady s/epoch: mean of epochs 2..epochs-1 (train only);
@@ -30,13 +31,13 @@ const option = (name, dflt) => {
   const a = args.find((x) => x.startsWith(`--${name}=`));
   return a ? a.slice(name.length + 3) : dflt;
 };
-const EPOCHS = Number(option('epochs', '5'));
+const EPOCHS = Number(option('epochs', '4'));
 if (!(EPOCHS >= 3)) throw new Error('--epochs must be at least 3 (epoch 1 fills the teacher cache, the last one evaluates)');
 const OUT = path.resolve(option('out', fs.mkdtempSync(path.join(os.tmpdir(), 'bench-feature-'))));
 const given = args.filter((a) => !a.startsWith('--'));
 const specs = given.length
   ? given.map((f) => path.resolve(f))
-  : ['kd-cnn.yaml', ...fs.readdirSync(path.join(ROOT, 'examples')).filter((f) => /^feature-.*\.yaml$/.test(f) && f !== 'feature-fitnets-hint.yaml').sort()]
+  : ['kd-cnn.yaml', ...fs.readdirSync(path.join(ROOT, 'examples')).filter((f) => /^feature-.*\.yaml$/.test(f) && !/-(hint|init)\.yaml$/.test(f)).sort()]
       .map((f) => path.join(ROOT, 'examples', f));
 
 const YAML = require(require.resolve('yaml', { paths: [path.join(ROOT, 'packages/kd-core')] }));
