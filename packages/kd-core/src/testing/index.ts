@@ -1,3 +1,4 @@
 export * from './contract';
 export * from './fixtures';
 export * from './gradcheck';
+export * from './loss-once';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { fakePluginDeps } from '@tfkd/kd-core/testing';
-import type { LossTerm, PluginDefinition, PluginDeps, RoleInfo, RoleOutputs, StepContext } from '@tfkd/kd-core';
+import { fakePluginDeps, type RecordedTerm } from '@tfkd/kd-core/testing';
+import type { PluginDeps, RoleInfo } from '@tfkd/kd-core';
 
 export function studentRoles(k: number): RoleInfo[] {
   return Array.from({ length: k }, (_, i) => ({ name: `student.${i}`, kind: 'student' as const, trainable: true }));
@@ -11,44 +11,7 @@ export function fakeDeps(name: string, roles: RoleInfo[], tapShapes: Record<stri
   return fakePluginDeps(name, roles, tapShapes);
 }
 
-export interface RecordedTerm {
-  name: string;
-  weight: number;
-  value: tf.Scalar;
-}
-
-/**
- * Create the plugin (options validated by its schema), call its `loss` handler once on a stub step
- * context and return the terms it added (tensors: call inside tf.tidy / variableGrads).
- */
-export function lossTerms(
-  def: PluginDefinition,
-  options: Record<string, unknown>,
-  step: { roles: RoleInfo[]; outputs: (role: string) => RoleOutputs; y: number[]; epoch?: number; tapShapes?: Record<string, number[]> },
-): RecordedTerm[] {
-  const plugin = def.create(def.options.parse(options), fakeDeps(def.id, step.roles, step.tapShapes));
-  let handler: ((ctx: StepContext) => void) | undefined;
-  plugin.register({
-    on(hook: string, h: unknown) {
-      if (hook === 'loss') handler = h as (ctx: StepContext) => void;
-    },
-  } as never);
-  if (!handler) throw new Error(`${def.id} registered no loss handler`);
-  const terms: RecordedTerm[] = [];
-  const y = tf.tensor1d(step.y, 'int32');
-  const ctx = {
-    epoch: step.epoch ?? 1,
-    roles: step.roles,
-    numClasses: 3,
-    batch: { x: tf.zeros([step.y.length, 1]), y, indices: null, size: step.y.length },
-    outputs: step.outputs,
-    addLoss(term: LossTerm) {
-      terms.push({ name: term.name ?? def.id, weight: term.weight ?? 1, value: term.value });
-    },
-  } as unknown as StepContext;
-  handler(ctx);
-  return terms;
-}
+export { lossTerms, type RecordedTerm } from '@tfkd/kd-core/testing';
 
 /** Σ weight · value, as the engine sums the terms. */
 export function total(terms: RecordedTerm[]): tf.Scalar {

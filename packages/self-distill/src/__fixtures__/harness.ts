@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { fakePluginDeps } from '@tfkd/kd-core/testing';
-import { type LossTerm, type PluginDefinition, type PluginDeps, type RoleInfo, type StepContext } from '@tfkd/kd-core';
+import { fakePluginDeps, lossTerms, stubOutputs, stubTapShapes } from '@tfkd/kd-core/testing';
+import { type PluginDefinition, type PluginDeps, type RoleInfo } from '@tfkd/kd-core';
 
 export const ROLES: RoleInfo[] = [
   { name: 'teacher', kind: 'teacher', trainable: false },
@@ -26,34 +26,10 @@ export function runLossOnce(
   options: Record<string, unknown>,
   step: { logits: Record<string, tf.Tensor>; taps?: Record<string, Record<string, tf.Tensor>>; y: number[]; roles?: RoleInfo[] },
 ): Record<string, RecordedTerm> {
-  const roles = step.roles ?? ROLES;
-  const tapShapes: Record<string, number[]> = {};
-  for (const [role, taps] of Object.entries(step.taps ?? {})) for (const [k, t] of Object.entries(taps)) tapShapes[`${role}.${k}`] = t.shape.slice(1);
-  const plugin = def.create(def.options.parse(options), fakeDeps(def.id, roles, tapShapes));
-  let handler: ((ctx: StepContext) => void) | undefined;
-  plugin.register({
-    on(hook: string, h: unknown) {
-      if (hook === 'loss') handler = h as (ctx: StepContext) => void;
-    },
-  } as never);
-  if (!handler) throw new Error(`${def.id} registered no loss handler`);
   const terms: Record<string, RecordedTerm> = {};
   tf.tidy(() => {
-    const y = tf.tensor1d(step.y, 'int32');
-    const ctx = {
-      epoch: 1,
-      roles,
-      batch: { x: tf.zeros([step.y.length, 1]), y, indices: null, size: step.y.length },
-      outputs(role: string) {
-        const logits = step.logits[role];
-        if (!logits) throw new Error(`no role '${role}'`);
-        return { logits, taps: step.taps?.[role] ?? {} };
-      },
-      addLoss(term: LossTerm) {
-        terms[term.name ?? def.id] = { value: term.value.dataSync()[0], weight: term.weight ?? 1 };
-      },
-    } as unknown as StepContext;
-    (handler as (ctx: StepContext) => void)(ctx);
+    const stub = { roles: step.roles ?? ROLES, outputs: stubOutputs(step.logits, step.taps), y: step.y, tapShapes: stubTapShapes(step.taps) };
+    for (const t of lossTerms(def, options, stub)) terms[t.name] = { value: t.value.dataSync()[0], weight: t.weight };
   });
   return terms;
 }
