@@ -67,6 +67,25 @@ describe('staging folder ownership', () => {
     expect(leftovers(staging)).toEqual([]);
   });
 
+  it("a takeover tombstone left by a process that died mid-takeover blocks the folder only briefly", () => {
+    const target = path.join(tmp, 'run');
+    const staging = stagingFolderOf(target);
+    fs.mkdirSync(staging);
+    const stale = JSON.stringify({ pid: deadPid(), startedAt: 'then' });
+    fs.writeFileSync(path.join(staging, 'owner.json'), stale);
+    const tombstone = path.join(staging, `owner.json.takeover-${JSON.parse(stale).pid}-${Buffer.from(stale).toString('base64url').slice(-16)}`);
+    fs.writeFileSync(tombstone, '1\n');
+    // fresh: someone is taking over right now
+    expect(() => new StagedFolder(target)).toThrow(expect.objectContaining({ code: 'KD_OUTPUT_WRITE' }));
+    expect(fs.readFileSync(path.join(staging, 'owner.json'), 'utf8')).toBe(stale);
+    // 11 s old: its process is gone; the folder is taken over and the tombstone removed
+    const old = new Date(Date.now() - 11_000);
+    fs.utimesSync(tombstone, old, old);
+    new StagedFolder(target);
+    expect(JSON.parse(fs.readFileSync(path.join(staging, 'owner.json'), 'utf8')).pid).toBe(process.pid);
+    expect(fs.readdirSync(staging)).toEqual(['owner.json']);
+  });
+
   it("StagedFolder takes over a dead owner's folder and clears it; refuses a live owner's, leaving it untouched", () => {
     const target = path.join(tmp, 'run');
     const staging = stagingFolderOf(target);

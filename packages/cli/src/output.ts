@@ -97,6 +97,19 @@ function ownedByOther(staging: string, owner: Owner | null): KdError {
   });
 }
 
+const TOMBSTONE_STALE_MS = 10_000;
+
+/** Creates `file` holding our pid if no such name exists; whether it did. */
+function createExclusive(file: string): boolean {
+  try {
+    fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
 /**
  * Makes this process the owner of a staging folder, or throws KD_OUTPUT_WRITE. `owner.json` is
  * created by `link(2)` of a file already holding our pid, which fails if the name exists: of any
@@ -126,11 +139,13 @@ export function claimOwnership(staging: string): void {
     // A dead (or unreadable) owner: take over that claim, once.
     const raw = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
     const tombstone = `${file}.takeover-${found?.pid ?? 'x'}-${Buffer.from(raw).toString('base64url').slice(-16)}`;
-    try {
-      fs.writeFileSync(tombstone, `${process.pid}\n`, { flag: 'wx' });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      throw ownedByOther(staging, readOwner(file));
+    if (!createExclusive(tombstone)) {
+      // A takeover holds a tombstone for microseconds; one older than TOMBSTONE_STALE_MS was left by
+      // a process that died mid-takeover, and would otherwise block the folder for good.
+      const age = Date.now() - (fs.statSync(tombstone, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age < TOMBSTONE_STALE_MS) throw ownedByOther(staging, readOwner(file));
+      fs.rmSync(tombstone, { force: true });
+      if (!createExclusive(tombstone)) throw ownedByOther(staging, readOwner(file));
     }
     try {
       const now = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
