@@ -43,7 +43,7 @@ export const fspSchema = z
 export const fspLossDef = defineFeatureLoss({
   id: 'loss/fsp',
   describe:
-    'Flow of solution procedure (Yim et al. 2017): Σ_i mean((G_s,i − G_t,i)²), G(F1, F2) = F1ᵀF2/(h·w) between two NHWC taps of one model (channels must match student/teacher); recommended weight 50 (RepDistiller -b 50; there it trains an init stage only)',
+    'Flow of solution procedure (Yim et al. 2017): Σ_i mean((G_s,i − G_t,i)²), G(F1, F2) = F1ᵀF2/(h·w) between two NHWC taps of one model (channels must match student/teacher); recommended weight 50 when trained jointly (RepDistiller passes -b 50 but uses FSP in an init stage only, weight 1 there; declare that as a stage)',
   options: fspSchema,
   taps: (o) => [...o.student.flat(), ...o.teacher.flat()],
   create(o, deps) {
