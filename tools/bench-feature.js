@@ -77,6 +77,10 @@ const twins = new Map();
 const rows = [];
 for (const file of specs) {
   const doc = YAML.parse(fs.readFileSync(file, 'utf8'));
+  if (!doc.teacher) {
+    process.stderr.write(`${path.basename(file)}: no teacher, so no KD twin — skipped\n`);
+    continue;
+  }
   if (doc.data && !doc.data.subset && (doc.data.path || doc.data.dir)) throw new Error(`${file}: data paths are resolved against the spec folder; bench only the shipped-subset specs`);
   const key = pairKey(doc).replace(/[^a-z0-9-]+/gi, '_');
   if (!twins.has(key)) {
