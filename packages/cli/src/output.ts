@@ -81,12 +81,24 @@ export function stagingConflict(target: string, opts: { resumeFrom?: string; res
 
 type Owner = { pid: number; startedAt: string };
 
-function readOwner(file: string): Owner | null {
+function readText(file: string): string | null {
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Owner;
+    return fs.readFileSync(file, 'utf8');
   } catch {
     return null;
   }
+}
+
+function parseOwner(raw: string | null): Owner | null {
+  try {
+    return raw === null ? null : (JSON.parse(raw) as Owner);
+  } catch {
+    return null;
+  }
+}
+
+function readOwner(file: string): Owner | null {
+  return parseOwner(readText(file));
 }
 
 function ownedByOther(staging: string, owner: Owner | null): KdError {
@@ -134,10 +146,12 @@ export function claimOwnership(staging: string): void {
   };
   try {
     if (link()) return;
-    const found = readOwner(file);
+    // One read: the owner judged dead must be the claim taken over (read twice, a takeover by
+    // another process could land in between and its live claim be removed).
+    const raw = readText(file) ?? '';
+    const found = parseOwner(raw);
     if (found && alive(found.pid)) throw ownedByOther(staging, found);
     // A dead (or unreadable) owner: take over that claim, once.
-    const raw = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
     const tombstone = `${file}.takeover-${found?.pid ?? 'x'}-${Buffer.from(raw).toString('base64url').slice(-16)}`;
     if (!createExclusive(tombstone)) {
       // A takeover holds a tombstone for microseconds; one older than TOMBSTONE_STALE_MS was left by
@@ -148,8 +162,8 @@ export function claimOwnership(staging: string): void {
       if (!createExclusive(tombstone)) throw ownedByOther(staging, readOwner(file));
     }
     try {
-      const now = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
-      if (now !== null && now !== raw) throw ownedByOther(staging, readOwner(file));
+      const now = readText(file);
+      if (now !== null && now !== raw) throw ownedByOther(staging, parseOwner(now));
       fs.rmSync(file, { force: true });
       if (!link()) throw ownedByOther(staging, readOwner(file));
     } finally {
