@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { applyView, batchTensors, firstOutput, roleSpecs, type Dataset, type RunResult, type ViewSpec } from '@tfkd/kd-core';
-import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits, type CalibrationResult } from '@tfkd/metrics-ece';
+import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits } from '@tfkd/metrics-ece';
 
 /**
  * Test-set logits of a model, [n·K] row-major, computed in tidy batches. With the role's `view`
@@ -26,11 +26,6 @@ export function testLogits(model: LayersModel, test: Dataset, view?: { view?: Vi
   return out;
 }
 
-export function calibrationOf(model: LayersModel, test: Dataset, view?: { view?: ViewSpec; name: string; specPath: string }): CalibrationResult {
-  const k = (model.outputs[0].shape as number[])[1];
-  return computeCalibration(testLogits(model, test, view), test.labels, { input: 'logits', numClasses: k });
-}
-
 /**
  * Calibration of every role's final model on the test split, written as reliability diagrams
  * (`reliability-<role>.svg`); returns the numbers to merge into metrics.json.
@@ -44,15 +39,16 @@ export async function calibrationArtifacts(
   for (const [role, model] of result.models) {
     const r = specs.find((x) => x.name === role);
     const view = r && { view: r.spec.view, name: role, specPath: r.specPath };
-    const c = calibrationOf(model, result.data.test, view);
+    const k = (model.outputs[0].shape as number[])[1];
+    const logits = testLogits(model, result.data.test, view); // once: the diagram and temperature scaling use them
+    const c = computeCalibration(logits, result.data.test.labels, { input: 'logits', numClasses: k });
     write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
     out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };
     const held = result.data.validation;
     if (held && result.roles.find((r) => r.name === role)?.kind === 'student') {
       // Temperature scaling: T fitted on the held-out training split, applied to the test logits.
-      const k = (model.outputs[0].shape as number[])[1];
       const fit = fitTemperature(testLogits(model, held, view), held.labels, { numClasses: k });
-      const scaled = scaleLogits(testLogits(model, result.data.test, view), fit.temperature, k);
+      const scaled = scaleLogits(logits, fit.temperature, k);
       const after = computeCalibration(scaled, result.data.test.labels, { input: 'logits', numClasses: k });
       write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}-temperature.svg`, reliabilityDiagramSvg(after, { title: `${role}: reliability after temperature scaling (T = ${fit.temperature.toFixed(3)})` }));
       Object.assign(out[role], { temperature: fit.temperature, eceScaled: after.ece, mceScaled: after.mce, nllScaled: after.nll, brierScaled: after.brier, heldOut: held.labels.length });

@@ -70,11 +70,12 @@ export async function evalCommand(modelDirs: string | readonly string[], o: Eval
   ];
   const n = entries[0].cal.n;
   const names = entries.map((e) => e.name);
+  const metrics = entries.map((e) => metricsOf(e.cal));
   const table = [
     `${dirs.length === 1 ? path.resolve(dirs[0]) : `${dirs.length} models and their ensemble (mean logits)`} on ${data.test.name} (${data.test.source}, ${n} images), backend ${backend.name}`,
     `| metric | ${dirs.length === 1 ? 'value' : names.join(' | ')} |`,
     `|---|${entries.map(() => '---|').join('')}`,
-    ...metricsOf(entries[0].cal).map(([m], r) => `| ${m} | ${entries.map((e) => metricsOf(e.cal)[r][1].toFixed(4)).join(' | ')} |`),
+    ...metrics[0].map(([m], r) => `| ${m} | ${metrics.map((rows) => rows[r][1].toFixed(4)).join(' | ')} |`),
   ].join('\n');
   if (o.out) {
     const staged = new StagedFolder(o.out);
@@ -82,8 +83,8 @@ export async function evalCommand(modelDirs: string | readonly string[], o: Eval
       const dataset = { name: data.test.name, source: data.test.source, n };
       const json =
         dirs.length === 1
-          ? { model: entries[0].model, dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metricsOf(entries[0].cal)), bins: entries[0].cal.bins }
-          : { models: entries.filter((e) => e.model).map((e) => e.model), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e) => [e.name, Object.fromEntries(metricsOf(e.cal))])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
+          ? { model: entries[0].model, dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metrics[0]), bins: entries[0].cal.bins }
+          : { models: entries.filter((e) => e.model).map((e) => e.model), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e, i) => [e.name, Object.fromEntries(metrics[i])])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
       staged.write('eval.json', JSON.stringify(json, null, 2) + '\n');
       for (const e of entries) {
         const file = dirs.length === 1 ? 'reliability.svg' : `reliability-${e.name.replace(/[^a-z0-9.-]/gi, '_')}.svg`;
