@@ -33,7 +33,7 @@ const option = (name, dflt) => {
 };
 const EPOCHS = Number(option('epochs', '4'));
 if (!(EPOCHS >= 3)) throw new Error('--epochs must be at least 3 (epoch 1 fills the teacher cache, the last one evaluates)');
-const OUT = path.resolve(option('out', fs.mkdtempSync(path.join(os.tmpdir(), 'bench-feature-'))));
+const OUT = option('out') ? path.resolve(option('out')) : fs.mkdtempSync(path.join(os.tmpdir(), 'bench-feature-'));
 const given = args.filter((a) => !a.startsWith('--'));
 const specs = given.length
   ? given.map((f) => path.resolve(f))

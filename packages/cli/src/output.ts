@@ -111,15 +111,20 @@ function ownedByOther(staging: string, owner: Owner | null): KdError {
 
 const TOMBSTONE_STALE_MS = 10_000;
 
-/** Creates `file` holding our pid if no such name exists; whether it did. */
-function createExclusive(file: string): boolean {
+/** Runs an exclusive create (`link`, a `wx` write); false if the name already existed. */
+function createdExclusively(create: () => void): boolean {
   try {
-    fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    create();
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
   }
+}
+
+/** Creates `file` holding our pid if no such name exists; whether it did. */
+function createExclusive(file: string): boolean {
+  return createdExclusively(() => fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' }));
 }
 
 /**
@@ -135,15 +140,7 @@ export function claimOwnership(staging: string): void {
   const mine: Owner = { pid: process.pid, startedAt: new Date().toISOString() };
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(mine) + '\n');
-  const link = (): boolean => {
-    try {
-      fs.linkSync(tmp, file);
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw e;
-    }
-  };
+  const link = (): boolean => createdExclusively(() => fs.linkSync(tmp, file));
   try {
     if (link()) return;
     // One read: the owner judged dead must be the claim taken over (read twice, a takeover by

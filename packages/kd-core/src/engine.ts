@@ -144,7 +144,6 @@ export class Engine {
     const teachers = roleList.filter((r) => r.info.kind === 'teacher');
     const n = this.data.train.labels.length;
     const staged = this.spec.stages !== undefined;
-    const batchesOf = (ph: Phase) => this.batchesPerEpoch(ph);
     const dataset = this.datasetInfo();
     if (resume) this.checkResumable(resume, dataset);
     // The phase the run starts (or resumes) in: a checkpoint of a staged run names it.
@@ -195,7 +194,7 @@ export class Engine {
       const resuming = resume !== null && pi === startPhase;
       if (resuming) await this.restoreOptimizers(resume);
       if (staged) this.bus.setInactive(this.plugins.filter((p) => !phase.active.has(p.name)).map((p) => p.name));
-      const batchesPerEpoch = batchesOf(phase);
+      const batchesPerEpoch = this.batchesPerEpoch(phase);
       const frozen = this.frozenState(phase);
       // Each stage draws its batch order from a stream of its own; the main phase's is the run's seed.
       const orderSeed = phase.stage < 0 ? spec.seed : (spec.seed ^ Math.imul(phase.stage + 1, 0x85ebca6b)) >>> 0;

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar } from '@tensorflow/tfjs-core';
 import { KdError } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, readTap, requireRank, tapString } from './common';
+import { defineFeatureLoss, readTap, requireRank, tapRole, tapString } from './common';
 import { poolToSmaller, spatiallyOrdered, sumScalars } from './ops';
 
 /**
@@ -61,10 +61,10 @@ export const fspLossDef = defineFeatureLoss({
       });
     // The NHWC layers of the teacher's role with c1 or c2 channels, for the hint.
     const withChannels = (teacherTap: string, c1: number, c2: number) => {
-      const role = teacherTap.slice(0, teacherTap.indexOf('.'));
-      const maps = (deps.layerShapes?.(role) ?? []).filter((l) => l.shape.length === 3);
-      const list = (c: number) => maps.filter((l) => l.shape[2] === c).map((l) => `${role}.${l.layer} ${fmt(l.shape)}`);
       if (!deps.layerShapes) return '';
+      const role = tapRole(teacherTap, deps.roles, `${deps.specPath}.with`);
+      const maps = deps.layerShapes(role).filter((l) => l.shape.length === 3);
+      const list = (c: number) => maps.filter((l) => l.shape[2] === c).map((l) => `${role}.${l.layer} ${fmt(l.shape)}`);
       const show = (c: number) => `${c}: ${list(c).join(', ') || 'none'}`;
       return ` (${c1 === c2 ? show(c1) : `${show(c1)}; ${show(c2)}`})`;
     };

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
-import { fakeDeps, studentRoles } from './__fixtures__/harness';
+import { fakePluginDeps } from '@tfkd/kd-core/testing';
+import { studentRoles } from './__fixtures__/harness';
 import { computeCalibration } from '@tfkd/metrics-ece';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
 import { tidyValue } from '@tfkd/kd-core/testing';
@@ -64,7 +65,7 @@ describe('PeerEnsembleAccumulator (hand values)', () => {
 
 describe('metric/peer-ensemble plugin', () => {
   function run(roles = studentRoles(2), options: Record<string, unknown> = {}) {
-    const plugin = peerEnsembleMetric.create(peerEnsembleMetric.options.parse(options), fakeDeps('metric/peer-ensemble', roles));
+    const plugin = peerEnsembleMetric.create(peerEnsembleMetric.options.parse(options), fakePluginDeps('metric/peer-ensemble', roles));
     const handlers: Record<string, (p: unknown) => unknown> = {};
     plugin.register({ on: (hook: string, h: (p: unknown) => unknown) => void (handlers[hook] = h) } as never);
     const metrics: Record<string, Record<string, number>> = {};

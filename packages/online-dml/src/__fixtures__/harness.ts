@@ -1,14 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { fakePluginDeps, type RecordedTerm } from '@tfkd/kd-core/testing';
-import type { PluginDeps, RoleInfo } from '@tfkd/kd-core';
+import type { RecordedTerm } from '@tfkd/kd-core/testing';
+import type { RoleInfo } from '@tfkd/kd-core';
 
 export function studentRoles(k: number): RoleInfo[] {
   return Array.from({ length: k }, (_, i) => ({ name: `student.${i}`, kind: 'student' as const, trainable: true }));
-}
-
-/** Deps as the engine would pass them (only what the plugins read is meaningful). */
-export function fakeDeps(name: string, roles: RoleInfo[], tapShapes: Record<string, number[]> = {}): PluginDeps {
-  return fakePluginDeps(name, roles, tapShapes);
 }
 
 export { lossTerms, type RecordedTerm } from '@tfkd/kd-core/testing';
