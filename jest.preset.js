@@ -10,6 +10,7 @@ module.exports = {
   moduleNameMapper: {
     '^@tfkd/([a-z0-9-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
     '^@tfkd/([a-z0-9-]+)/testing$': path.join(__dirname, 'packages/$1/src/testing/index.ts'),
+    '^@tfkd/([a-z0-9-]+)/node$': path.join(__dirname, 'packages/$1/src/node/index.ts'),
   },
   testMatch: ['<rootDir>/src/**/*.spec.ts'],
   setupFiles: [path.join(__dirname, 'jest.setup.js')],

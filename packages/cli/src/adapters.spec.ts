@@ -1,4 +1,6 @@
-import { Engine, loadPluginStates, parseSpec } from '@tfkd/kd-core';
+import { Engine } from '@tfkd/engine';
+import { loadPluginStates } from '@tfkd/engine/node';
+import { parseSpec } from '@tfkd/kd-core';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';

@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { savePluginStates, type Engine } from '@tfkd/kd-core';
+import { savePluginStates, type Engine } from '@tfkd/engine';
 import type { StagedFolder } from './output';
 
 /** The run-folder folder that holds the plugins' adapters, buffers and JSON state (kd-core `savePluginStates`). */

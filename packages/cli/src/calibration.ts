@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { applyView, batchTensors, firstOutput, roleSpecs, type Dataset, type RunResult, type ViewSpec } from '@tfkd/kd-core';
+import { applyView, roleSpecs, type RunResult } from '@tfkd/engine';
+import { batchTensors, firstOutput, type Dataset, type ViewSpec } from '@tfkd/kd-core';
 import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits } from '@tfkd/metrics-ece';
 
 /**
@@ -40,7 +41,8 @@ export async function calibrationArtifacts(
     const r = specs.find((x) => x.name === role);
     const view = r && { view: r.spec.view, name: role, specPath: r.specPath };
     const k = (model.outputs[0].shape as number[])[1];
-    const logits = testLogits(model, result.data.test, view); // once: the diagram and temperature scaling use them
+    // The engine's own final evaluation forwarded the test set; its logits serve the diagram and temperature scaling.
+    const logits = result.testLogits[role] ?? testLogits(model, result.data.test, view);
     const c = computeCalibration(logits, result.data.test.labels, { input: 'logits', numClasses: k });
     write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
     out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };

@@ -1,5 +1,6 @@
 import * as path from 'path';
-import { KdError, selectBackend, validate, type BackendName } from '@tfkd/kd-core';
+import { KdError, validate } from '@tfkd/kd-core';
+import { selectBackend, type BackendName } from '@tfkd/engine';
 import { modelTools } from '@tfkd/models';
 import { computeCalibration, reliabilityDiagramSvg, type CalibrationResult } from '@tfkd/metrics-ece';
 import { testLogits } from './calibration';

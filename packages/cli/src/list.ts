@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Registry } from '@tfkd/kd-core';
+import type { Registry } from '@tfkd/engine';
 
 interface OptionRow {
   name: string;

@@ -28,8 +28,13 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--cache-dir <dir>', 'teacher cache folder', '.kd-cache')
     .option('--quiet', 'no progress output')
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint: its run folder, or <out>.incomplete after a crash (same spec and --set values)')
-    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean; resume?: string }) => {
-      const { outDir, metrics, status, exitCode } = await runCommand(spec, o);
+    .option('--plan', 'check the spec and print every run it implies (teachers, generations, the run), in order, without training anything')
+    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean; resume?: string; plan?: boolean }) => {
+      const { outDir, metrics, status, exitCode, plan } = await runCommand(spec, o);
+      if (plan) {
+        process.stdout.write(`${plan.join('\n')}\n`);
+        return;
+      }
       const resume = status === 'interrupted' && metrics.checkpoint ? { resume: `kd run ${spec} --resume ${outDir}` } : {};
       process.stdout.write(`${JSON.stringify({ outDir, status, eval: metrics.eval, wallSeconds: metrics.wallSeconds, ...resume })}\n`);
       state.exitCode = exitCode;

@@ -1,4 +1,5 @@
-import { Registry } from '@tfkd/kd-core';
+import { Registry, type NamedModule } from '@tfkd/engine';
+import { nodeModule, nodePackageLoader } from '@tfkd/engine/node';
 import { wasmTrainModule } from '@tfkd/backend-wasm-train';
 import { datasetsModule } from '@tfkd/datasets';
 import { featureLossesModule } from '@tfkd/losses-feature';
@@ -10,19 +11,21 @@ import { selfDistillModule } from '@tfkd/self-distill';
 import { unixSamplersModule } from '@tfkd/samplers-unix';
 import type { ContainerModule } from 'inversify';
 
-/** The packages the `kd` command ships with; a spec's `packages:` adds more. */
-export const BUILTIN_MODULES: readonly ContainerModule[] = [
-  wasmTrainModule,
-  datasetsModule,
-  modelsModule,
-  logitLossesModule,
-  featureLossesModule,
-  metricsModule,
-  unixSamplersModule,
-  onlineDmlModule,
-  selfDistillModule,
+/** The packages the `kd` command ships with, named for error messages; a spec's `packages:` adds more. */
+export const BUILTIN_MODULES: readonly { name: string; module: ContainerModule }[] = [
+  { name: '@tfkd/engine/node', module: nodeModule },
+  { name: '@tfkd/backend-wasm-train', module: wasmTrainModule },
+  { name: '@tfkd/datasets', module: datasetsModule },
+  { name: '@tfkd/models', module: modelsModule },
+  { name: '@tfkd/losses-logit', module: logitLossesModule },
+  { name: '@tfkd/losses-feature', module: featureLossesModule },
+  { name: '@tfkd/metrics-ece', module: metricsModule },
+  { name: '@tfkd/samplers-unix', module: unixSamplersModule },
+  { name: '@tfkd/online-dml', module: onlineDmlModule },
+  { name: '@tfkd/self-distill', module: selfDistillModule },
 ];
 
-export function defaultRegistry(): Registry {
-  return new Registry(BUILTIN_MODULES);
+/** The `kd` command's registry: the built-in packages, files as storage, `packages:` loaded from node_modules or paths. */
+export function defaultRegistry(extra: readonly NamedModule[] = []): Registry {
+  return new Registry([...BUILTIN_MODULES, ...extra], { loadPackage: nodePackageLoader });
 }

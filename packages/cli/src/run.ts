@@ -1,26 +1,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import {
-  Engine,
-  KdError,
-  runGenerations,
-  type EngineOptions,
-  checkSameSpec,
-  isKdError,
-  parseSpec,
-  peekCheckpoint,
-  readCheckpoint,
-  stringifySpec,
-  writeCheckpoint,
-  type CheckpointSummary,
-  type RunPosition,
-  type RunResult,
-  type RunSpec,
-  type TrainingState,
-} from '@tfkd/kd-core';
+import { checkSameSpec, describePlan, executePlan, planRun, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
+import { peekCheckpoint, readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
+import { KdError, isKdError, parseSpec, stringifySpec, type RunSpec } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
-import { plannedGenerations } from './generations';
 import { defaultRegistry } from './modules';
 import { CHECKPOINT_DIR, StagedFolder, defaultOutDir, stagingConflict, stagingFolderOf, targetOf } from './output';
 import { attachProgress } from './progress';
@@ -43,13 +27,18 @@ export interface RunOptions {
   resume?: string;
   /** Install SIGINT/SIGTERM handlers for the run (the `kd` command does; default true). */
   signals?: boolean;
+  /** Check the spec and print its plan (every run it implies, in order), without training anything. */
+  plan?: boolean;
 }
 
 export interface RunOutcome {
   outDir: string;
-  result: RunResult;
+  /** Null for `plan: true` (nothing ran). */
+  result: RunResult | null;
   metrics: Record<string, unknown>;
-  status: 'completed' | 'interrupted';
+  status: 'completed' | 'interrupted' | 'planned';
+  /** `plan: true`: the plan, one line per run. */
+  plan?: string[];
   /** The signal that stopped an interrupted run, and the exit code `kd` gives it (130 SIGINT, 143 SIGTERM). */
   signal?: NodeJS.Signals;
   exitCode: number;
@@ -157,8 +146,9 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   // Runs with `stages:` also say which phase `next` is in.
   const position = (s: TrainingState) => ({ next: s.next, step: s.step, ...(s.stage !== undefined ? { phase: s.stage } : {}) });
   if (state) checkpoints.last = position(state);
+  const registry = defaultRegistry();
   const engineOptions: EngineOptions = {
-    registry: defaultRegistry(),
+    registry,
     specDir: path.dirname(path.resolve(specFile)),
     cacheDir: opts.cacheDir ?? '.kd-cache',
     log,
@@ -179,23 +169,32 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
       }
     },
   };
-  const engine = new Engine(spec, engineOptions);
+  let engine: Engine | null = null;
   if (opts.signals !== false) stop.install();
   try {
-    // ── self-distillation over generations (self/born-again): one engine run per generation (kd-core generations.ts) ──
-    const generations = await plannedGenerations(spec, engineOptions, opts.resume); // before prepare: a wrong spec trains nothing
-    // ──
-    await engine.prepare();
+    // Every run the spec implies (teachers, generations, the run itself), checked before anything trains.
+    const plan = await planRun(spec, engineOptions);
+    if (opts.plan) {
+      return { outDir, result: null, metrics: {}, status: 'planned', exitCode: 0, plan: describePlan(plan) };
+    }
+    if (from && plan.generations) {
+      throw new KdError('KD_SPEC_INVALID', `'${plan.generations.id}' trains ${plan.generations.count} generations, each cached when it finishes; --resume continues one engine run only`, {
+        path: `plugins[${plan.generations.index}]`,
+        fix: `run the spec again without --resume${engineOptions.cacheDir ? ` (generations already in ${path.join(engineOptions.cacheDir, 'teachers')} are reused)` : ''}`,
+      });
+    }
     staged = new StagedFolder(outDir, staging);
     const startedAt = new Date().toISOString();
-    const result = generations ? await runGenerations(spec, engineOptions, generations) : await engine.run(); // (generations)
+    const executed = await executePlan(plan, engineOptions);
+    engine = executed.engine;
+    const result = executed.result;
     const interrupted = result.status === 'interrupted';
     const metrics = await writeRun(staged, specFile, spec, result, startedAt, {
       checkpoints,
       signal: stop.signal,
       resumedFrom: from ? { dir: opts.resume as string, ...from.checkpoint.next, step: from.checkpoint.step } : null,
     });
-    if (!generations) await writeAdapters(staged, engine); // adapters/: every plugin's adapters, buffers and state (adapters.ts)
+    if (engine) await writeAdapters(staged, engine); // adapters/: every plugin's adapters, buffers and state (adapters.ts)
     staged.commit({ keepCheckpoint: interrupted });
     if (interrupted) {
       log(`wrote ${outDir} (interrupted${checkpoints.last ? `; continue with \`${command} --resume ${outDir}\`` : ''})`);
@@ -207,7 +206,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
     throw e;
   } finally {
     stop.uninstall();
-    engine.dispose();
+    (engine as Engine | null)?.dispose();
   }
 }
 

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { isKdError, parseSpec } from '@tfkd/kd-core';
-import { plannedGenerations } from './generations';
+import { executePlan, planRun, type TrainingState } from '@tfkd/engine';
 import { main } from './main';
 import { defaultRegistry } from './modules';
 
@@ -66,12 +66,14 @@ describe('kd run: self/born-again', () => {
 
   it('--resume is refused with KD_SPEC_INVALID at the plugin (finished generations are cached instead)', async () => {
     const registry = defaultRegistry();
-    const e = await plannedGenerations(parseSpec(bornAgain(2)), { registry, cacheDir: '.kd-cache' }, 'runs/ban').then(
+    const plan = await planRun(parseSpec(bornAgain(2)), { registry, cacheDir: null });
+    expect(plan.generations).toEqual({ count: 2, index: 0, id: 'self/born-again' });
+    expect(plan.runs.map((r) => [r.name, r.needs])).toEqual([['gen.1', []], ['gen.2', ['gen.1']]]);
+    const e = await executePlan(plan, { registry, resume: {} as TrainingState }).then(
       () => null,
       (x: unknown) => x,
     );
     expect(isKdError(e) ? [e.code, e.path] : e).toEqual(['KD_SPEC_INVALID', 'plugins[0]']);
-    expect(await plannedGenerations(parseSpec(bornAgain(2)), { registry })).toEqual({ count: 2, index: 0, id: 'self/born-again' });
   });
 
   it('a born-again spec with its own teacher fails at `teacher` before any teacher is trained', async () => {

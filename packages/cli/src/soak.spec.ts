@@ -6,7 +6,8 @@
  * allocations make it meaningless at this length).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Engine, RunSpec } from '@tfkd/kd-core';
+import { Engine } from '@tfkd/engine';
+import { RunSpec } from '@tfkd/kd-core';
 import { defaultRegistry } from './modules';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Engine, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
+import { Engine } from '@tfkd/engine';
+import { RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { MODEL_ZOO } from '@tfkd/models';
 import { defaultRegistry } from './modules';
 

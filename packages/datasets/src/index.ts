@@ -3,6 +3,4 @@ export * from './idx';
 export * from './fashion-mnist';
 export * from './cifar';
 export * from './synthetic';
-export * from './batching';
-export * from './tensors';
 export * from './module';

@@ -1,6 +1,7 @@
 /**
- * Plain-data datasets: typed arrays only, no tensors, so that reading, shuffling and batching work
- * without tfjs and are cheap to copy, slice and test. `toTensors` (tensors.ts) is the only bridge.
+ * Plain-data datasets: typed arrays only, no tensors, so they are cheap to copy, slice and test.
+ * Batching, tensors and the seeded hold-out split are `@tfkd/kd-core`'s (`epochBatches`,
+ * `batchTensors`, `selectSamples`, `holdOut`): this package only reads and makes data.
  */
 
 /** Where a dataset came from. */

@@ -51,7 +51,12 @@ export function selectSamples(ds: Dataset, indices: ArrayLike<number>, name: str
   return { ...ds, name, images, labels };
 }
 
-/** A seeded split of a training set into (train, held-out) with `fraction` held out. */
+/**
+ * The seeded split of a training set into (train, held-out): `max(1, round(n * fraction))` samples,
+ * chosen by a permutation that depends only on (n, seed), are held out; both sides keep the original
+ * order. This is the one hold-out split (the runner's `calibrate.holdout` uses it), so a seed names
+ * the same split wherever it is taken.
+ */
 export function holdOut(ds: Dataset, fraction: number, seed: number): { train: Dataset; heldOut: Dataset } {
   const n = ds.labels.length;
   const order = new Rng(seed ^ 0x68e31da4).permutation(n);

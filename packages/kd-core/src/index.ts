@@ -1,24 +1,23 @@
-import 'reflect-metadata';
-
-export * from './backend';
+// The plugin contract: what a plugin package (and only that) depends on. Platform-neutral: no Node
+// built-ins, so it bundles for the browser as it is.
 export * from './bus';
-export * from './checkpoint';
-export { applyView, viewFor, type RecordedTerm } from './context';
 export * from './data';
-export * from './engine';
 export * from './errors';
-export * from './generations';
 export * from './hooks';
 export * from './ledger';
 export * from './loss';
 export * from './ops';
+export * from './optim';
 export * from './plugin';
-export * from './plugin-state';
-export * from './registry';
-export { BUILTIN_METRICS, parseTap, type ResolvedPlugin } from './resolve';
-export { RESERVED_PHASES, layersUpTo, type Phase } from './stages';
 export * from './rng';
-export { fixMomentumDispose, learningRateAt, roleSpecs, type RoleRuntime } from './roles';
 export * from './spec';
+export * from './storage';
+export * from './taps';
 export * from './tokens';
 export * from './training-access';
+// Shared by the plugin packages (which never import one another): the one cross-entropy, the
+// role/option helpers of losses, and the calibration math (metrics-ece, DML's peer ensemble, BYOT's exits).
+export * from './calibration';
+export * from './calibration-bins';
+export * from './cross-entropy';
+export * from './loss-options';

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import './gradients';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import { KdError } from './errors';
 

@@ -1,11 +1,4 @@
-import * as tf from '@tensorflow/tfjs-core';
-import { viewFor } from './context';
-import { batchTensors, epochBatches } from './data';
-import { KdError } from './errors';
 import type { RoleOutputs } from './hooks';
-import type { CostLedger } from './ledger';
-import type { RoleRuntime } from './roles';
-import type { Dataset } from './tokens';
 
 /**
  * Off-step access to the training set and to a role's tapped forward, for plugins with a stage of
@@ -36,40 +29,4 @@ export interface TrainingAccess {
   forward(role: string, indices: Int32Array): RoleOutputs;
   /** A progress line for the run's log (stderr in the CLI). */
   log(line: string): void;
-}
-
-/** The engine's implementation, built in `setup.ts` once the roles exist. */
-export function trainingAccess(opts: {
-  roles: Map<string, RoleRuntime>;
-  train: Dataset;
-  ledger: CostLedger;
-  seed: number;
-  batchSize: number;
-  maxBatches?: number;
-  log: (line: string) => void;
-}): TrainingAccess {
-  const n = opts.train.labels.length;
-  return {
-    size: n,
-    labels: opts.train.labels,
-    batchSize: opts.batchSize,
-    batches(epoch) {
-      const all = epochBatches(n, { batchSize: opts.batchSize, seed: (opts.seed ^ 0x3c6ef372) >>> 0, epoch });
-      return opts.maxBatches ? all.slice(0, opts.maxBatches) : all;
-    },
-    forward(role, indices) {
-      const r = opts.roles.get(role);
-      if (!r) {
-        throw new KdError('KD_PLUGIN_DEPENDENCY', `no role '${role}' in this run (roles: ${[...opts.roles.keys()].join(', ')})`, {
-          fix: 'declare the role in the spec, and in the plugin requirements',
-        });
-      }
-      const { x } = batchTensors(opts.train, indices);
-      const raw = r.tapped.apply(viewFor(r, x), { training: false });
-      const list = Array.isArray(raw) ? (raw as tf.Tensor[]) : [raw as tf.Tensor];
-      opts.ledger.forward(role, indices.length);
-      return { logits: list[0], taps: Object.fromEntries(r.tapNames.map((name, i) => [name, list[i + 1]])) };
-    },
-    log: opts.log,
-  };
 }

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { Adapter, planAdapter } from './adapters';
-import { defineFeatureLoss, pairMismatch, pairsOption, readTap, type TapPair } from './common';
+import { pairMismatch, pairTaps, pairsOption, readTap, type TapPair } from './common';
 import { sumScalars } from './ops';
 
 /**
@@ -35,13 +36,13 @@ export const activationBoundarySchema = z
   .strict();
 
 /** `loss/activation-boundary`. Connector: identity when the shapes are equal, else a conv regressor without ReLU. */
-export const activationBoundaryLoss = defineFeatureLoss({
+export const activationBoundaryLoss = defineLoss({
   id: 'loss/activation-boundary',
   describe:
     'Activation boundaries (Heo et al. 2019): mean of relu(r+μ)²·1[t≤0] + relu(μ−r)²·1[t>0], r = trainable connector(f_s), μ = 1; trained jointly (RepDistiller uses it only in a 30-epoch init stage); suggested weight 1',
   options: activationBoundarySchema,
-  taps: (o) => o.pairs.flat(),
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  setup(o, deps) {
     const connectors = o.pairs.map((pair, i) => {
       const ss = deps.tapShape(pair[0]);
       const ts = deps.tapShape(pair[1]);
@@ -52,16 +53,14 @@ export const activationBoundaryLoss = defineFeatureLoss({
       }
       return new Adapter(plan, deps.rng.fork(i), false, `${deps.name}_${i}`);
     });
-    return {
-      variables: connectors.flatMap((c) => c?.variables ?? []),
-      compute: (ctx) =>
-        sumScalars(
-          o.pairs.map(([s, t], i) => {
-            const fs = readTap(ctx, s, false);
-            const c = connectors[i];
-            return activationBoundary(c ? c.apply(fs) : fs, readTap(ctx, t, true), o.margin);
-          }),
-        ),
-    };
+    return { connectors, variables: connectors.flatMap((c) => c?.variables ?? []) };
   },
+  compute: (ctx, o, _deps, { connectors }) =>
+    sumScalars(
+      o.pairs.map(([s, t], i) => {
+        const fs = readTap(ctx, s, false);
+        const c = connectors[i];
+        return activationBoundary(c ? c.apply(fs) : fs, readTap(ctx, t, true), o.margin);
+      }),
+    ),
 });

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairMismatch, pairsOption, readTap, requireRank, type TapPair } from './common';
+import { pairMismatch, pairTaps, pairsOption, readTap, requireRank, type TapPair } from './common';
 import { flatten2d, l2Normalize, poolToSmaller, spatiallyOrdered, sumScalars } from './ops';
 
 export interface AttentionOptions {
@@ -53,13 +54,13 @@ export const attentionSchema = z
   .strict();
 
 /** `loss/attention`. */
-export const attentionLossDef = defineFeatureLoss({
+export const attentionLossDef = defineLoss({
   id: 'loss/attention',
   describe:
     'Attention transfer (Zagoruyko & Komodakis 2017): Σ_pairs mean((a(f_s) − a(f_t))²), a(f) = l2normalize(flatten(mean_c f^p)), p = 2; NHWC taps; recommended weight 1000 (RepDistiller -b 1000)',
   options: attentionSchema,
-  taps: (o) => o.pairs.flat(),
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  setup(o, deps) {
     const declared = o.pairs.flat();
     o.pairs.forEach((pair, i) => {
       const ss = requireRank(deps, `pairs[${i}][0]`, pair[0], [4], 'an NHWC feature map [H, W, C]');
@@ -68,11 +69,8 @@ export const attentionLossDef = defineFeatureLoss({
         throw pairMismatch(deps, `pairs[${i}]`, pair as TapPair, 'cannot be pooled to one spatial size (one is taller, the other wider)', (a, b) => b.length === 3 && spatiallyOrdered(a, b), declared);
       }
     });
-    return {
-      compute: (ctx) =>
-        sumScalars(
-          o.pairs.map(([s, t]) => attentionLoss(readTap(ctx, s, false) as tf.Tensor4D, readTap(ctx, t, true) as tf.Tensor4D, o)),
-        ),
-    };
+    return {};
   },
+  compute: (ctx, o) =>
+    sumScalars(o.pairs.map(([s, t]) => attentionLoss(readTap(ctx, s, false) as tf.Tensor4D, readTap(ctx, t, true) as tf.Tensor4D, o))),
 });

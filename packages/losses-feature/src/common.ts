@@ -1,14 +1,5 @@
-import type { Scalar, Tensor, Variable } from '@tensorflow/tfjs-core';
-import {
-  KdError,
-  parseTap,
-  stopGradient,
-  type Plugin,
-  type PluginDefinition,
-  type PluginDeps,
-  type RunStartInfo,
-  type StepContext,
-} from '@tfkd/kd-core';
+import type { Tensor } from '@tensorflow/tfjs-core';
+import { KdError, asTarget, parseTap, type PluginDeps, type StepContext } from '@tfkd/kd-core';
 import { z } from 'zod';
 
 /** A tap as written in a spec: `role.layer` (`student.block2`, `teacher.block3`). */
@@ -26,75 +17,9 @@ export function pairsOption(example: string): z.ZodArray<typeof tapPair> {
 
 export type TapPair = [string, string];
 
-/** A named term: logged as `<plugin name>:<key>`, weighted by the spec weight × `weight`. */
-export interface NamedTerm {
-  key: string;
-  value: Scalar;
-  weight?: number;
-}
-
-/** What a feature loss builds at start-up: its per-step compute and any trainable state. */
-export interface FeatureLossInstance {
-  compute(ctx: StepContext): Scalar | NamedTerm[];
-  /** Trainable adapters / heads, trained with the first student (kd-core `Plugin.variables`). */
-  variables?: Variable[];
-  /** Untrained tensor state (FT's frozen paraphraser, CRD's memory bank): kd-core `Plugin.buffers`. */
-  buffers?: Variable[];
-  /** Awaited on `runStart`, before the first step: a pre-training stage (FT's paraphraser). */
-  runStart?(info: RunStartInfo): Promise<void>;
-  /** JSON state (kd-core `Plugin.getState` / `setState`), saved with the adapters. */
-  getState?(): unknown;
-  setState?(state: unknown): void;
-}
-
-export interface FeatureLossDefinition<S extends z.ZodType> {
-  id: string;
-  describe: string;
-  options: S;
-  /** Every tap the loss reads (declared in `requires().taps`, so the engine taps them). */
-  taps(options: z.output<S>): string[];
-  /** Start-up: check the tap shapes (deps.tapShape), build adapters. Throw KdErrors here. */
-  create(options: z.output<S>, deps: PluginDeps): FeatureLossInstance;
-}
-
-/**
- * A loss plugin over taps. Like kd-core's `defineLoss`, plus a start-up `create` (shape checks and
- * trainable adapters, returned by `variables()` and disposed with the plugin) and named terms with
- * their own weight multiplier (RKD's w_d, w_a), so that logged terms stay unweighted.
- */
-export function defineFeatureLoss<S extends z.ZodType>(def: FeatureLossDefinition<S>): PluginDefinition<S> {
-  return {
-    id: def.id,
-    kind: 'loss',
-    describe: def.describe,
-    options: def.options,
-    stage: 'default',
-    requires: (o) => ({ taps: [...new Set(def.taps(o))] }),
-    create(options, deps): Plugin {
-      const inst = def.create(options, deps);
-      const vars = inst.variables ?? [];
-      const buffers = inst.buffers ?? [];
-      return {
-        name: deps.name,
-        register(bus) {
-          if (inst.runStart) bus.on('runStart', (info) => (inst.runStart as (i: RunStartInfo) => Promise<void>)(info));
-          bus.on('loss', (ctx) => {
-            const out = inst.compute(ctx);
-            if (Array.isArray(out)) {
-              for (const t of out) ctx.addLoss({ name: `${deps.name}:${t.key}`, value: t.value, weight: t.weight ?? 1 });
-            } else {
-              ctx.addLoss({ name: deps.name, value: out });
-            }
-          });
-        },
-        ...(vars.length > 0 ? { variables: () => vars } : {}),
-        ...(buffers.length > 0 ? { buffers: () => buffers } : {}),
-        ...(vars.length + buffers.length > 0 ? { dispose: () => [...vars, ...buffers].forEach((v) => v.dispose()) } : {}),
-        ...(inst.getState ? { getState: () => (inst.getState as () => unknown)() } : {}),
-        ...(inst.setState ? { setState: (s: unknown) => (inst.setState as (s: unknown) => void)(s) } : {}),
-      };
-    },
-  };
+/** The taps of `pairs`, each once: what a pair loss declares in `requires().taps`. */
+export function pairTaps(pairs: readonly (readonly string[])[]): string[] {
+  return [...new Set(pairs.flat())];
 }
 
 /** The role of a tap, given the run's roles. */
@@ -110,8 +35,7 @@ export function readTap(ctx: StepContext, tap: string, target: boolean): Tensor 
   const { role, layer } = parseTap(tap, ctx.roles.map((r) => r.name), 'plugins');
   const t = ctx.outputs(role).taps[layer];
   if (!t) throw new KdError('KD_TAP_UNKNOWN', `tap '${tap}' was not computed (declare it in requires().taps)`);
-  const info = ctx.roles.find((r) => r.name === role);
-  return target && info?.kind === 'student' ? stopGradient(t) : t;
+  return target ? asTarget(ctx, role, t) : t;
 }
 
 const fmt = (s: number[]) => `[${s.join(',')}]`;

@@ -1,5 +1,5 @@
 import '@tensorflow/tfjs-backend-cpu';
-import { describePluginContract } from '@tfkd/kd-core/testing';
+import { describePluginContract } from '@tfkd/engine/testing';
 import { kdModule } from './module';
 
 // kd-core's plugin contract (module binding, option errors, a run with no tensor leak between step 5

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { Adapter, planAdapter } from './adapters';
-import { defineFeatureLoss, pairMismatch, pairsOption, readTap, type TapPair } from './common';
+import { pairMismatch, pairTaps, pairsOption, readTap, type TapPair } from './common';
 import { sumScalars } from './ops';
 
 /** FitNets hint for one pair: mean((r(f_s) − f_t)²) over every element (torch `MSELoss`). */
@@ -21,13 +22,13 @@ export const fitnetsSchema = z
   .strict();
 
 /** `loss/fitnets`: one trainable adapter per pair, built from the tap shapes at start-up. */
-export const fitnetsLoss = defineFeatureLoss({
+export const fitnetsLoss = defineLoss({
   id: 'loss/fitnets',
   describe:
     'FitNets hints (Romero et al. 2015): Σ_pairs mean((r(f_s) − f_t)²), r a trainable regressor (1×1 conv, RepDistiller ConvReg geometry for a larger student map, dense for rank-2 taps); recommended weight 100 (RepDistiller -b 100)',
   options: fitnetsSchema,
-  taps: (o) => o.pairs.flat(),
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  setup(o, deps) {
     const adapters = o.pairs.map((pair, i) => {
       const plan = planAdapter(deps.tapShape(pair[0]), deps.tapShape(pair[1]));
       if (!plan) {
@@ -42,9 +43,8 @@ export const fitnetsLoss = defineFeatureLoss({
       }
       return new Adapter(plan, deps.rng.fork(i), o.relu, `${deps.name}_${i}`);
     });
-    return {
-      variables: adapters.flatMap((a) => a.variables),
-      compute: (ctx) => sumScalars(o.pairs.map(([s, t], i) => hintLoss(adapters[i].apply(readTap(ctx, s, false)), readTap(ctx, t, true)))),
-    };
+    return { adapters, variables: adapters.flatMap((a) => a.variables) };
   },
+  compute: (ctx, o, _deps, { adapters }) =>
+    sumScalars(o.pairs.map(([s, t], i) => hintLoss(adapters[i].apply(readTap(ctx, s, false)), readTap(ctx, t, true)))),
 });

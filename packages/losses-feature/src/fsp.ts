@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar } from '@tensorflow/tfjs-core';
-import { KdError } from '@tfkd/kd-core';
+import { KdError, defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, readTap, requireRank, tapRole, tapString } from './common';
+import { pairTaps, readTap, requireRank, tapRole, tapString } from './common';
 import { poolToSmaller, spatiallyOrdered, sumScalars } from './ops';
 
 /**
@@ -40,13 +40,13 @@ export const fspSchema = z
   .refine((o) => o.student.length === o.teacher.length, { message: '`student` and `teacher` must list as many layer pairs', path: ['teacher'] });
 
 /** `loss/fsp`: the i-th student layer pair is matched to the i-th teacher layer pair. */
-export const fspLossDef = defineFeatureLoss({
+export const fspLossDef = defineLoss({
   id: 'loss/fsp',
   describe:
     'Flow of solution procedure (Yim et al. 2017): Σ_i mean((G_s,i − G_t,i)²), G(F1, F2) = F1ᵀF2/(h·w) between two NHWC taps of one model (channels must match student/teacher); recommended weight 50 when trained jointly (RepDistiller passes -b 50 but uses FSP in an init stage only, weight 1 there; declare that as a stage)',
   options: fspSchema,
-  taps: (o) => [...o.student.flat(), ...o.teacher.flat()],
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps([...o.student, ...o.teacher]) }),
+  setup(o, deps) {
     const fmt = (s: number[]) => `[${s.join(',')}]`;
     const shapes = (pairs: string[][], side: string) =>
       pairs.map((pair, i) => {
@@ -84,16 +84,15 @@ export const fspLossDef = defineFeatureLoss({
         );
       }
     });
-    return {
-      compute: (ctx) =>
-        sumScalars(
-          o.student.map((sp, i) => {
-            const tp = o.teacher[i];
-            const s = sp.map((tap) => readTap(ctx, tap, false)) as [tf.Tensor4D, tf.Tensor4D];
-            const t = tp.map((tap) => readTap(ctx, tap, true)) as [tf.Tensor4D, tf.Tensor4D];
-            return fspLoss(s, t);
-          }),
-        ),
-    };
+    return {};
   },
+  compute: (ctx, o) =>
+    sumScalars(
+      o.student.map((sp, i) => {
+        const tp = o.teacher[i];
+        const s = sp.map((tap) => readTap(ctx, tap, false)) as [tf.Tensor4D, tf.Tensor4D];
+        const t = tp.map((tap) => readTap(ctx, tap, true)) as [tf.Tensor4D, tf.Tensor4D];
+        return fspLoss(s, t);
+      }),
+    ),
 });

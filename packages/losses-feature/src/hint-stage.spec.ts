@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, RunSpec, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
+import { Engine, Registry } from '@tfkd/engine';
+import { RunSpec, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { testConvModule } from './__fixtures__/models';

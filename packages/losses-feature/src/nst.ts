@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairMismatch, pairsOption, readTap, requireRank, type TapPair } from './common';
+import { pairMismatch, pairTaps, pairsOption, readTap, requireRank, type TapPair } from './common';
 import { l2Normalize, poolToSmaller, spatiallyOrdered, sumScalars } from './ops';
 
 /** NHWC [B, H, W, C] → channels as samples [B, C, H·W], each l2-normalised over H·W. */
@@ -37,13 +38,13 @@ export function nstLoss(fs: tf.Tensor4D, ft: tf.Tensor4D): Scalar {
 export const nstSchema = z.object({ pairs: pairsOption('[[student.block2, teacher.block2]]') }).strict();
 
 /** `loss/nst`. */
-export const nstLossDef = defineFeatureLoss({
+export const nstLossDef = defineLoss({
   id: 'loss/nst',
   describe:
     'Neuron selectivity transfer (Huang & Wang 2017): Σ_pairs MMD² between the channels of f_s and f_t (each channel an l2-normalised H·W vector), polynomial kernel (xᵀy)²; NHWC taps; recommended weight 50 (RepDistiller -b 50)',
   options: nstSchema,
-  taps: (o) => o.pairs.flat(),
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  setup(o, deps) {
     o.pairs.forEach((pair, i) => {
       const ss = requireRank(deps, `pairs[${i}][0]`, pair[0], [4], 'an NHWC feature map [H, W, C]');
       const ts = requireRank(deps, `pairs[${i}][1]`, pair[1], [4], 'an NHWC feature map [H, W, C]');
@@ -51,8 +52,7 @@ export const nstLossDef = defineFeatureLoss({
         throw pairMismatch(deps, `pairs[${i}]`, pair as TapPair, 'cannot be pooled to one spatial size', (a, b) => b.length === 3 && spatiallyOrdered(a, b), o.pairs.flat());
       }
     });
-    return {
-      compute: (ctx) => sumScalars(o.pairs.map(([s, t]) => nstLoss(readTap(ctx, s, false) as tf.Tensor4D, readTap(ctx, t, true) as tf.Tensor4D))),
-    };
+    return {};
   },
+  compute: (ctx, o) => sumScalars(o.pairs.map(([s, t]) => nstLoss(readTap(ctx, s, false) as tf.Tensor4D, readTap(ctx, t, true) as tf.Tensor4D))),
 });

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairsOption, readTap } from './common';
+import { pairTaps, pairsOption, readTap } from './common';
 import { flatten2d, safeNorm, sumScalars } from './ops';
 
 /** RepDistiller's PKT eps (norm floor and log guard). */
@@ -39,13 +40,11 @@ export function pktLoss(fs: Tensor, ft: Tensor, eps = PKT_EPS): Scalar {
 export const pktSchema = z.object({ pairs: pairsOption('[[student.embedding, teacher.embedding]]') }).strict();
 
 /** `loss/pkt`. Any tap ranks (flattened); feature sizes may differ. */
-export const pktLossDef = defineFeatureLoss({
+export const pktLossDef = defineLoss({
   id: 'loss/pkt',
   describe:
     'Probabilistic knowledge transfer (Passalis & Tefas 2018): Σ_pairs mean_{ij} P_t log((P_t+ε)/(P_s+ε)), P = row-normalised (cos+1)/2 similarities of flattened features, ε = 1e-7; recommended weight 30000 (RepDistiller -b 30000, embedding)',
   options: pktSchema,
-  taps: (o) => o.pairs.flat(),
-  create: (o) => ({
-    compute: (ctx) => sumScalars(o.pairs.map(([s, t]) => pktLoss(readTap(ctx, s, false), readTap(ctx, t, true)))),
-  }),
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  compute: (ctx, o) => sumScalars(o.pairs.map(([s, t]) => pktLoss(readTap(ctx, s, false), readTap(ctx, t, true)))),
 });

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, Rng, RunSpec, loadPluginStates, savePluginStates, type LossTerm, type Plugin, type RunSpecInput, type StepContext } from '@tfkd/kd-core';
+import { Engine, Registry, savePluginStates } from '@tfkd/engine';
+import { loadPluginStates } from '@tfkd/engine/node';
+import { Rng, RunSpec, type LossTerm, type Plugin, type RunSpecInput, type StepContext } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import * as fs from 'fs';

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairsOption, readTap } from './common';
+import { pairTaps, pairsOption, readTap } from './common';
 import { flatten2d, l2Normalize, smoothL1, sumScalars } from './ops';
 
 /** RepDistiller `RKDLoss.pdist` floor on squared distances before the square root. */
@@ -101,19 +102,17 @@ export const rkdSchema = z
   .strict();
 
 /** `loss/rkd`: two logged terms, `<name>:distance` and `<name>:angle` (unweighted), weighted by w_d, w_a. */
-export const rkdLossDef = defineFeatureLoss({
+export const rkdLossDef = defineLoss({
   id: 'loss/rkd',
   describe:
     'Relational KD (Park et al. 2019): w_d·smoothL1(ψ_D(s), ψ_D(t)) + w_a·smoothL1(ψ_A(s), ψ_A(t)) on flattened taps, w_d = 25, w_a = 50; terms `distance`, `angle`; recommended weight 1 (RepDistiller -b 1, embedding)',
   options: rkdSchema,
-  taps: (o) => o.pairs.flat(),
-  create: (o) => ({
-    compute(ctx) {
-      const pairs = o.pairs.map(([s, t]) => [readTap(ctx, s, false), readTap(ctx, t, true)] as const);
-      return [
-        { key: 'distance', value: sumScalars(pairs.map(([s, t]) => rkdDistance(s, t))), weight: o.distanceWeight },
-        { key: 'angle', value: sumScalars(pairs.map(([s, t]) => rkdAngle(s, t))), weight: o.angleWeight },
-      ];
-    },
-  }),
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  compute(ctx, o) {
+    const pairs = o.pairs.map(([s, t]) => [readTap(ctx, s, false), readTap(ctx, t, true)] as const);
+    return {
+      distance: { value: sumScalars(pairs.map(([s, t]) => rkdDistance(s, t))), weight: o.distanceWeight },
+      angle: { value: sumScalars(pairs.map(([s, t]) => rkdAngle(s, t))), weight: o.angleWeight },
+    };
+  },
 });

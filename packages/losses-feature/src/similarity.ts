@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import { defineLoss } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairsOption, readTap } from './common';
+import { pairTaps, pairsOption, readTap } from './common';
 import { flatten2d, l2Normalize, sumScalars } from './ops';
 
 /** Row-normalised batch similarity G = l2normalize_rows(F Fᵀ), F = flatten(f): [B, B]. */
@@ -23,13 +24,11 @@ export function similarityLoss(fs: Tensor, ft: Tensor): Scalar {
 export const similaritySchema = z.object({ pairs: pairsOption('[[student.block2, teacher.block3]]') }).strict();
 
 /** `loss/sp`. Any tap ranks; the student and teacher feature sizes may differ (only B×B matrices are compared). */
-export const similarityLossDef = defineFeatureLoss({
+export const similarityLossDef = defineLoss({
   id: 'loss/sp',
   describe:
     'Similarity-preserving KD (Tung & Mori 2019): Σ_pairs ‖G_s − G_t‖²_F / B², G = l2normalize_rows(F Fᵀ), F = flatten(f); any tap shapes; recommended weight 3000 (RepDistiller -b 3000, last block)',
   options: similaritySchema,
-  taps: (o) => o.pairs.flat(),
-  create: (o) => ({
-    compute: (ctx) => sumScalars(o.pairs.map(([s, t]) => similarityLoss(readTap(ctx, s, false), readTap(ctx, t, true)))),
-  }),
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  compute: (ctx, o) => sumScalars(o.pairs.map(([s, t]) => similarityLoss(readTap(ctx, s, false), readTap(ctx, t, true)))),
 });

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, RunSpec, definePlugin, epochBatches, type KdError, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
+import { Engine, Registry } from '@tfkd/engine';
+import { RunSpec, definePlugin, epochBatches, type KdError, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { z } from 'zod';

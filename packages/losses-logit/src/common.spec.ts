@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import type { RoleInfo, StepContext } from '@tfkd/kd-core';
+import { klRows, targetLogits, type RoleInfo, type StepContext } from '@tfkd/kd-core';
 import { expectClose, kl } from './__fixtures__/reference';
-import { klRows, targetLogits } from './common';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

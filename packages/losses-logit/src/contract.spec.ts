@@ -1,5 +1,5 @@
 import '@tensorflow/tfjs-backend-cpu';
-import { describePluginContract } from '@tfkd/kd-core/testing';
+import { describePluginContract } from '@tfkd/engine/testing';
 import { kdModule } from './module';
 
 // The contract-test kit of kd-core, one line per plugin.

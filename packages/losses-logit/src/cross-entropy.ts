@@ -1,29 +1,9 @@
-import * as tf from '@tensorflow/tfjs-core';
-import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { defineLoss, oneHotFloat } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, studentOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { batchLabels, studentLogits, studentOption, withRoleCheck } from './common';
+import { batchLabels, studentLogits } from './common';
 
-export interface CrossEntropyOptions {
-  /** ε in [0, 1): target (1 − ε)·onehot + ε/K. Default 0. */
-  labelSmoothing?: number;
-}
-
-/**
- * Softmax cross-entropy of logits `z` [B, K] against integer labels `y` [B], mean over the batch,
- * with optional label smoothing: target = (1 − ε)·onehot(y) + ε/K (ε/K to every class, the true one
- * included) — the same as torch `F.cross_entropy(z, y, label_smoothing=ε)`.
- */
-export function crossEntropy(z: Tensor, y: Tensor, opts: CrossEntropyOptions = {}): Scalar {
-  const eps = opts.labelSmoothing ?? 0;
-  return tf.tidy(() => {
-    const k = z.shape[z.rank - 1] as number;
-    const onehot = oneHotFloat(y, k);
-    const target = eps === 0 ? onehot : tf.add(tf.mul(onehot, 1 - eps), eps / k);
-    const picked = tf.sum(tf.mul(target, tf.logSoftmax(z)), -1);
-    return tf.neg(tf.mean(picked)) as Scalar;
-  });
-}
+// The pure function is kd-core's (DML, ONE, Tf-KD, born-again and BYOT use the same one).
+export { crossEntropy, type CrossEntropyOptions } from '@tfkd/kd-core';
 
 function ceSchema(defaultEps: number) {
   return z
@@ -40,17 +20,13 @@ function ceSchema(defaultEps: number) {
 }
 
 function ceLoss(id: string, defaultEps: number, describe: string) {
-  const schema = ceSchema(defaultEps);
-  return withRoleCheck(
-    defineLoss({
-      id,
-      describe,
-      options: schema,
-      requires: (o) => ({ roles: [o.student] }),
-      compute: (ctx, o) => crossEntropy(studentLogits(ctx, o.student), batchLabels(ctx), { labelSmoothing: o.labelSmoothing }),
-    }),
-    (o) => ({ student: o.student }),
-  );
+  return defineLoss({
+    id,
+    describe,
+    options: ceSchema(defaultEps),
+    requires: (o) => ({ roles: [o.student] }),
+    compute: (ctx, o) => crossEntropy(studentLogits(ctx, o.student), batchLabels(ctx), { labelSmoothing: o.labelSmoothing }),
+  });
 }
 
 /** `loss/cross-entropy`: CE with the labels (the engine also trains teachers with it). */

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
-import { defineLoss, softmaxT } from '@tfkd/kd-core';
+import { defineLoss, softmaxT, studentOption, targetLogits, teacherOption, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { assertLogitPair, studentLogits, studentOption, targetLogits, teacherOption, temperatureOption, withRoleCheck } from './common';
+import { assertLogitPair, studentLogits } from './common';
 
 /** The reference's epsilon, added to the product of the two norms. */
 export const DIST_EPS = 1e-8;
@@ -74,14 +74,11 @@ export const distSchema = z
   .strict();
 
 /** `loss/dist`. Both reference recipes weight it 2 (kd_loss_weight) next to CE at weight 1. */
-export const distLoss = withRoleCheck(
-  defineLoss({
-    id: 'loss/dist',
-    describe:
-      'DIST (NeurIPS 2022): T²·(β·(1 − mean_b pearson(p_s[b], p_t[b])) + γ·(1 − mean_k pearson(p_s[:,k], p_t[:,k]))), β = γ = 1, T = 1 (CIFAR: T = 4); the reference recipes use `weight: 2` with CE at weight 1',
-    options: distSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => dist(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const distLoss = defineLoss({
+  id: 'loss/dist',
+  describe:
+    'DIST (NeurIPS 2022): T²·(β·(1 − mean_b pearson(p_s[b], p_t[b])) + γ·(1 − mean_k pearson(p_s[:,k], p_t[:,k]))), β = γ = 1, T = 1 (CIFAR: T = 4); the reference recipes use `weight: 2` with CE at weight 1',
+  options: distSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => dist(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
+});

@@ -1,18 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
-import { defineLoss, oneHotFloat } from '@tfkd/kd-core';
+import { defineLoss, klRows, oneHotFloat, studentOption, targetLogits, teacherOption, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import {
-  assertLogitPair,
-  batchLabels,
-  klRows,
-  studentLogits,
-  studentOption,
-  targetLogits,
-  teacherOption,
-  temperatureOption,
-  withRoleCheck,
-} from './common';
+import { assertLogitPair, batchLabels, studentLogits } from './common';
 
 /** What mdistiller subtracts from the target entry of z/T to leave it out of the NCKD softmax. */
 export const DKD_MASK = 1000;
@@ -98,18 +88,15 @@ export const dkdSchema = z
   .strict();
 
 /** `loss/dkd`. mdistiller stacks it with CE at weight 1 (CFG.DKD.CE_WEIGHT). */
-export const dkdLoss = withRoleCheck(
-  defineLoss({
-    id: 'loss/dkd',
-    describe:
-      'Decoupled KD (CVPR 2022): min(epoch/warmup, 1)·T²·(α·TCKD + β·NCKD); α = 1, β = 8, T = 4, warmup 20 (mdistiller CIFAR-100); stack with loss/cross-entropy at weight 1',
-    options: dkdSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => {
-      const value = dkd(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), batchLabels(ctx), o);
-      const factor = dkdWarmup(ctx.epoch, o.warmup);
-      return factor === 1 ? value : (tf.mul(value, factor) as Scalar);
-    },
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const dkdLoss = defineLoss({
+  id: 'loss/dkd',
+  describe:
+    'Decoupled KD (CVPR 2022): min(epoch/warmup, 1)·T²·(α·TCKD + β·NCKD); α = 1, β = 8, T = 4, warmup 20 (mdistiller CIFAR-100); stack with loss/cross-entropy at weight 1',
+  options: dkdSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => {
+    const value = dkd(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), batchLabels(ctx), o);
+    const factor = dkdWarmup(ctx.epoch, o.warmup);
+    return factor === 1 ? value : (tf.mul(value, factor) as Scalar);
+  },
+});

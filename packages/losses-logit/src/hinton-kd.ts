@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { defineLoss, logSoftmaxT } from '@tfkd/kd-core';
+import { defineLoss, klBatchMean, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { assertLogitPair, klBatchMean, studentLogits, studentOption, targetLogits, teacherOption, temperatureOption, withRoleCheck } from './common';
+import { assertLogitPair, studentLogits } from './common';
 
 export interface TemperatureOptions {
   temperature: number;
@@ -29,14 +29,11 @@ export const hintonKdSchema = z
   .strict();
 
 /** `loss/hinton-kd`. Classic KD = this at weight α stacked with `loss/cross-entropy` at weight 1 − α. */
-export const hintonKdLoss = withRoleCheck(
-  defineLoss({
-    id: 'loss/hinton-kd',
-    describe:
-      'Hinton KD: T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), batch mean, T = 4 (RepDistiller DistillKL); stack with loss/cross-entropy, e.g. weights 0.1 / 0.9 as mdistiller',
-    options: hintonKdSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => hintonKd(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const hintonKdLoss = defineLoss({
+  id: 'loss/hinton-kd',
+  describe:
+    'Hinton KD: T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), batch mean, T = 4 (RepDistiller DistillKL); stack with loss/cross-entropy, e.g. weights 0.1 / 0.9 as mdistiller',
+  options: hintonKdSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => hintonKd(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
+});

@@ -1,4 +1,4 @@
-export { assertLogitPair, klBatchMean, klRows, studentOption, targetLogits, teacherOption, withRoleCheck } from './common';
+export { assertLogitPair } from './common';
 export { crossEntropy, crossEntropyLoss, labelSmoothingLoss, type CrossEntropyOptions } from './cross-entropy';
 export { DIST_EPS, dist, distInter, distIntra, distLoss, distSchema, pearsonRows, type DistOptions } from './dist';
 export { DKD_MASK, dkd, dkdLoss, dkdParts, dkdSchema, dkdWarmup, type DkdOptions } from './dkd';

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { defineLoss } from '@tfkd/kd-core';
+import { defineLoss, studentOption, targetLogits, teacherOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { assertLogitPair, studentLogits, studentOption, targetLogits, teacherOption, withRoleCheck } from './common';
+import { assertLogitPair, studentLogits } from './common';
 
 /** Logit regression (Ba & Caruana 2014): mean((z_s − z_t)²) over the batch and the classes. */
 export function logitMse(zs: Tensor, zt: Tensor): Scalar {
@@ -18,13 +18,10 @@ export const logitMseSchema = z
   .strict();
 
 /** `loss/logit-mse`. */
-export const logitMseLoss = withRoleCheck(
-  defineLoss({
-    id: 'loss/logit-mse',
-    describe: 'logit regression (Ba & Caruana 2014): mean over batch and classes of (z_s − z_t)², no temperature',
-    options: logitMseSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => logitMse(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher)),
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const logitMseLoss = defineLoss({
+  id: 'loss/logit-mse',
+  describe: 'logit regression (Ba & Caruana 2014): mean over batch and classes of (z_s − z_t)², no temperature',
+  options: logitMseSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => logitMse(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher)),
+});

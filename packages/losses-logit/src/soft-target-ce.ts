@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { defineLoss, logSoftmaxT, softmaxT } from '@tfkd/kd-core';
+import { defineLoss, logSoftmaxT, softmaxT, studentOption, targetLogits, teacherOption, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { assertLogitPair, studentLogits, studentOption, targetLogits, teacherOption, temperatureOption, withRoleCheck } from './common';
+import { assertLogitPair, studentLogits } from './common';
 import type { TemperatureOptions } from './hinton-kd';
 
 /**
@@ -28,13 +28,10 @@ export const softTargetCeSchema = z
   .strict();
 
 /** `loss/soft-target-ce`. */
-export const softTargetCeLoss = withRoleCheck(
-  defineLoss({
-    id: 'loss/soft-target-ce',
-    describe: "soft-target cross-entropy: −T²·mean_b Σ_k softmax(z_t/T)·log softmax(z_s/T), T = 4 (Hinton KD plus the teacher's entropy)",
-    options: softTargetCeSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => softTargetCe(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const softTargetCeLoss = defineLoss({
+  id: 'loss/soft-target-ce',
+  describe: "soft-target cross-entropy: −T²·mean_b Σ_k softmax(z_t/T)·log softmax(z_s/T), T = 4 (Hinton KD plus the teacher's entropy)",
+  options: softTargetCeSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => softTargetCe(studentLogits(ctx, o.student), targetLogits(ctx, o.teacher), o),
+});

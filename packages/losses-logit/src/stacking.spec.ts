@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, RunSpec, definePlugin, runSpec, type BatchSummary, type RunSpecInput } from '@tfkd/kd-core';
+import { Engine, Registry, runSpec } from '@tfkd/engine';
+import { RunSpec, definePlugin, type BatchSummary, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { z } from 'zod';
 import { expectClose } from './__fixtures__/reference';

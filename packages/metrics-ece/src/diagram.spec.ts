@@ -1,4 +1,4 @@
-import { computeCalibration } from './accumulator';
+import { computeCalibration } from '@tfkd/kd-core';
 import { escapeXml, formatCount, reliabilityDiagramSvg } from './diagram';
 
 describe('reliabilityDiagramSvg', () => {

@@ -1,4 +1,4 @@
-import type { BinStat, CalibrationResult } from './accumulator';
+import type { BinStat, CalibrationResult } from '@tfkd/kd-core';
 
 export interface DiagramOptions {
   title?: string;

@@ -1,13 +1,17 @@
+// The calibration math lives in kd-core (DML's peer ensemble and BYOT's exits use it too); this
+// package's public entry keeps offering it next to the metric plugins.
 export {
   CalibrationAccumulator,
+  adaptiveBinning,
+  binEdges,
+  binIndex,
   computeCalibration,
   PROB_EPSILON,
   type BinStat,
   type CalibrationOptions,
   type CalibrationResult,
-} from './accumulator';
-export { adaptiveBinning } from './adaptive';
-export { binEdges, binIndex, type Matrix } from './bins';
+  type Matrix,
+} from '@tfkd/kd-core';
 export { reliabilityDiagramSvg, type DiagramOptions } from './diagram';
 export {
   accuracyMetric,

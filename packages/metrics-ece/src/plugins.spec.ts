@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { LifecycleBus, Registry, RunSpec, Rng, runSpec, type EvalReport, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
+import { LifecycleBus, RunSpec, Rng, type EvalReport, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
+import { Registry, runSpec } from '@tfkd/engine';
 import { blobSplits, testModule } from '@tfkd/kd-core/testing';
 import { mkdtemp, readdir, readFile, rm } from 'fs/promises';
 import { tmpdir } from 'os';
 import * as path from 'path';
-import { computeCalibration } from './accumulator';
+import { computeCalibration } from '@tfkd/kd-core';
 import { calibrationMetric, diagramFileName, eceMetric, metricDefinitions, metricsModule, nllMetric } from './plugins';
 
 beforeAll(async () => {

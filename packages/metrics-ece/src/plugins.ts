@@ -1,7 +1,6 @@
-import { definePlugin, PLUGIN_DEFINITION, type EvalBatch, type EvalReport, type Plugin, type PluginDefinition } from '@tfkd/kd-core';
+import { CalibrationAccumulator, definePlugin, PLUGIN_DEFINITION, type CalibrationResult, type EvalBatch, type EvalReport, type Plugin, type PluginDefinition } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { z } from 'zod';
-import { CalibrationAccumulator, type CalibrationResult } from './accumulator';
 import { reliabilityDiagramSvg } from './diagram';
 
 const bins = z.number().int().min(1).max(10000).default(15).describe('number of bins');

@@ -1,5 +1,5 @@
 import { Rng } from '@tfkd/kd-core';
-import { computeCalibration } from './accumulator';
+import { computeCalibration } from '@tfkd/kd-core';
 import { derivatives, fitTemperature, scaleLogits } from './temperature';
 
 /** Labels drawn from softmax(z / t0): the maximum-likelihood temperature is t0 (as n grows). */

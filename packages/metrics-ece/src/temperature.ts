@@ -1,5 +1,4 @@
-import { computeCalibration } from './accumulator';
-import { checkBins, flatten, logSumExp, type Matrix } from './bins';
+import { checkBins, computeCalibration, flattenMatrix, logSumExpRow, type Matrix } from '@tfkd/kd-core';
 
 export interface FitTemperatureOptions {
   /** Bins of the ECE reported before and after. Default 15. */
@@ -47,7 +46,7 @@ export function fitTemperature(logits: Matrix, labels: ArrayLike<number>, opts: 
   }
   const tol = opts.tolerance ?? 1e-12;
   const maxIter = opts.maxIterations ?? 100;
-  const m = flatten(logits, labels.length, opts.numClasses);
+  const m = flattenMatrix(logits, labels.length, opts.numClasses);
   if (m.rows === 0) throw new RangeError('fitTemperature needs at least one sample');
   for (let i = 0; i < m.rows; i++) {
     const y = labels[i];
@@ -102,7 +101,7 @@ export function fitTemperature(logits: Matrix, labels: ArrayLike<number>, opts: 
 export function scaleLogits(logits: Matrix, temperature: number, numClasses?: number): Float64Array {
   if (!(temperature > 0)) throw new RangeError(`temperature must be > 0, got ${temperature}`);
   const rows = Array.isArray(logits) && Array.isArray(logits[0]) ? logits.length : undefined;
-  const flat = rows === undefined ? { data: logits as ArrayLike<number> } : flatten(logits, rows, numClasses);
+  const flat = rows === undefined ? { data: logits as ArrayLike<number> } : flattenMatrix(logits, rows, numClasses);
   return Float64Array.from(flat.data, (v) => v / temperature);
 }
 
@@ -116,7 +115,7 @@ export function derivatives(z: Float64Array, k: number, labels: ArrayLike<number
   let h = 0;
   for (let i = 0; i < n; i++) {
     const s = i * k;
-    const lse = logSumExp(z, s, k, beta);
+    const lse = logSumExpRow(z, s, k, beta);
     let mean = 0;
     for (let j = 0; j < k; j++) {
       p[j] = Math.exp(beta * z[s + j] - lse);

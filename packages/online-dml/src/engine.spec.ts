@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Registry, RunSpec, definePlugin, runSpec, type RunSpecInput } from '@tfkd/kd-core';
+import { Registry, runSpec } from '@tfkd/engine';
+import { RunSpec, definePlugin, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { z } from 'zod';
 import { onlineDmlModule } from './module';

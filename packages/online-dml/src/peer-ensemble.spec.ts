@@ -1,11 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
-import { fakePluginDeps } from '@tfkd/kd-core/testing';
+import { fakePluginDeps, tidyValue } from '@tfkd/kd-core/testing';
 import { studentRoles } from './__fixtures__/harness';
 import { computeCalibration } from '@tfkd/metrics-ece';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
-import { tidyValue } from '@tfkd/kd-core/testing';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, RunSpec, readCheckpoint, writeCheckpoint, type TrainingState } from '@tfkd/kd-core';
+import { Engine, Registry, type TrainingState } from '@tfkd/engine';
+import { readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
+import { RunSpec } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import * as fs from 'fs';
 import * as os from 'os';

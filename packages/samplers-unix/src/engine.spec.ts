@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Registry, RunSpec, definePlugin, runSpec, type BatchSummary, type PluginDefinition, type RunResult, type RunSpecInput } from '@tfkd/kd-core';
+import { Registry, runSpec, type RunResult } from '@tfkd/engine';
+import { RunSpec, definePlugin, type BatchSummary, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { z } from 'zod';

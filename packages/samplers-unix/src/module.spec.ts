@@ -1,4 +1,5 @@
-import { PLUGIN_DEFINITION, Registry, parseSpec, unixCostRatio, validate, type PluginDefinition } from '@tfkd/kd-core';
+import { PLUGIN_DEFINITION, parseSpec, unixCostRatio, validate, type PluginDefinition } from '@tfkd/kd-core';
+import { Registry } from '@tfkd/engine';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import * as fs from 'fs';
 import { Container } from 'inversify';

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, RunSpec, readCheckpoint, writeCheckpoint, type PluginDefinition, type TrainingState } from '@tfkd/kd-core';
+import { Engine, Registry, type TrainingState } from '@tfkd/engine';
+import { readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
+import { RunSpec, type PluginDefinition } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import * as fs from 'fs';

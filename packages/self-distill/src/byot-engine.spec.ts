@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { model as functionalModel, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { Registry, RunSpec, runSpec, type RunResult } from '@tfkd/kd-core';
+import { Registry, runSpec, type RunResult } from '@tfkd/engine';
+import { RunSpec } from '@tfkd/kd-core';
 import { computeCalibration } from '@tfkd/metrics-ece';
 import { countFlops } from '@tfkd/models';
 import { engineModules } from './__fixtures__/engine';

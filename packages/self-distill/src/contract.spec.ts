@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { MODEL_DEFINITION } from '@tfkd/kd-core';
-import { describePluginContract } from '@tfkd/kd-core/testing';
+import { describePluginContract } from '@tfkd/engine/testing';
 import { byotResnetDefinition } from '@tfkd/models';
 import { ContainerModule } from 'inversify';
 import { kdModule } from './module';

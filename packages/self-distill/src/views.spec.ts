@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Registry, RunSpec, definePlugin, runSpec, viewFor, type RoleRuntime } from '@tfkd/kd-core';
+import { Registry, runSpec, viewFor, type RoleRuntime } from '@tfkd/engine';
+import { RunSpec, definePlugin } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { z } from 'zod';
 import { engineModules } from './__fixtures__/engine';

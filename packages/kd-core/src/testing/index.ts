@@ -1,4 +1,3 @@
-export * from './contract';
 export * from './fixtures';
 export * from './gradcheck';
 export * from './loss-once';

@@ -1,0 +1,216 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
+import type { OutputCache } from './cache';
+import { type Batch, type CostLedger, firstOutput, KdError, type LossTerm, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, type ViewSpec } from '@tfkd/kd-core';
+import type { RoleRuntime } from './roles';
+
+/** What the step context needs from the engine. */
+export interface StepHost {
+  roles: Map<string, RoleRuntime>;
+  roleInfos: readonly RoleInfo[];
+  ledger: CostLedger;
+  numClasses: number;
+  /** Spec weight of a plugin instance. */
+  weightOf(owner: string): number;
+  rngOf(owner: string): Rng;
+  /** Teacher-output caches by role (only for runs whose batches no sampler transforms). */
+  caches?: Map<string, OutputCache>;
+}
+
+export interface RecordedTerm {
+  name: string;
+  owner: string;
+  weight: number;
+  value: Scalar;
+}
+
+/** One step's context. `scoped(owner)` gives the view a plugin's handler receives. */
+export class StepContextImpl implements StepContext {
+  batch: Batch;
+  transformed = false;
+  readonly terms: RecordedTerm[] = [];
+  private readonly outputsCache = new Map<string, RoleOutputs>();
+  private readonly inputCache = new Map<string, Tensor>();
+  protected owner: string | null = null;
+  protected base: StepContextImpl | null = null;
+
+  constructor(
+    private readonly host: StepHost,
+    batch: Batch,
+    readonly phase: string,
+    readonly epoch: number,
+    readonly epochs: number,
+    readonly batchIndex: number,
+    readonly step: number,
+  ) {
+    this.batch = batch;
+  }
+
+  get numClasses(): number {
+    return this.host.numClasses;
+  }
+
+  get roles(): readonly RoleInfo[] {
+    return this.host.roleInfos;
+  }
+
+  get rng(): Rng {
+    return this.host.rngOf(this.requireOwner('rng'));
+  }
+
+  scoped(owner: string): StepContext {
+    const view = Object.create(this) as StepContextImpl;
+    view.owner = owner;
+    view.base = this;
+    return view;
+  }
+
+  replaceBatch(b: { x: Tensor; y: Tensor; indices?: Int32Array | null }, opts: { transformed: boolean }): void {
+    const self = this.root();
+    if (self.outputsCache.size > 0) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() after outputs() were computed for this step', {
+        fix: 'samplers must run at stage `sample` in batchStart, before any loss asks for outputs',
+      });
+    }
+    if (b.x.shape[0] !== b.y.shape[0]) {
+      throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: ${b.x.shape[0]} images but ${b.y.shape[0]} labels`);
+    }
+    self.inputCache.clear();
+    self.transformed = self.transformed || opts.transformed;
+    self.batch = {
+      x: b.x,
+      y: b.y,
+      indices: opts.transformed ? null : (b.indices ?? null),
+      size: b.x.shape[0] as number,
+    };
+  }
+
+  input(role: string): Tensor {
+    const self = this.root();
+    const cached = self.inputCache.get(role);
+    if (cached) return cached;
+    const r = self.roleRuntime(role);
+    const x = viewFor(r, self.batch.x);
+    self.inputCache.set(role, x);
+    return x;
+  }
+
+  predict(role: string, x: Tensor, opts: { training?: boolean } = {}): Tensor {
+    const self = this.root();
+    const r = self.roleRuntime(role);
+    self.host.ledger.forward(role, x.shape[0] as number);
+    const out = firstOutput(r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor | Tensor[]);
+    return stopGradient(out);
+  }
+
+  outputs(role: string): RoleOutputs {
+    const self = this.root();
+    const hit = self.outputsCache.get(role);
+    if (hit) return hit;
+    const r = self.roleRuntime(role);
+    const student = r.info.kind === 'student';
+    const cache = student ? undefined : self.host.caches?.get(role);
+    const indices = self.transformed ? null : self.batch.indices;
+    let list: Tensor[];
+    if (cache && indices && cache.has(indices)) {
+      list = cache.get(indices);
+      self.host.ledger.cacheHit(role, self.batch.size);
+    } else {
+      const raw = r.tapped.apply(self.input(role), { training: student });
+      list = Array.isArray(raw) ? (raw as Tensor[]) : [raw as Tensor];
+      self.host.ledger.forward(role, self.batch.size);
+      if (cache && indices) cache.put(indices, list);
+    }
+    const fix = (t: Tensor): Tensor => (student ? t : stopGradient(t));
+    const outputs: RoleOutputs = {
+      logits: fix(list[0] as Tensor),
+      taps: Object.fromEntries(r.tapNames.map((name, i) => [name, fix(list[i + 1] as Tensor)])),
+    };
+    self.outputsCache.set(role, outputs);
+    return outputs;
+  }
+
+  hasOutputs(role: string): boolean {
+    return this.root().outputsCache.has(role);
+  }
+
+  addLoss(term: LossTerm): void {
+    const owner = this.requireOwner('addLoss');
+    const self = this.root();
+    if (term.value.rank !== 0) {
+      throw new KdError('KD_SHAPE_MISMATCH', `loss term '${term.name ?? owner}' must be a scalar, got shape [${term.value.shape}]`, {
+        fix: 'reduce the loss with tf.mean/tf.sum before addLoss',
+      });
+    }
+    self.terms.push({
+      name: term.name ?? owner,
+      owner,
+      weight: self.host.weightOf(owner) * (term.weight ?? 1),
+      value: term.value,
+    });
+  }
+
+  /** Σ weight · value over the recorded terms. */
+  total(): Scalar {
+    const self = this.root();
+    if (self.terms.length === 0) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', 'no plugin added a loss term in this step', {
+        path: 'plugins',
+        fix: 'add a loss, e.g. `- use: loss/cross-entropy`',
+      });
+    }
+    return tf.addN(self.terms.map((t) => (t.weight === 1 ? t.value : tf.mul(t.value, t.weight)))) as Scalar;
+  }
+
+  private root(): StepContextImpl {
+    return this.base ?? this;
+  }
+
+  private requireOwner(what: string): string {
+    if (this.owner === null) throw new KdError('KD_INTERNAL', `${what}() called on an unscoped step context`);
+    return this.owner;
+  }
+
+  private roleRuntime(role: string): RoleRuntime {
+    const r = this.host.roles.get(role);
+    if (!r) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', `no role '${role}' in this run (roles: ${[...this.host.roles.keys()].join(', ')})`, {
+        fix: 'declare the role in the spec (teacher:, student:, students:) or declare it in the plugin requirements',
+      });
+    }
+    return r;
+  }
+}
+
+/** A role's view of a batch: optional bilinear resize (and back), reshaped to the model's input. */
+export function viewFor(r: RoleRuntime, x: Tensor): Tensor {
+  return applyView(x, r.spec.view, r.inputShape, { name: r.info.name, specPath: r.specPath });
+}
+
+/**
+ * A batch as a role with this `view` sees it: bilinear resize (aligned corners) to `view.resize`,
+ * optionally back to the batch's size, then reshaped to the model's `inputShape` when only the
+ * layout differs. Used by the step, the evaluation and anything that re-forwards data afterwards
+ * (the CLI's calibration pass), so every route gives a role the same input.
+ */
+export function applyView(x: Tensor, view: ViewSpec | undefined, inputShape: readonly number[], role: { name: string; specPath: string }): Tensor {
+  let v = x;
+  if (view?.resize && v.rank === 4) {
+    const [h, w] = [v.shape[1] as number, v.shape[2] as number];
+    v = tf.image.resizeBilinear(v as tf.Tensor4D, view.resize, true);
+    if (view.upsample) v = tf.image.resizeBilinear(v as tf.Tensor4D, [h, w], true);
+  }
+  const want = [v.shape[0] as number, ...inputShape];
+  if (want.length !== v.rank || want.some((d, i) => d !== v.shape[i])) {
+    const n = want.slice(1).reduce((a, b) => a * b, 1);
+    const have = v.shape.slice(1).reduce((a, b) => a * b, 1);
+    if (n !== have) {
+      throw new KdError('KD_SHAPE_MISMATCH', `role '${role.name}' takes inputs [${inputShape}] but the batch is [${v.shape.slice(1)}]`, {
+        path: `${role.specPath}.view`,
+        fix: 'build the model for this dataset’s image shape, or give the role a `view: { resize: [h, w] }`',
+      });
+    }
+    v = tf.reshape(v, want);
+  }
+  return v;
+}

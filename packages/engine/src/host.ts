@@ -1,0 +1,112 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { KdError, makeOptimizer, Rng, TrainSpec, type DataSplits } from '@tfkd/kd-core';
+import { OutputCache } from './cache';
+import type { RunParts } from './state';
+import { layersUpTo, variablesOf, type Phase } from './stages';
+import type { LifecycleBus } from '@tfkd/kd-core';
+import { trainableVariables, type RoleRuntime } from './roles';
+import type { TrainHost } from './step';
+
+/** Per stage with `trainUpTo`: per student, the layers that train. */
+export type UpTo = Map<string, Map<string, Set<string>>>;
+
+/** `trainUpTo` of every stage: the layer must exist in every student; the layers up to it train. */
+export function trainUpToLayers(phases: readonly Phase[], roles: Map<string, RoleRuntime>): UpTo {
+  const upTo: UpTo = new Map();
+  for (const phase of phases) {
+    if (!phase.trainUpTo) continue;
+    const perRole = new Map<string, Set<string>>();
+    for (const r of [...roles.values()].filter((x) => x.info.kind === 'student')) {
+      const layers = layersUpTo(r.model, phase.trainUpTo);
+      if (!layers) {
+        throw new KdError('KD_SPEC_INVALID', `stage '${phase.name}': role '${r.info.name}' (${r.model.name}) has no layer '${phase.trainUpTo}'`, {
+          path: `${phase.specPath}.trainUpTo`,
+          fix: `name a layer of the student, usually the guided layer of its hint (one of: ${r.model.layers.map((l) => l.name).join(', ')})`,
+        });
+      }
+      perRole.set(r.info.name, layers);
+    }
+    upTo.set(phase.name, perRole);
+  }
+  return upTo;
+}
+
+/**
+ * A `trainUpTo` stage: the non-trainable weights of the frozen layers (batch-norm moving statistics,
+ * which a training-mode forward updates) as they were when the phase started; `reset()` puts them
+ * back after every step, so nothing after the named layer changes during the stage.
+ */
+export function frozenState(upTo: Map<string, Set<string>> | undefined, roles: Map<string, RoleRuntime>): { reset(): void; dispose(): void } | null {
+  if (!upTo) return null;
+  const held: { v: tf.Variable; value: tf.Tensor }[] = [];
+  for (const [role, layers] of upTo) {
+    const model = (roles.get(role) as RoleRuntime).model;
+    for (const l of model.layers) {
+      if (layers.has(l.name)) continue;
+      for (const w of l.nonTrainableWeights) {
+        const v = w.read() as tf.Variable;
+        held.push({ v, value: tf.clone(v) });
+      }
+    }
+  }
+  if (held.length === 0) return null;
+  return {
+    reset: () => held.forEach(({ v, value }) => v.assign(value)),
+    dispose: () => held.forEach(({ value }) => value.dispose()),
+  };
+}
+
+/**
+ * A phase's fresh optimizers per student (the run's `train`, the role's overrides, then a stage's)
+ * and the step's view of the run: the phase's active plugins, their weights and variables.
+ */
+export function trainHost(parts: RunParts & { bus: LifecycleBus; data: DataSplits }, phase: Phase, caches: Map<string, OutputCache>, upTo: UpTo): TrainHost {
+  const spec = parts.spec;
+  const roleList = [...parts.roles.values()];
+  const students = roleList.filter((r) => r.info.kind === 'student');
+  const teachers = roleList.filter((r) => r.info.kind === 'teacher');
+  for (const s of students) {
+    s.train = TrainSpec.parse({ ...spec.train, ...(s.spec.train ?? {}), ...phase.overrides });
+    s.optimizer?.dispose();
+    s.optimizer = makeOptimizer(s.train);
+  }
+  const active = parts.plugins.filter((p) => phase.active.has(p.name));
+  const pluginVars = parts.instances.filter((_, i) => phase.active.has(parts.plugins[i].name)).flatMap((p) => p.variables?.() ?? []);
+  const layers = upTo.get(phase.name);
+  return {
+    bus: parts.bus,
+    train: parts.data.train,
+    roles: parts.roles,
+    roleInfos: roleList.map((r) => r.info),
+    ledger: parts.ledger,
+    numClasses: parts.data.train.numClasses,
+    weightOf: (owner) => phase.active.get(owner) ?? parts.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
+    rngOf: (owner) => parts.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
+    trainables: students.map((s, i) => ({
+      role: s,
+      variables: [...(layers ? variablesOf(s.model, layers.get(s.info.name) as Set<string>) : trainableVariables(s.model)), ...(i === 0 ? pluginVars : [])],
+      weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
+    })),
+    prefetch: teachers.filter((t) => active.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
+    nonFinite: spec.nonFinite,
+    caches,
+  };
+}
+
+/** Per-teacher output caches, when no plugin transforms batches and each fits the budget. */
+export function teacherCaches(parts: RunParts & { data: DataSplits }): Map<string, OutputCache> {
+  const caches = new Map<string, OutputCache>();
+  if (parts.spec.teacherCache === 'off') return caches;
+  const transforms = parts.plugins.some((p) => {
+    const t = p.def.transformsBatch;
+    return typeof t === 'function' ? t(p.options as never) : Boolean(t);
+  });
+  if (transforms) return caches;
+  const n = parts.data.train.labels.length;
+  for (const t of [...parts.roles.values()].filter((r) => r.info.kind === 'teacher')) {
+    const shapes = t.tapped.outputs.map((o) => (o.shape as number[]).slice(1));
+    if (OutputCache.bytes(n, shapes) <= parts.spec.teacherCacheMB * 2 ** 20) caches.set(t.info.name, new OutputCache(n, shapes));
+    else parts.log(`teacher '${t.info.name}': outputs too large to cache (${(OutputCache.bytes(n, shapes) / 2 ** 20).toFixed(0)} MB > teacherCacheMB)`);
+  }
+  return caches;
+}

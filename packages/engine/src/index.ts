@@ -1,0 +1,18 @@
+export * from './backend';
+export * from './checkpoint';
+export { applyView, viewFor, type RecordedTerm } from './context';
+export * from './engine';
+export * from './execute';
+export * from './generations';
+export * from './generations-run';
+export * from './plan';
+export * from './plugin-state';
+export * from './registry';
+export { BUILTIN_METRICS, type ResolvedPlugin } from './resolve';
+export { RESERVED_PHASES, layersUpTo, type Phase } from './stages';
+export { learningRateAt, roleSpecs, type RoleRuntime } from './roles';
+export type { ProvidedTeacher } from './setup';
+export * from './storage';
+export { sha256Hex } from './hash';
+export { teacherRun, type TeacherRun } from './teachers';
+export { trainingAccess } from './training-access';

@@ -1,0 +1,175 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { type Batch, batchTensors, type Dataset, type EvalReport, isKdError, KdError, type LifecycleBus } from '@tfkd/kd-core';
+import { StepContextImpl, viewFor, type StepHost } from './context';
+import type { RoleRuntime } from './roles';
+
+export interface StepInput {
+  phase: string;
+  epoch: number;
+  epochs: number;
+  batchIndex: number;
+  step: number;
+  indices: Int32Array;
+}
+
+export interface StepResult {
+  loss: number;
+  terms: Record<string, number>;
+  images: number;
+  skipped: boolean;
+}
+
+export interface TrainHost extends StepHost {
+  bus: LifecycleBus;
+  train: Dataset;
+  /** Trainable roles with their variables (plugin variables ride with the first student). */
+  trainables: { role: RoleRuntime; variables: tf.Variable[]; weightDecay: number }[];
+  /** Teacher roles some loss needs: forwarded before the gradient tape so it records nothing of them. */
+  prefetch: string[];
+  nonFinite: 'stop' | 'skip-batch';
+}
+
+/**
+ * One training step, top to bottom, inside one tidy scope:
+ * batchStart (samplers) → prefetch teachers → loss (inside variableGrads) → finiteness check →
+ * weight decay and optimizer step per trainable role. Only numbers leave.
+ */
+export function trainStep(host: TrainHost, input: StepInput): StepResult {
+  return tf.tidy(() => {
+    const { x, y } = batchTensors(host.train, input.indices);
+    const batch: Batch = { x, y, indices: input.indices, size: input.indices.length };
+    const ctx = new StepContextImpl(host, batch, input.phase, input.epoch, input.epochs, input.batchIndex, input.step);
+    const scope = (_: unknown, owner: string) => ctx.scoped(owner);
+
+    host.bus.emit('batchStart', ctx, scope);
+    for (const role of host.prefetch) ctx.outputs(role);
+
+    const allVars = host.trainables.flatMap((t) => t.variables);
+    // variableGrads disposes what its function creates, except the result: keep the terms' values.
+    let packed: tf.Tensor | null = null;
+    let taped: ReturnType<typeof tf.variableGrads>;
+    try {
+      taped = tf.variableGrads(() => {
+        host.bus.emit('loss', ctx, scope);
+        const total = ctx.total();
+        packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
+        return total;
+      }, allVars);
+    } catch (e) {
+      (packed as tf.Tensor | null)?.dispose();
+      releaseTape();
+      if (!isKdError(e) && /Cannot find a connection between any variable/.test((e as Error)?.message ?? '')) {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', `no loss term depends on a trainable weight (terms: ${ctx.terms.map((t) => t.name).join(', ')}) at ${input.phase} epoch ${input.epoch} batch ${input.batchIndex}`, {
+          path: 'plugins',
+          fix: "every loss must read a student's outputs (ctx.outputs('student')), not only teachers' or constants",
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    const { value, grads } = taped;
+    // One read-back for the total, every term and the squared gradient norm.
+    const gradList = Object.values(grads);
+    const gradNorm2 = gradList.length ? tf.addN(gradList.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0);
+    const values = tf.concat([packed as unknown as tf.Tensor, tf.reshape(gradNorm2, [1])]).dataSync();
+    (packed as unknown as tf.Tensor).dispose();
+    void value;
+    const terms: Record<string, number> = {};
+    ctx.terms.forEach((t, i) => (terms[t.name] = (terms[t.name] ?? 0) + values[i + 1]));
+    const loss = values[0];
+    const gradFinite = Number.isFinite(values[values.length - 1]);
+    if (!Number.isFinite(loss) || !gradFinite) {
+      const bad = ctx.terms.filter((_, i) => !Number.isFinite(values[i + 1])).map((t) => t.name);
+      const what = !Number.isFinite(loss)
+        ? `loss is ${loss}; non-finite terms: ${bad.join(', ') || '(the weighted sum)'}`
+        : `loss is finite (${loss}) but a gradient is NaN/Inf (terms: ${ctx.terms.map((t) => t.name).join(', ')})`;
+      if (host.nonFinite === 'stop') {
+        throw new KdError('KD_LOSS_NONFINITE', `${what} at ${input.phase} epoch ${input.epoch} batch ${input.batchIndex}`, {
+          path: 'nonFinite',
+          fix: 'lower the learning rate or the offending term’s weight, or set `nonFinite: skip-batch`',
+        });
+      }
+      return { loss, terms, images: ctx.batch.size, skipped: true };
+    }
+
+    for (const t of host.trainables) {
+      const named: tf.NamedTensorMap = {};
+      for (const v of t.variables) {
+        const g = grads[v.name];
+        if (!g) continue;
+        named[v.name] = t.weightDecay > 0 ? tf.add(g, tf.mul(v, t.weightDecay)) : g;
+      }
+      if (Object.keys(named).length > 0) t.role.optimizer?.applyGradients(named);
+      host.ledger.backward(t.role.info.name, ctx.batch.size);
+    }
+    return { loss, terms, images: ctx.batch.size, skipped: false };
+  });
+}
+
+/**
+ * tfjs keeps a clone of every tensor a taped op saves for its gradient and frees them only after a
+ * successful backward pass. When the loss (a plugin, a shape check) or its gradient throws, the
+ * tape is abandoned with them still kept: every failed step leaked them. Free them here.
+ */
+function releaseTape(): void {
+  const state = (tf.engine() as unknown as { state: { activeTape: { saved?: tf.Tensor[] }[] | null; gradientDepth: number } }).state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
+  state.activeTape = null;
+}
+
+/**
+ * Evaluate roles on a dataset: accuracy and mean CE computed here; `evalBatch` lets metric plugins
+ * accumulate; `evalEnd` lets them write their numbers into the report.
+ */
+export async function evaluate(
+  bus: LifecycleBus,
+  roles: RoleRuntime[],
+  test: Dataset,
+  meta: { phase: string; epoch: number; batchSize?: number; logits?: Record<string, Float32Array> },
+): Promise<EvalReport> {
+  const metrics: Record<string, Record<string, number>> = {};
+  const report: EvalReport = {
+    phase: meta.phase,
+    epoch: meta.epoch,
+    metrics,
+    set(role, values) {
+      metrics[role] = { ...(metrics[role] ?? {}), ...values };
+    },
+  };
+  const n = test.labels.length;
+  const bs = meta.batchSize ?? 500;
+  for (const r of roles) {
+    let correct = 0;
+    let nll = 0;
+    // Kept for post-run analysis (calibration): the test set is forwarded once.
+    let kept: Float32Array | null = null;
+    for (let s = 0; s < n; s += bs) {
+      const idx = Int32Array.from({ length: Math.min(bs, n - s) }, (_, i) => s + i);
+      const [c, l] = tf.tidy(() => {
+        const { x, y } = batchTensors(test, idx);
+        // A model may have auxiliary outputs after its logits (BYOT heads): passed on by output name.
+        const raw = r.model.apply(viewFor(r, x), { training: false }) as tf.Tensor | tf.Tensor[];
+        const list = Array.isArray(raw) ? raw : [raw];
+        const logits = list[0] as tf.Tensor2D;
+        const outputs = list.length > 1 ? Object.fromEntries(r.model.outputNames.slice(1).map((name, i) => [name, list[i + 1]])) : undefined;
+        bus.emit('evalBatch', { phase: meta.phase, epoch: meta.epoch, role: r.info.name, logits, labels: y, ...(outputs ? { outputs } : {}) });
+        if (meta.logits) {
+          const k = logits.shape[1];
+          kept ??= new Float32Array(n * k);
+          kept.set(logits.dataSync(), s * k);
+        }
+        const hit = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), y), 'float32'));
+        const logp = tf.logSoftmax(logits);
+        const picked = tf.sum(tf.mul(logp, tf.cast(tf.oneHot(y, logits.shape[1]), 'float32')));
+        return tf.stack([hit, picked]).dataSync();
+      });
+      correct += c;
+      nll -= l;
+    }
+    report.set(r.info.name, { accuracy: correct / n, nll: nll / n });
+    if (meta.logits && kept) meta.logits[r.info.name] = kept;
+  }
+  await bus.emitAsync('evalEnd', report);
+  return report;
+}

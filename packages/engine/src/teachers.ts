@@ -1,0 +1,118 @@
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { KdError, RunSpec, TrainSpec, type DataSplits, type ModelTools, type RoleSpec } from '@tfkd/kd-core';
+import { Engine, type EngineOptions, type RunResult } from './engine';
+import { sha256Hex } from './hash';
+import type { ProvidedTeacher } from './setup';
+import type { Storage } from '@tfkd/kd-core';
+
+/** A teacher trained from labels, as the plan has it: its own run, its recipe, its cache entry. */
+export interface TeacherRun {
+  /** The role it becomes (`teacher`). */
+  role: string;
+  specPath: string;
+  /** The run that trains it: the teacher's model as the `student` of a cross-entropy run. */
+  spec: RunSpec;
+  /** Cache key: hash of everything that decides the trained weights. */
+  key: string;
+  keyObj: unknown;
+  /** Its folder in the teacher cache (null without a cache). */
+  dir: string | null;
+  /** Found in the cache when the plan was made: it will be loaded, not trained. */
+  cached: boolean;
+}
+
+/**
+ * The run that trains a teacher from labels. The recipe is the teacher's own `train:` (TrainSpec
+ * defaults for what it leaves out) — the run's `train:` is the student's and never leaks into it,
+ * so `--set train.epochs=…` neither retrains nor re-keys a cached teacher. Cached by the hash of
+ * (model, options, seed, recipe, data, input shape, classes, held-out split).
+ */
+export function teacherRun(
+  spec: RunSpec,
+  r: { name: string; spec: RoleSpec; specPath: string },
+  seed: number,
+  data: DataSplits,
+  cache: { storage: Storage; cacheDir: string | null },
+): TeacherRun {
+  const train = TrainSpec.parse(r.spec.train ?? {});
+  const inputShape = [...data.train.shape];
+  const numClasses = data.train.numClasses;
+  // A held-out split (spec `calibrate:`) changes what the teacher trains on, so it is part of the key.
+  const keyObj = {
+    v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses,
+    ...(spec.calibrate ? { calibrate: spec.calibrate } : {}),
+  };
+  const key = sha256Hex(JSON.stringify(keyObj)).slice(0, 16);
+  const { storage, cacheDir } = cache;
+  const dir = cacheDir ? storage.resolve(cacheDir, storage.join('teachers', key)) : null;
+  const childSpec = RunSpec.parse({
+    seed,
+    backend: spec.backend,
+    data: spec.data,
+    student: { model: r.spec.model, options: r.spec.options, seed },
+    train,
+    plugins: [{ use: 'loss/cross-entropy' }],
+    packages: spec.packages,
+    eval: ['accuracy'],
+    nonFinite: spec.nonFinite,
+  });
+  return { role: r.name, specPath: r.specPath, spec: childSpec, key, keyObj, dir, cached: dir !== null && storage.exists(storage.join(dir, 'model.json')) };
+}
+
+/** A KdError of a teacher's run, with its `student…`/`train…` paths mapped to the teacher's. */
+export function teacherError(e: unknown, teacherPath: string): unknown {
+  if (!(e instanceof KdError) || e.path === undefined) return e;
+  const m = /^(student|train)(\b.*)?$/.exec(e.path);
+  if (!m) return e;
+  const path = m[1] === 'student' ? `${teacherPath}${m[2] ?? ''}` : `${teacherPath}.train${m[2] ?? ''}`;
+  return new KdError(e.code, `teacher '${teacherPath}': ${e.message}`, { path, fix: e.fix, cause: e });
+}
+
+/** Load a planned teacher from the cache, or train it (a child engine run) and cache it. */
+export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & { storage: Storage; tools: ModelTools }): Promise<ProvidedTeacher> {
+  const log = (l: string) => opts.log?.(l);
+  if (run.dir && opts.storage.exists(opts.storage.join(run.dir, 'model.json'))) {
+    log(`teacher '${run.role}': reusing the cached model ${run.dir}`);
+    return { model: await opts.tools.load(run.dir), cached: true, key: run.key, dir: run.dir };
+  }
+  log(`teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs (cached afterwards)`);
+  const child = new Engine(run.spec, { ...opts, phase: 'teacher', teachers: undefined, resume: undefined, onCheckpoint: undefined, dryRun: false });
+  let result: RunResult;
+  try {
+    result = await child.run();
+  } catch (e) {
+    // free the half-trained teacher, and say where in *this* spec the problem is
+    child.dispose();
+    throw teacherError(e, run.specPath);
+  }
+  if (result.status === 'interrupted') {
+    child.dispose();
+    throw new KdError('KD_INTERRUPTED', `stopped while training teacher '${run.role}' (epoch ${result.stoppedAt?.epoch} of ${run.spec.train.epochs}); nothing was cached`, {
+      path: run.specPath,
+      fix: 'run again: a teacher is trained from the start and cached only once complete',
+    });
+  }
+  child.dispose(['student']);
+  const model = result.models.get('student') as LayersModel;
+  if (run.dir) await saveToCache(model, run.dir, { key: run.keyObj, eval: result.eval.student, seconds: result.seconds }, opts);
+  return { model, cached: false, key: run.key, dir: run.dir };
+}
+
+/**
+ * Put a trained model into its cache folder whole or not at all: saved beside it under a name of its
+ * own, then renamed into place. A model store that is not this storage (tests' in-memory tools)
+ * gets the model at `dir` directly.
+ */
+export async function saveToCache(model: LayersModel, dir: string, meta: unknown, io: { storage: Storage; tools: ModelTools }): Promise<void> {
+  const { storage, tools } = io;
+  const tmp = `${dir}.tmp-${storage.uniqueSuffix()}`;
+  storage.mkdirp(storage.dirname(dir));
+  await tools.save(model, tmp);
+  if (!storage.exists(tmp)) {
+    await tools.save(model, dir);
+    return;
+  }
+  storage.writeText(storage.join(tmp, 'teacher.json'), JSON.stringify(meta, null, 2));
+  storage.remove(dir);
+  storage.rename(tmp, dir);
+}
