@@ -32,13 +32,13 @@ const option = (name, dflt) => {
   return a ? a.slice(name.length + 3) : dflt;
 };
 
-/** Builds kd-core (if it has no dist) and this package (incremental tsc), unless --no-build. */
+/** Builds kd-core and the engine (if they have no dist) and this package (incremental tsc), unless --no-build. */
 function ensureBuilt() {
   if (flag('no-build')) return;
   const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
-  for (const dir of ['packages/kd-core', 'packages/backend-wasm-train']) {
+  for (const dir of ['packages/kd-core', 'packages/engine', 'packages/backend-wasm-train']) {
     const abs = path.join(ROOT, dir);
-    if (dir.endsWith('kd-core') && fs.existsSync(path.join(abs, 'dist/index.js'))) continue;
+    if (!dir.endsWith('backend-wasm-train') && fs.existsSync(path.join(abs, 'dist/index.js'))) continue;
     execFileSync(process.execPath, [tsc, '-p', path.join(abs, 'tsconfig.lib.json')], { cwd: abs, stdio: 'inherit' });
   }
 }
@@ -219,17 +219,18 @@ const STEPS = [
   { id: 'c', name: '(c) ResNet KD 16/32/64 <- 32/64/128, b64', n: { cpu: 1, wasm: 5 } },
 ];
 /**
- * The same steps through the framework: a kd-core Engine built from a spec (zoo models, loss
+ * The same steps through the framework: the engine's run of a spec (zoo models, loss
  * plugins, the bus, batches gathered from a dataset), stepped with `engine.stepper()`. Measured on
  * wasm only (the cpu side of (c) alone takes minutes per step). (c) uses the zoo ResNets, which have
  * batch norm; the hand-written (c) has none, so (c) compares similar, not identical, networks.
  */
 async function buildFramework(tf, id) {
-  const { Engine, RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { prepareRun } = require(path.join(ROOT, 'packages/engine/dist'));
   const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
   const adam = { name: 'adam', lr: 1e-3, weightDecay: 0 };
   const kd = [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { temperature: 4 } }];
-  const teacherTrain = { epochs: 1, maxBatches: 1 };
+  const teacherTrain = { epochs: 1, maxBatches: 1, batchSize: 64, optimizer: adam };
   const specs = {
     a: { teacher: { model: 'mlp-teacher', seed: 1, train: teacherTrain }, student: { model: 'mlp-student' }, batch: 128, plugins: kd },
     b: { student: { model: 'cnn-small' }, batch: 64, plugins: [{ use: 'loss/cross-entropy' }] },
@@ -253,7 +254,7 @@ async function buildFramework(tf, id) {
     teacherCache: 'off',
   });
   const backend = { name: tf.getBackend(), label: 'bench', requested: tf.getBackend(), skipped: [] };
-  const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null, backend });
+  const engine = await prepareRun(spec, { registry: defaultRegistry(), cacheDir: null, backend });
   const stepper = await engine.stepper();
   return { step: () => stepper.step(), dispose: () => engine.dispose() };
 }

@@ -41,7 +41,8 @@ const backend = option('backend', 'wasm');
 async function main() {
   const tf = require('@tensorflow/tfjs-core');
   tf.env().set('PROD', true);
-  const { Engine, RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { prepareRun } = require(path.join(ROOT, 'packages/engine/dist'));
   const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
   const adam = { name: 'adam', lr: 0.001, weightDecay: 0 };
   const spec = RunSpec.parse({
@@ -60,7 +61,7 @@ async function main() {
   });
   const log = (l) => process.stderr.write(`${l}\n`);
   const t0 = Date.now();
-  const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: path.join(ROOT, '.kd-cache'), log });
+  const engine = await prepareRun(spec, { registry: defaultRegistry(), cacheDir: path.join(ROOT, '.kd-cache'), log });
   const stepper = await engine.stepper();
   const prepSeconds = (Date.now() - t0) / 1000;
   const load0 = os.loadavg();

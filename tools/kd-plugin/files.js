@@ -22,8 +22,10 @@ function pluginFiles({ name, id, directory = 'packages', scope = '@tfkd' }) {
     exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './package.json': './package.json' },
     files: ['dist', '!dist/**/*.spec.*', 'README.md'],
     scripts: { build: 'tsc -p tsconfig.lib.json', test: 'jest', lint: 'eslint src' },
+    // kd-core is the whole contract a plugin package needs; the engine only runs its contract tests.
     dependencies: { '@tfkd/kd-core': '^0.1.0', inversify: '^7.11.0', zod: '^4.6.7' },
     peerDependencies: { '@tensorflow/tfjs-core': '^4.22.0' },
+    devDependencies: { '@tfkd/engine': '^0.1.0' },
   };
   return [
     [`${root}/package.json`, JSON.stringify(pkg, null, 2) + '\n'],
@@ -44,7 +46,7 @@ function pluginFiles({ name, id, directory = 'packages', scope = '@tfkd' }) {
     [
       `${root}/src/${name}.ts`,
       `import * as tf from '@tensorflow/tfjs-core';
-import { defineLoss } from '@tfkd/kd-core';
+import { defineLoss, studentOption, targetLogits, teacherOption } from '@tfkd/kd-core';
 import { z } from 'zod';
 
 /**
@@ -60,17 +62,21 @@ export function ${fn}(zs: tf.Tensor, zt: tf.Tensor, opts: { temperature: number 
   });
 }
 
+// One definition: the roles it reads are declared once in \`requires\` (kd-core checks them at
+// start-up); a loss with adapters or other state builds them in \`setup(options, deps)\` and gets
+// them back as \`compute\`'s fourth argument (docs/writing-a-plugin.md).
 export const ${fn}Loss = defineLoss({
   id: '${pluginId}',
   describe: 'mean squared difference of softened student and teacher probabilities',
   options: z
     .object({
       temperature: z.number().positive().default(4).describe('softmax temperature T'),
-      teacher: z.string().default('teacher').describe('role whose logits are the target'),
+      student: studentOption,
+      teacher: teacherOption,
     })
     .strict(),
-  requires: (o) => ({ roles: ['student', o.teacher] }),
-  compute: (ctx, o) => ${fn}(ctx.outputs('student').logits, ctx.outputs(o.teacher).logits, o),
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => ${fn}(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), o),
 });
 `,
     ],
@@ -92,7 +98,8 @@ export const kdModule = new ContainerModule((o) => {
       `${root}/src/${name}.spec.ts`,
       `import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { describePluginContract, finiteDifferenceCheck } from '@tfkd/kd-core/testing';
+import { describePluginContract } from '@tfkd/engine/testing';
+import { finiteDifferenceCheck } from '@tfkd/kd-core/testing';
 import { ${fn} } from './${name}';
 import { kdModule } from './index';
 
@@ -134,7 +141,7 @@ plugins:
     weight: 0.5
 \`\`\`
 
-\`npm test\` runs the value test, the finite-difference gradient check and kd-core's plugin contract
+\`npm test\` runs the value test, the finite-difference gradient check and the plugin contract (\`@tfkd/engine/testing\`)
 (registration, option errors, no tensor leaks, stacking with a sampler). See docs/writing-a-plugin.md.
 `,
     ],

@@ -1,4 +1,4 @@
-import { Engine } from '@tfkd/engine';
+import { prepareRun } from '@tfkd/engine';
 import { loadPluginStates } from '@tfkd/engine/node';
 import { parseSpec } from '@tfkd/kd-core';
 import * as fs from 'fs';
@@ -58,7 +58,7 @@ describe('kd run writes adapters/ next to the student', () => {
       [32, 4],
     ]);
 
-    const engine = new Engine(parseSpec(text, file), { registry: defaultRegistry(), cacheDir: path.join(tmp, 'cache') });
+    const engine = await prepareRun(parseSpec(text, file), { registry: defaultRegistry(), cacheDir: path.join(tmp, 'cache') });
     await engine.prepare();
     const fitnets = engine.pluginInstances().find((p) => p.name === 'loss/fitnets')!.plugin;
     const fresh = fitnets.variables!().map((v) => Array.from(v.dataSync()));

@@ -23,7 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ERROR_CODES, isKdError, parseSpec, type KdError } from '@tfkd/kd-core';
+import { ERROR_CODES, isKdError, parseSpec, type KdError, type LifecycleBus } from '@tfkd/kd-core';
 import { main } from './main';
 import { runCommand } from './run';
 
@@ -109,6 +109,9 @@ interface Outcome {
   ms: number;
 }
 
+/** Errors that only training can reveal; every other code is a start-up error, raised before any step. */
+const RUNTIME_CODES: string[] = ['KD_LOSS_NONFINITE', 'KD_PLUGIN_FAILED', 'KD_INTERRUPTED', 'KD_OUTPUT_WRITE'];
+
 const leftover = (name: string) => /\.partial-|\.old-|\.tmp-/.test(name);
 
 function walk(dir: string): string[] {
@@ -142,8 +145,10 @@ async function runCase(text: string, sets: string[] = []): Promise<Outcome> {
   const t0 = Date.now();
   let error: unknown;
   let ok = false;
+  let steps = 0;
+  const observe = (bus: LifecycleBus) => void bus.events$.subscribe((e) => void (e.hook === 'batchEnd' && steps++));
   try {
-    await withTimeout(runCommand(specFile, { out, set: sets, cacheDir, quiet: true }), CASE_MS, `kd run ${specFile} ${sets.join(' ')}`);
+    await withTimeout(runCommand(specFile, { out, set: sets, cacheDir, quiet: true, observe }), CASE_MS, `kd run ${specFile} ${sets.join(' ')}`);
     ok = true;
   } catch (e) {
     error = e;
@@ -186,6 +191,9 @@ async function runCase(text: string, sets: string[] = []): Promise<Outcome> {
     expect(e.path && e.path.length > 0 ? e.path : `no path for ${e.code}: ${e.message}`).toBe(e.path);
     expect(e.fix && e.fix.length > 0 ? e.fix : `no fix for ${e.code}: ${e.message}`).toBe(e.fix);
     expect(e.format().startsWith(`${e.code} at ${e.path}: `)).toBe(true);
+    // a spec error is found by the plan, before any weight moves (teachers included); only what
+    // happens while training (a loss turning NaN, a plugin failing in a hook) comes after a step
+    if (!RUNTIME_CODES.includes(e.code)) expect({ steps, code: e.code, context }).toEqual({ steps: 0, code: e.code, context });
     // a failed run leaves no run folder (the parent may exist: it is made before training starts);
     // the only thing allowed beside it is `run.incomplete` kept for `--resume`, and then it must hold
     // a checkpoint and no owner (a staging folder that nobody can resume is a leftover)

@@ -29,6 +29,8 @@ export interface RunOptions {
   signals?: boolean;
   /** Check the spec and print its plan (every run it implies, in order), without training anything. */
   plan?: boolean;
+  /** Called with the bus of every engine the run creates (teachers, generations, the run): observers. */
+  observe?: EngineOptions['observe'];
 }
 
 export interface RunOutcome {
@@ -152,7 +154,10 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
     specDir: path.dirname(path.resolve(specFile)),
     cacheDir: opts.cacheDir ?? '.kd-cache',
     log,
-    observe: opts.quiet ? undefined : (bus, phase) => attachProgress(bus, phase),
+    observe: (bus, phase) => {
+      if (!opts.quiet) attachProgress(bus, phase);
+      opts.observe?.(bus, phase);
+    },
     resume: state,
     shouldStop: () => stop.signal !== null,
     onCheckpoint: (s) => {

@@ -6,7 +6,7 @@
  * allocations make it meaningless at this length).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Engine } from '@tfkd/engine';
+import { prepareRun } from '@tfkd/engine';
 import { RunSpec } from '@tfkd/kd-core';
 import { defaultRegistry } from './modules';
 
@@ -35,7 +35,7 @@ it('240 stacked UNIX + attention + Hinton + CE steps on wasm: numTensors flat af
       { use: 'loss/cross-entropy', weight: 0.1 },
     ],
   });
-  const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null });
+  const engine = await prepareRun(spec, { registry: defaultRegistry(), cacheDir: null });
   try {
     const stepper = await engine.stepper();
     expect(tf.getBackend()).toBe('wasm');

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Engine } from '@tfkd/engine';
+import { Engine, planRun, startPlan } from '@tfkd/engine';
 import { RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { MODEL_ZOO } from '@tfkd/models';
 import { defaultRegistry } from './modules';
@@ -18,7 +18,10 @@ async function oneStep(backend: 'cpu' | 'wasm', over: Partial<RunSpecInput>): Pr
     plugins: [{ use: 'loss/cross-entropy' }],
     ...over,
   });
-  const engine = new Engine(spec, { registry: defaultRegistry(), cacheDir: null });
+  // A multi-generation spec (born-again): one engine run of the spec as written (its first generation).
+  const registry = defaultRegistry();
+  const plan = await planRun(spec, { registry, cacheDir: null });
+  const engine = plan.generations ? new Engine(spec, { registry, data: plan.data, backend: plan.backend }) : await startPlan(plan, { registry });
   try {
     const r = await engine.run();
     // Every student's weights (one student, or student.0, student.1, … in online runs).

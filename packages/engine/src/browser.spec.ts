@@ -35,7 +35,10 @@ const workspaceSources: esbuild.Plugin = {
     build.onResolve({ filter: /^@tfkd\/[a-z0-9-]+(\/(testing|node))?$/ }, (args) => {
       const [, pkg, sub] = /^@tfkd\/([a-z0-9-]+)(?:\/(testing|node))?$/.exec(args.path) as RegExpExecArray;
       const file = path.join(ROOT, 'packages', pkg, 'src', sub ?? '', 'index.ts');
-      if (!fs.existsSync(file)) return { errors: [{ text: `no workspace package source for '${args.path}' (${path.relative(ROOT, file)})` }] };
+      if (!fs.existsSync(file))
+        return {
+          errors: [{ text: `no workspace package source for '${args.path}' (${path.relative(ROOT, file)})` }],
+        };
       return { path: file };
     });
   },
@@ -77,10 +80,19 @@ async function bundle(): Promise<{ js: string | null; errors: string }> {
 
 /** A one-page server on 127.0.0.1 (an ephemeral port): `/` is the page, `/kd.js` the bundle. */
 async function serve(js: string): Promise<{ server: http.Server; url: string }> {
-  const html = '<!doctype html><html><head><meta charset="utf-8"><title>tfkd</title><link rel="icon" href="data:,"></head><body><script src="/kd.js"></script></body></html>';
+  const html =
+    '<!doctype html><html><head><meta charset="utf-8"><title>tfkd</title><link rel="icon" href="data:,"></head><body><script src="/kd.js"></script></body></html>';
   const server = http.createServer((req, res) => {
-    const [type, body] = req.url === '/kd.js' ? ['text/javascript', js] : req.url === '/' ? ['text/html', html] : [null, 'not found'];
-    res.writeHead(type ? 200 : 404, { 'content-type': `${type ?? 'text/plain'}; charset=utf-8`, 'cache-control': 'no-store' });
+    const [type, body] =
+      req.url === '/kd.js'
+        ? ['text/javascript', js]
+        : req.url === '/'
+          ? ['text/html', html]
+          : [null, 'not found'];
+    res.writeHead(type ? 200 : 404, {
+      'content-type': `${type ?? 'text/plain'}; charset=utf-8`,
+      'cache-control': 'no-store',
+    });
     res.end(body);
   });
   await new Promise<void>((resolve, reject) => {
@@ -96,6 +108,7 @@ let built: { js: string | null; errors: string } | null = null;
 
 afterAll(async () => {
   await browser?.close();
+  server?.closeAllConnections();
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
 });
 
@@ -103,14 +116,18 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
   it('bundles kd-core, engine and losses-logit for the browser with no Node built-ins', async () => {
     built = await bundle();
     if (!built.js) {
-      throw new Error(`esbuild could not bundle ${path.relative(ROOT, ENTRY)} for the browser (no externals, no shims):\n${built.errors}`);
+      throw new Error(
+        `esbuild could not bundle ${path.relative(ROOT, ENTRY)} for the browser (no externals, no shims):\n${built.errors}`,
+      );
     }
     expect(built.js.length).toBeGreaterThan(0);
   }, 120_000);
 
   it('runs Hinton KD on the cpu backend: total loss and KD term fall, accuracy in [0, 1]', async () => {
     if (!fs.existsSync(CHROMIUM)) {
-      throw new Error(`no Chromium at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\` (CI does, in .ci/run), or set TFKD_CHROMIUM`);
+      throw new Error(
+        `no Chromium at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\` (CI does, in .ci/run), or set TFKD_CHROMIUM`,
+      );
     }
     built ??= await bundle();
     if (!built.js) throw new Error(`the browser bundle failed (see the bundling test):\n${built.errors}`);
@@ -118,24 +135,37 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
     server = served.server;
 
     // playwright gives the browser a fresh temporary profile (--user-data-dir) of its own.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60_000 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 60_000,
+    });
     const page = await browser.newPage();
     const logs: string[] = [];
     page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
     // An uncaught error (say `process is not defined` while the bundle's modules load) ends the wait.
-    const pageError = new Promise<never>((_, reject) => page.on('pageerror', (e) => reject(new Error(`uncaught in the page: ${e.stack ?? e.message}`))));
+    const pageError = new Promise<never>((_, reject) =>
+      page.on('pageerror', (e) => reject(new Error(`uncaught in the page: ${e.stack ?? e.message}`))),
+    );
     pageError.catch(() => undefined);
 
     await page.goto(served.url);
     let kd: BrowserKdResult;
     try {
-      await Promise.race([page.waitForFunction('globalThis.__kd !== undefined', undefined, { timeout: RUN_TIMEOUT_MS }), pageError]);
+      await Promise.race([
+        page.waitForFunction('globalThis.__kd !== undefined', undefined, { timeout: RUN_TIMEOUT_MS }),
+        pageError,
+      ]);
       kd = (await page.evaluate('globalThis.__kd')) as BrowserKdResult;
     } catch (e) {
       throw new Error(`${(e as Error).message}\npage console:\n${logs.join('\n') || '(empty)'}`);
     }
 
-    if (!kd.ok) throw new Error(`the run failed in the browser:\n${kd.error}\npage console:\n${logs.join('\n') || '(empty)'}`);
+    if (!kd.ok)
+      throw new Error(
+        `the run failed in the browser:\n${kd.error}\npage console:\n${logs.join('\n') || '(empty)'}`,
+      );
     expect(kd.backend).toBe('cpu');
     expect(kd.loss).toHaveLength(3);
     expect(kd.hintonKd).toHaveLength(3);
@@ -146,6 +176,8 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
     expect(kd.accuracy).toBeGreaterThanOrEqual(0);
     expect(kd.accuracy).toBeLessThanOrEqual(1);
     // Accuracy is a fraction of the fixture's test split: a multiple of 1/n.
-    expect(Math.abs(kd.accuracy * kd.testSamples - Math.round(kd.accuracy * kd.testSamples))).toBeLessThan(1e-6);
+    expect(Math.abs(kd.accuracy * kd.testSamples - Math.round(kd.accuracy * kd.testSamples))).toBeLessThan(
+      1e-6,
+    );
   }, 120_000);
 });

@@ -124,7 +124,7 @@ async function standIn(spec: RunSpec, opts: EngineOptions & { data: DataSplits; 
 
 /** The plan as `kd run --plan` prints it: one line per run, in execution order. */
 export function describePlan(plan: Plan): string[] {
-  const lines = [`plan: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}, data ${plan.data.train.name} (${plan.data.train.labels.length} train / ${plan.data.test.labels.length} test), backend ${plan.backend.name}`];
+  const lines = [`plan: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}, data ${plan.spec.data.name}${plan.data.train.source !== plan.spec.data.name ? ` ${plan.data.train.source}` : ''} (${plan.data.train.labels.length} train / ${plan.data.test.labels.length} test), backend ${plan.backend.name}`];
   plan.runs.forEach((r, i) => {
     const t = r.train;
     const opt = `${t.optimizer.name} lr ${t.optimizer.lr}${t.optimizer.name === 'sgd' && t.optimizer.momentum ? ` momentum ${t.optimizer.momentum}` : ''}${t.optimizer.weightDecay ? ` wd ${t.optimizer.weightDecay}` : ''}`;

@@ -146,6 +146,8 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
       inputShape,
       roles: [...roles.values()].map((r) => r.info),
       rng: ctx.dryRun ? copyRng(p.rng) : p.rng,
+      log: ctx.log,
+      storage: ctx.storage,
       specPath: p.specPath,
       tapShape(tap: string) {
         const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);

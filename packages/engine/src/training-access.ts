@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { viewFor } from './context';
-import { batchTensors, type CostLedger, type Dataset, epochBatches, KdError, type RoleOutputs, type TrainingAccess } from '@tfkd/kd-core';
+import { batchTensors, type CostLedger, type Dataset, epochBatches, KdError, type TrainingAccess } from '@tfkd/kd-core';
 import type { RoleRuntime } from './roles';
 
 /** The engine's implementation, built in `setup.ts` once the roles exist. */

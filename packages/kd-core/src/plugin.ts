@@ -2,6 +2,7 @@ import type { Variable } from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import type { HookHandler, HookName, RoleInfo, Stage } from './hooks';
 import type { Rng } from './rng';
+import type { Storage } from './storage';
 import type { TrainingAccess } from './training-access';
 
 export type PluginKind = 'loss' | 'sampler' | 'metric' | 'observer' | 'method';
@@ -40,6 +41,13 @@ export interface PluginDeps {
   layerShapes?(role: string): { layer: string; shape: number[] }[];
   /** Seeded generator owned by this plugin instance. */
   rng: Rng;
+  /** A line for the run's log (stderr in the CLI). Set by the engine; absent in hand-made deps. */
+  log?(line: string): void;
+  /**
+   * The run's storage port (files on Node, what the host gives in a browser), for a plugin that keeps
+   * files of its own. Set by the engine; absent in hand-made deps.
+   */
+  storage?: Storage;
   /** The spec path of this entry (`plugins[2]`), for error messages. */
   specPath: string;
   /**

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, runSpec } from '@tfkd/engine';
+import { Registry, prepareRun, runSpec } from '@tfkd/engine';
 import { RunSpec, definePlugin, type BatchSummary, type KdError, type Plugin, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
@@ -135,7 +135,7 @@ describe('Engine runs', () => {
       },
     };
     const registry = new Registry([testModule(spy), logitLossesModule]);
-    const engine = new Engine(base({ plugins: [{ use: 'loss/fitnets', with: { pairs: pair } }] }), { registry });
+    const engine = await prepareRun(base({ plugins: [{ use: 'loss/fitnets', with: { pairs: pair } }] }), { registry });
     const stepper = await engine.stepper();
     const vars = (plugin as unknown as Plugin).variables?.() ?? [];
     expect(vars.map((v) => v.shape)).toEqual([[8, 8], [8]]);
@@ -151,10 +151,12 @@ describe('Engine runs', () => {
 describe('start-up shape errors (KD_SHAPE_MISMATCH, before any training)', () => {
   const prepareError = async (plugins: RunSpecInput['plugins'], teacher: RunSpecInput['teacher'] = { model: 'test-conv', seed: 11, train: { epochs: 1 } }) => {
     const registry = new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]);
-    const engine = new Engine(base({ data: { name: 'blobs', train: 8, test: 4 }, teacher, student: { model: 'test-conv' }, plugins }), { registry });
-    const e = await engine.prepare().then(() => null, (x) => x as KdError);
-    engine.dispose();
-    if (!e) throw new Error('expected prepare() to fail');
+    // planned, not trained: the teacher (trained from labels) is checked as an untrained model
+    const e = await prepareRun(base({ data: { name: 'blobs', train: 8, test: 4 }, teacher, student: { model: 'test-conv' }, plugins }), { registry }).then(
+      (engine) => void engine.dispose(),
+      (x) => x as KdError,
+    );
+    if (!e) throw new Error('expected the plan to fail');
     return e;
   };
 
@@ -170,9 +172,10 @@ describe('start-up shape errors (KD_SHAPE_MISMATCH, before any training)', () =>
     const e = await prepareError([{ use: 'loss/attention', with: { pairs: pair } }], { model: 'test-dense', seed: 11, train: { epochs: 1 } });
     expect(e.code).toBe('KD_TAP_UNKNOWN'); // student test-conv has no fc1
     const registry = new Registry([testModule(), logitLossesModule, featureLossesModule]);
-    const engine = new Engine(base({ data: { name: 'blobs', train: 8, test: 4 }, plugins: [{ use: 'loss/nst', with: { pairs: pair } }] }), { registry });
-    await expect(engine.prepare()).rejects.toMatchObject({ code: 'KD_SHAPE_MISMATCH', path: 'plugins[0].with.pairs[0][0]' });
-    engine.dispose();
+    await expect(prepareRun(base({ data: { name: 'blobs', train: 8, test: 4 }, plugins: [{ use: 'loss/nst', with: { pairs: pair } }] }), { registry })).rejects.toMatchObject({
+      code: 'KD_SHAPE_MISMATCH',
+      path: 'plugins[0].with.pairs[0][0]',
+    });
   });
 
   it('FSP: channel counts that differ name both matrices', async () => {

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, parseTap, type PluginDeps, type TrainingAccess } from '@tfkd/kd-core';
+import { KdError, defineLoss, parseTap, type PluginDeps, type TrainingAccess } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineFeatureLoss, pairMismatch, pairsOption, readTap, requireRank, type TapPair } from './common';
+import { pairMismatch, pairTaps, pairsOption, readTap, requireRank, type TapPair } from './common';
 import { flatten2d, l2Normalize, poolToSmaller, spatiallyOrdered, sumScalars } from './ops';
 import { ConvStack, Paraphraser, asMap, factorChannels, pretrainParaphraser, translator } from './paraphraser';
 
@@ -139,13 +139,13 @@ function checkPair(o: z.output<typeof factorTransferSchema>, deps: PluginDeps, p
  * `runStart`; a buffer) on the teacher tap and a translator (trained with the student; a variable)
  * on the student tap.
  */
-export const factorTransferLossDef = defineFeatureLoss({
+export const factorTransferLossDef = defineLoss({
   id: 'loss/factor-transfer',
   describe:
     'Factor transfer (Kim et al. 2018): a paraphraser (conv autoencoder, rate k = 0.5) is pre-trained on the teacher tap by reconstruction (30 epochs, on runStart), then frozen; a translator on the student tap is trained with the student on mean |φ(F_s) − φ(F_t)|, φ = l2normalize(mean_c F²) as RepDistiller FT.py (factor: flat for the paper\'s F/‖F‖₂); recommended weight 200 (RepDistiller -b 200)',
   options: factorTransferSchema,
-  taps: (o) => o.pairs.flat(),
-  create(o, deps) {
+  requires: (o) => ({ taps: pairTaps(o.pairs) }),
+  setup(o, deps) {
     o.pairs.forEach((pair, i) => checkPair(o, deps, pair as TapPair, i));
     const training = deps.training;
     if (o.paraphraserEpochs > 0 && !training) {
@@ -160,26 +160,30 @@ export const factorTransferLossDef = defineFeatureLoss({
     );
     const state: FtState = { pretrained: false, reconstruction: o.pairs.map(() => []) };
     return {
+      paras,
+      trans,
       variables: trans.flatMap((t) => t.variables),
       buffers: paras.flatMap((p) => p.variables),
-      async runStart(info) {
-        // A resumed run gets the paraphraser (a buffer) and this state back from its checkpoint right after runStart.
-        if (info.resumed || state.pretrained || o.paraphraserEpochs === 0 || !training) return;
-        const names = deps.roles.map((r) => r.name);
-        for (const [i, [, t]] of o.pairs.entries()) {
-          const { role, layer } = parseTap(t, names, `${deps.specPath}.with.pairs[${i}][1]`);
-          const features = teacherFeatures(training, role, layer, deps.tapShape(t));
-          state.reconstruction[i] = await pretrainParaphraser(paras[i], {
-            epochs: o.paraphraserEpochs,
-            lr: o.paraphraserLr,
-            momentum: o.paraphraserMomentum,
-            weightDecay: o.paraphraserWeightDecay,
-            batches: (e) => training.batches(e),
-            features,
-            onEpoch: (e, loss) => training.log(`${deps.name}: paraphraser on ${t}, pre-training epoch ${e}/${o.paraphraserEpochs}, reconstruction MSE ${loss.toPrecision(4)}`),
-          });
-        }
-        state.pretrained = true;
+      hooks: {
+        async runStart(info) {
+          // A resumed run gets the paraphraser (a buffer) and this state back from its checkpoint right after runStart.
+          if (info.resumed || state.pretrained || o.paraphraserEpochs === 0 || !training) return;
+          const names = deps.roles.map((r) => r.name);
+          for (const [i, [, t]] of o.pairs.entries()) {
+            const { role, layer } = parseTap(t, names, `${deps.specPath}.with.pairs[${i}][1]`);
+            const features = teacherFeatures(training, role, layer, deps.tapShape(t));
+            state.reconstruction[i] = await pretrainParaphraser(paras[i], {
+              epochs: o.paraphraserEpochs,
+              lr: o.paraphraserLr,
+              momentum: o.paraphraserMomentum,
+              weightDecay: o.paraphraserWeightDecay,
+              batches: (e) => training.batches(e),
+              features,
+              onEpoch: (e, loss) => training.log(`${deps.name}: paraphraser on ${t}, pre-training epoch ${e}/${o.paraphraserEpochs}, reconstruction MSE ${loss.toPrecision(4)}`),
+            });
+          }
+          state.pretrained = true;
+        },
       },
       getState: () => ({ pretrained: state.pretrained, reconstruction: state.reconstruction.map((r) => [...r]) }),
       setState(s) {
@@ -187,12 +191,12 @@ export const factorTransferLossDef = defineFeatureLoss({
         state.pretrained = Boolean(v.pretrained);
         if (Array.isArray(v.reconstruction)) state.reconstruction = v.reconstruction.map((r) => [...r]);
       },
-      compute: (ctx) =>
-        sumScalars(
-          o.pairs.map(([s, t], i) =>
-            factorTransferLoss(trans[i].apply(readTap(ctx, s, false)), paras[i].factor(readTap(ctx, t, true)), { p: o.p, factor: o.factor }),
-          ),
-        ),
     };
   },
+  compute: (ctx, o, _deps, { paras, trans }) =>
+    sumScalars(
+      o.pairs.map(([s, t], i) =>
+        factorTransferLoss(trans[i].apply(readTap(ctx, s, false)), paras[i].factor(readTap(ctx, t, true)), { p: o.p, factor: o.factor }),
+      ),
+    ),
 });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry } from '@tfkd/engine';
+import { prepareRun, Registry } from '@tfkd/engine';
 import { RunSpec, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
@@ -21,7 +21,8 @@ const spec = (over: Partial<RunSpecInput> = {}): RunSpec =>
     seed: 5,
     backend: 'cpu',
     data: { name: 'blobs', train: 24, test: 4 },
-    teacher: { model: 'test-conv', seed: 11, train: { epochs: 1 } },
+    // A teacher's recipe is its own (the run's `train` is the student's): spelled out as the student's.
+    teacher: { model: 'test-conv', seed: 11, train: { epochs: 1, batchSize: 8, optimizer: { name: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0 } } },
     student: { model: 'test-conv' },
     train: { epochs: 1, batchSize: 8, optimizer: { name: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0 } },
     evalEvery: 100,
@@ -35,7 +36,7 @@ const values = (vs: readonly tf.Variable[]) => vs.map((v) => Array.from(v.dataSy
 
 describe('a FitNets hint stage (stages: with trainUpTo)', () => {
   it('trains only the student up to the guided layer and the regressor; the main phase continues with the same regressor instance', async () => {
-    const engine = new Engine(spec(), { registry: new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]), cacheDir: null });
+    const engine = await prepareRun(spec(), { registry: new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]), cacheDir: null });
     await engine.prepare();
     const fitnets = engine.pluginInstances().filter((p) => p.id === 'loss/fitnets');
     expect(fitnets).toHaveLength(1);
@@ -104,7 +105,7 @@ describe('a FitNets hint stage (stages: with trainUpTo)', () => {
   });
 
   it('RepDistiller-style init stage for AB: the connector and the student trained on the feature loss alone, then distilled', async () => {
-    const engine = new Engine(
+    const engine = await prepareRun(
       spec({
         plugins: [{ use: 'loss/cross-entropy' }, { use: 'loss/activation-boundary', with: { pairs: [['student.c2', 'teacher.c2']] } }],
         stages: [{ name: 'init', epochs: 1, plugins: [{ name: 'loss/activation-boundary' }] }],

@@ -1,7 +1,7 @@
 export { Adapter, planAdapter, type AdapterPlan } from './adapters';
 export { activationBoundary, activationBoundaryLoss, activationBoundarySchema } from './activation-boundary';
 export { attentionLoss, attentionLossDef, attentionMap, attentionSchema, attentionVector, type AttentionOptions } from './attention';
-export { defineFeatureLoss, pairsOption, readTap, type FeatureLossDefinition, type FeatureLossInstance, type NamedTerm, type TapPair } from './common';
+export { pairTaps, pairsOption, readTap, type TapPair } from './common';
 export { crdInBatch, crdLoss, crdSchema } from './crd';
 export {
   NCE_EPS,

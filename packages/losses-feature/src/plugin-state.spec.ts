@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, savePluginStates } from '@tfkd/engine';
+import { Engine, prepareRun, Registry, savePluginStates } from '@tfkd/engine';
 import { loadPluginStates } from '@tfkd/engine/node';
 import { Rng, RunSpec, type LossTerm, type Plugin, type RunSpecInput, type StepContext } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
@@ -69,7 +69,7 @@ describe('adapters saved with the student (kd-core savePluginStates / loadPlugin
   it('round trip: save after a run → load into fresh instances → identical loss on the same batch', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-adapters-'));
     const registry = () => new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]);
-    const a = new Engine(spec(5), { registry: registry(), cacheDir: null });
+    const a = await prepareRun(spec(5), { registry: registry(), cacheDir: null });
     await a.run();
     const saved = await savePluginStates(a.pluginInstances(), (file, data) => fs.writeFileSync(path.join(dir, file), data));
     // attention has no state; cross-entropy neither
@@ -101,7 +101,7 @@ describe('adapters saved with the student (kd-core savePluginStates / loadPlugin
     a.dispose();
 
     // a fresh run prepared from the same entries (another seed: other initial adapters)
-    const b = new Engine(spec(6), { registry: registry(), cacheDir: null });
+    const b = await prepareRun(spec(6), { registry: registry(), cacheDir: null });
     await b.prepare();
     const fresh = ids.map((id) => lossOn(pluginOf(b, id)));
     fresh.forEach((v, i) => expect(Math.abs(v - reference[i])).toBeGreaterThan(1e-4));
@@ -117,11 +117,11 @@ describe('adapters saved with the student (kd-core savePluginStates / loadPlugin
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-adapters-'));
     const registry = () => new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]);
     const one = (dim: number) => spec(5, { plugins: [{ use: 'loss/crd', with: { pairs: [['student.c2', 'teacher.c2']], dim, mode: 'in-batch' } }] });
-    const a = new Engine(one(4), { registry: registry(), cacheDir: null });
+    const a = await prepareRun(one(4), { registry: registry(), cacheDir: null });
     await a.prepare();
     await savePluginStates(a.pluginInstances(), (file, data) => fs.writeFileSync(path.join(dir, file), data));
     a.dispose();
-    const b = new Engine(one(3), { registry: registry(), cacheDir: null });
+    const b = await prepareRun(one(3), { registry: registry(), cacheDir: null });
     await b.prepare();
     expect(() => loadPluginStates(dir, b.pluginInstances())).toThrow(
       expect.objectContaining({ code: 'KD_SHAPE_MISMATCH', message: expect.stringContaining('variables/0 [16,3]') }),

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry } from '@tfkd/engine';
+import { Engine, prepareRun, Registry } from '@tfkd/engine';
 import { RunSpec, definePlugin, epochBatches, type KdError, type Plugin, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
@@ -43,7 +43,7 @@ describe('loss/factor-transfer in a run: paraphraser pre-trained on runStart, th
         { use: 'loss/factor-transfer', with: { pairs: [['student.c1', 'teacher.c2']], paraphraserEpochs: 4, paraphraserLr: 0.05 }, weight: 10 },
       ],
     });
-    const engine = new Engine(spec, { registry, cacheDir: null, log: (l) => logs.push(l) });
+    const engine = await prepareRun(spec, { registry, cacheDir: null, log: (l) => logs.push(l) });
     await engine.prepare();
     const ft = instance(engine, 'loss/factor-transfer');
     const buffers = ft.buffers?.() ?? [];
@@ -81,7 +81,7 @@ describe('loss/factor-transfer in a run: paraphraser pre-trained on runStart, th
   it('a resumed run does not pre-train again (its checkpoint restores the paraphraser after runStart)', async () => {
     const registry = new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]);
     const spec = base({ plugins: [{ use: 'loss/cross-entropy' }, { use: 'loss/factor-transfer', with: { pairs: [['student.c2', 'teacher.c2']], paraphraserEpochs: 2 } }] });
-    const engine = new Engine(spec, { registry, cacheDir: null });
+    const engine = await prepareRun(spec, { registry, cacheDir: null });
     await engine.prepare();
     const ft = instance(engine, 'loss/factor-transfer');
     const before = values(ft.buffers?.() ?? []);
@@ -96,10 +96,13 @@ describe('loss/factor-transfer in a run: paraphraser pre-trained on runStart, th
   it('start-up errors: a target tap that is not a teacher\'s; a rate that leaves no factor channel', async () => {
     const registry = new Registry([testModule(), testConvModule, logitLossesModule, featureLossesModule]);
     const fail = async (w: Record<string, unknown>) => {
-      const engine = new Engine(base({ data: { name: 'blobs', train: 8, test: 4 }, plugins: [{ use: 'loss/factor-transfer', with: w }] }), { registry, cacheDir: null });
-      const e = await engine.prepare().then(() => null, (x) => x as KdError);
-      engine.dispose();
-      return e;
+      return prepareRun(base({ data: { name: 'blobs', train: 8, test: 4 }, plugins: [{ use: 'loss/factor-transfer', with: w }] }), { registry, cacheDir: null }).then(
+        (engine) => {
+          engine.dispose();
+          return null;
+        },
+        (x) => x as KdError,
+      );
     };
     const e1 = await fail({ pairs: [['teacher.c2', 'student.c2']] });
     expect(e1).toMatchObject({ code: 'KD_SPEC_INVALID', path: 'plugins[0].with.pairs[0][1]' });
@@ -129,7 +132,7 @@ describe('loss/crd mode memory in a run', () => {
   it('clamps K to the smallest other-class pool, sets Z on the first batch, and updates exactly the batch rows of both banks', async () => {
     const logs: string[] = [];
     const registry = new Registry([testModule(), logitLossesModule, featureLossesModule]);
-    const engine = new Engine(base({ ...dense, plugins: [{ use: 'loss/cross-entropy' }, crd] }), { registry, cacheDir: null, log: (l) => logs.push(l) });
+    const engine = await prepareRun(base({ ...dense, plugins: [{ use: 'loss/cross-entropy' }, crd] }), { registry, cacheDir: null, log: (l) => logs.push(l) });
     const stepper = await engine.stepper();
     const plugin = instance(engine, 'loss/crd');
     const [v1, v2] = plugin.buffers?.() ?? [];
@@ -160,7 +163,7 @@ describe('loss/crd mode memory in a run', () => {
 
   it('a sampler that transforms batches (no sample indices) fails the step with KD_PLUGIN_DEPENDENCY naming mode', async () => {
     const registry = new Registry([testModule(mixSampler), logitLossesModule, featureLossesModule]);
-    const engine = new Engine(base({ ...dense, plugins: [{ use: 'test/mix' }, { use: 'loss/cross-entropy' }, crd] }), { registry, cacheDir: null });
+    const engine = await prepareRun(base({ ...dense, plugins: [{ use: 'test/mix' }, { use: 'loss/cross-entropy' }, crd] }), { registry, cacheDir: null });
     const stepper = await engine.stepper();
     expect(() => stepper.step()).toThrow(expect.objectContaining({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins[2].with.mode' }));
     engine.dispose();
@@ -168,7 +171,7 @@ describe('loss/crd mode memory in a run', () => {
 
   it('mode in-batch still runs with the same sampler', async () => {
     const registry = new Registry([testModule(mixSampler), logitLossesModule, featureLossesModule]);
-    const engine = new Engine(base({ ...dense, plugins: [{ use: 'test/mix' }, { use: 'loss/cross-entropy' }, { ...crd, with: { ...crd.with, mode: 'in-batch' } }] }), {
+    const engine = await prepareRun(base({ ...dense, plugins: [{ use: 'test/mix' }, { use: 'loss/cross-entropy' }, { ...crd, with: { ...crd.with, mode: 'in-batch' } }] }), {
       registry,
       cacheDir: null,
     });

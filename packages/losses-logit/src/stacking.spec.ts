@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, runSpec } from '@tfkd/engine';
+import { Engine, prepareRun, Registry, runSpec } from '@tfkd/engine';
 import { RunSpec, definePlugin, type BatchSummary, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { z } from 'zod';
@@ -112,11 +112,8 @@ describe('stacking the losses in an Engine run', () => {
 
   it('a loss whose role option names a missing role fails at start-up with the option path', async () => {
     const registry = new Registry([testModule(), logitLossesModule]);
-    const engine = new Engine(
-      stackedSpec({ plugins: [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { student: 'student.1' } }] }),
-      { registry, cacheDir: null },
-    );
-    await expect(engine.prepare()).rejects.toMatchObject({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins[1]' });
+    const started = prepareRun(stackedSpec({ plugins: [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { student: 'student.1' } }] }), { registry, cacheDir: null });
+    await expect(started).rejects.toMatchObject({ code: 'KD_PLUGIN_DEPENDENCY', path: 'plugins[1]' });
   });
 
   it('DML-style: two students distil from each other with `student`/`teacher` options', async () => {

@@ -1,22 +1,5 @@
-import * as tf from '@tensorflow/tfjs-core';
-import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, oneHotFloat, type PluginDeps, type RoleInfo } from '@tfkd/kd-core';
+import { KdError, type PluginDeps, type PluginRequirements, type RoleInfo } from '@tfkd/kd-core';
 import { z } from 'zod';
-
-/**
- * Softmax cross-entropy of logits `z` [B, K] against integer labels `y` [B], mean over the batch
- * (torch `F.cross_entropy`). Kept here so the package needs no other loss package.
- */
-export function crossEntropy(z: Tensor, y: Tensor): Scalar {
-  return tf.tidy(() => {
-    const k = z.shape[z.rank - 1] as number;
-    return tf.neg(tf.mean(tf.sum(tf.mul(oneHotFloat(y, k), tf.logSoftmax(z)), -1))) as Scalar;
-  });
-}
-
-export function temperatureOption(def: number, where: string): z.ZodDefault<z.ZodNumber> {
-  return z.number().positive().default(def).describe(`softmax temperature T (logits divided by T); default ${def}: ${where}`);
-}
 
 /** The `students` option: which roles form the cohort (empty: every student role of the run). */
 export const studentsOption = z
@@ -52,4 +35,9 @@ export function cohortRoles(deps: PluginDeps, named: readonly string[]): string[
     });
   }
   return cohort;
+}
+
+/** The cohort's roles as requirements: the named ones (none named: every student, which the run always has). */
+export function cohortRequirements(o: { students: string[] }): PluginRequirements {
+  return o.students.length > 0 ? { roles: [...o.students] } : {};
 }

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, definePlugin, klBatchMean, logSoftmaxT, softmaxT, stopGradient, type Plugin, type PluginDeps, type PluginRequirements } from '@tfkd/kd-core';
+import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, softmaxT, stopGradient, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { cohortRoles, crossEntropy, studentsOption, temperatureOption } from './common';
+import { cohortRequirements, cohortRoles, studentsOption } from './common';
 
 /** How a student's peers form its target: one KL per peer (DML) or one KL to the peers' mean (DML_e). */
 export type PeerTarget = 'pairwise' | 'ensemble';
@@ -79,47 +79,34 @@ export const dmlEnsembleSchema = dmlSchema.extend({
 });
 export type DmlEnsembleOptions = z.output<typeof dmlEnsembleSchema>;
 
-/** The plugin instance shared by both ids: a ce and a kl term per cohort member. */
-function dmlPlugin(o: DmlOptions & { average?: 'probs' | 'logits' }, deps: PluginDeps, target: PeerTarget): Plugin {
-  const cohort = cohortRoles(deps, o.students);
-  return {
-    name: deps.name,
-    register(bus) {
-      bus.on('loss', (ctx) => {
-        const logits = cohort.map((role) => ctx.outputs(role).logits);
-        dmlTerms(logits, ctx.batch.y, { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
-          ctx.addLoss({ name: `${deps.name}:${cohort[i]}:ce`, value: t.ce, weight: o.ceWeight });
-          ctx.addLoss({ name: `${deps.name}:${cohort[i]}:kl`, value: t.kl, weight: o.alpha });
-        });
-      });
-    },
-  };
-}
-
-function cohortRequirements(o: { students: string[] }): PluginRequirements {
-  return o.students.length > 0 ? { roles: [...o.students] } : {};
+/** The terms of both ids, per cohort member in cohort order: `<role>:ce` (weight ceWeight) and `<role>:kl` (weight α). */
+function cohortTerms(logits: readonly Tensor[], labels: Tensor, cohort: readonly string[], o: DmlOptions & { average?: 'probs' | 'logits' }, target: PeerTarget): Record<string, WeightedTerm> {
+  const terms: Record<string, WeightedTerm> = {};
+  dmlTerms(logits, labels, { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
+    terms[`${cohort[i]}:ce`] = { value: t.ce, weight: o.ceWeight };
+    terms[`${cohort[i]}:kl`] = { value: t.kl, weight: o.alpha };
+  });
+  return terms;
 }
 
 /** `online/dml`: Deep Mutual Learning, every student of the run trained with CE + α · mean pairwise KL to its peers. */
-export const dmlLossDefinition = definePlugin({
+export const dmlLossDefinition = defineLoss({
   id: 'online/dml',
-  kind: 'loss',
   describe:
     'Deep Mutual Learning (Zhang et al. 2018): for every student i, CE(z_i, y) + α·mean_{j≠i} KL(stopgrad(p_j^T) ‖ p_i^T), α = 0.5, T = 1; terms <name>:<role>:ce and :kl',
   options: dmlSchema,
-  stage: 'default',
   requires: cohortRequirements,
-  create: (o, deps) => dmlPlugin(o, deps, 'pairwise'),
+  setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
+  compute: (ctx, o, _deps, { cohort }) => cohortTerms(cohort.map((role) => ctx.outputs(role).logits), ctx.batch.y, cohort, o, 'pairwise'),
 });
 
 /** `online/dml-ensemble`: DML_e, the KL to the mean of the peers' probabilities. */
-export const dmlEnsembleLossDefinition = definePlugin({
+export const dmlEnsembleLossDefinition = defineLoss({
   id: 'online/dml-ensemble',
-  kind: 'loss',
   describe:
     "DML_e (Zhang et al. 2018): for every student i, CE(z_i, y) + α·KL(mean_{j≠i} stopgrad(p_j^T) ‖ p_i^T), α = 0.5, T = 1; `average: logits` uses softmax of the peers' mean logits",
   options: dmlEnsembleSchema,
-  stage: 'default',
   requires: cohortRequirements,
-  create: (o, deps) => dmlPlugin(o, deps, 'ensemble'),
+  setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
+  compute: (ctx, o, _deps, { cohort }) => cohortTerms(cohort.map((role) => ctx.outputs(role).logits), ctx.batch.y, cohort, o, 'ensemble'),
 });

@@ -1,4 +1,4 @@
-export { cohortRoles, crossEntropy, studentsOption } from './common';
+export { cohortRequirements, cohortRoles, studentsOption } from './common';
 export {
   dmlDivergence,
   dmlEnsembleLossDefinition,

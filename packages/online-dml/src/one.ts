@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, definePlugin, klBatchMean, logSoftmaxT, stopGradient } from '@tfkd/kd-core';
+import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, stopGradient, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { crossEntropy, temperatureOption } from './common';
 
 /** z_e = Σ_i g_i · z_i: branch logits `[B, K]` each, gate `[B, m]` (softmax weights). */
 export function gatedEnsemble(branches: readonly Tensor[], gate: Tensor): Tensor {
@@ -79,18 +78,16 @@ export function branchTap(i: number): string {
 export const GATE_TAP = 'gate';
 
 /** `online/one`: On-the-fly Native Ensemble on one multi-branch model. */
-export const oneLossDefinition = definePlugin({
+export const oneLossDefinition = defineLoss({
   id: 'online/one',
-  kind: 'loss',
   describe:
     'ONE (Lan et al. 2018): Σ_i CE(z_i) + CE(z_e) + T²·Σ_i KL(stopgrad(p_e^T) ‖ p_i^T), z_e = Σ_i g_i z_i, T = 3, m = 3; reads the taps branch0..2 and gate; terms :ce, :ce-ensemble, :kl',
   options: oneSchema,
-  stage: 'default',
   requires: (o) => ({
     roles: [o.student],
     taps: [...Array.from({ length: o.branches }, (_, i) => `${o.student}.${branchTap(i)}`), `${o.student}.${GATE_TAP}`],
   }),
-  create(o, deps) {
+  setup(o, deps) {
     const gateShape = deps.tapShape(`${o.student}.${GATE_TAP}`);
     if (gateShape.length !== 1 || gateShape[0] !== o.branches) {
       throw new KdError('KD_SHAPE_MISMATCH', `'${deps.name}': the tap '${o.student}.${GATE_TAP}' has shape [${gateShape}], expected [${o.branches}] (branches: ${o.branches})`, {
@@ -107,18 +104,12 @@ export const oneLossDefinition = definePlugin({
         });
       }
     }
-    return {
-      name: deps.name,
-      register(bus) {
-        bus.on('loss', (ctx) => {
-          const { taps } = ctx.outputs(o.student);
-          const branches = Array.from({ length: o.branches }, (_, i) => taps[branchTap(i)]);
-          const p = oneTerms(branches, taps[GATE_TAP], ctx.batch.y, o);
-          ctx.addLoss({ name: `${deps.name}:ce`, value: p.ce });
-          ctx.addLoss({ name: `${deps.name}:ce-ensemble`, value: p.ceEnsemble });
-          ctx.addLoss({ name: `${deps.name}:kl`, value: p.kl, weight: sigmoidRampup(ctx.epoch - 1, o.rampup) });
-        });
-      },
-    };
+    return {};
+  },
+  compute(ctx, o) {
+    const { taps } = ctx.outputs(o.student);
+    const branches = Array.from({ length: o.branches }, (_, i) => taps[branchTap(i)]);
+    const p = oneTerms(branches, taps[GATE_TAP], ctx.batch.y, o);
+    return { ce: p.ce, 'ce-ensemble': p.ceEnsemble, kl: { value: p.kl, weight: sigmoidRampup(ctx.epoch - 1, o.rampup) } };
   },
 });

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import type { EvalBatch, EvalReport } from '@tfkd/kd-core';
+import { computeCalibration, type EvalBatch, type EvalReport } from '@tfkd/kd-core';
 import { fakePluginDeps, tidyValue } from '@tfkd/kd-core/testing';
 import { studentRoles } from './__fixtures__/harness';
-import { computeCalibration } from '@tfkd/metrics-ece';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
 
 beforeAll(async () => {

@@ -1,5 +1,4 @@
-import { definePlugin, type EvalBatch, type EvalReport, type PluginDeps } from '@tfkd/kd-core';
-import { CalibrationAccumulator } from '@tfkd/metrics-ece';
+import { CalibrationAccumulator, definePlugin, type EvalBatch, type EvalReport, type PluginDeps } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { studentsOption } from './common';
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, type TrainingState } from '@tfkd/engine';
+import { prepareRun, Registry, type TrainingState } from '@tfkd/engine';
 import { readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
 import { RunSpec } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
@@ -26,7 +26,7 @@ const spec = RunSpec.parse({
 async function run(opts: { stopAfter?: number; resume?: TrainingState } = {}) {
   const checkpoints: TrainingState[] = [];
   let steps = 0;
-  const engine = new Engine(spec, {
+  const engine = await prepareRun(spec, {
     registry: new Registry([testModule(), onlineDmlModule]),
     cacheDir: null,
     resume: opts.resume,

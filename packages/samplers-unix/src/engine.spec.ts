@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Registry, runSpec, type RunResult } from '@tfkd/engine';
+import { prepareRun, Registry, runSpec, type RunResult } from '@tfkd/engine';
 import { RunSpec, definePlugin, type BatchSummary, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
@@ -9,7 +9,10 @@ import { ledgerCostRatio } from './cost';
 import { randomSampler } from './random';
 import { unixSampler, type SamplerPlugin, type Selection } from './unix';
 
-/** The definition with every created instance pushed to `sink` (same id: the real module is not loaded). */
+/**
+ * The definition with every created instance pushed to `sink` (same id: the real module is not loaded).
+ * The plan creates each plugin once to check it (then frees it); the run's instance is the last one.
+ */
 function capturing(def: PluginDefinition, sink: SamplerPlugin[]): PluginDefinition {
   return { ...def, create: (o, d) => sink[sink.push(def.create(o, d) as SamplerPlugin) - 1] };
 }
@@ -36,7 +39,7 @@ function tracer(trace: Trace, samplers: SamplerPlugin[], taps: boolean): PluginD
       register(bus) {
         bus.on('loss', (ctx) => {
           trace.seen.push({ x: Array.from(ctx.batch.x.dataSync()), y: Array.from(ctx.batch.y.dataSync()) });
-          const sel = samplers[0]?.lastSelection() ?? null;
+          const sel = samplers[samplers.length - 1]?.lastSelection() ?? null;
           trace.selections.push(sel && { ...sel, kept: sel.kept.slice(), m: sel.m.slice() });
           if (taps) {
             const s = ctx.outputs('student');

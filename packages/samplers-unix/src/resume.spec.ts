@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, Registry, type TrainingState } from '@tfkd/engine';
+import { prepareRun, Registry, type TrainingState } from '@tfkd/engine';
 import { readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
 import { RunSpec, type PluginDefinition } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
@@ -34,7 +34,7 @@ async function run(s: RunSpec, opts: { stopAfter?: number; resume?: TrainingStat
   const samplers: SamplerPlugin[] = [];
   const checkpoints: TrainingState[] = [];
   let steps = 0;
-  const engine = new Engine(s, {
+  const engine = await prepareRun(s, {
     registry: new Registry([testModule(capturing(unixSampler, samplers), capturing(randomSampler, samplers)), logitLossesModule]),
     cacheDir: null,
     resume: opts.resume,
@@ -46,7 +46,7 @@ async function run(s: RunSpec, opts: { stopAfter?: number; resume?: TrainingStat
   try {
     const result = await engine.run();
     const weights = (result.models.get('student') as { getWeights(): tf.Tensor[] }).getWeights().map((w) => Array.from(w.dataSync()));
-    const sel = samplers[0].lastSelection();
+    const sel = samplers[samplers.length - 1].lastSelection();
     return { result, weights, checkpoints, last: sel && { lambda: sel.lambda, kept: Array.from(sel.kept), partners: Array.from(sel.partners) } };
   } finally {
     engine.dispose();

@@ -1,7 +1,6 @@
-import { crossEntropy, studentOption, targetLogits, teacherOption, withRoleCheck } from '@tfkd/losses-logit';
-import { defineLoss, type PluginDefinition, type WeightedTerm } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { alphaOption, klReductionOption, temperatureOption } from './common';
+import { alphaOption, klReductionOption } from './common';
 import { tfKdSelfTerms } from './tf-kd';
 
 export const bornAgainSchema = z
@@ -35,22 +34,17 @@ export type BornAgainOptions = z.output<typeof bornAgainSchema>;
  * tells kd-core's `runGenerations` (the `kd run` driver) how many to train; each of its engine runs
  * sets `generation`.
  */
-export const bornAgainLoss: PluginDefinition<typeof bornAgainSchema> = {
-  ...withRoleCheck(
-    defineLoss({
-      id: 'self/born-again',
-      describe:
-        'born-again networks (Furlanello et al. 2018): G generations of the student in one run; generation 1 from the labels, generation g taught by g − 1 with (1 − α)·CE + α·T²·KL (KD-Lib BANN: α 0.5, T 20, KL mean over B·K); reports gen.1 … gen.G and their logit ensemble',
-      options: bornAgainSchema,
-      requires: (o) => ({ roles: o.generation > 1 ? [o.student, o.teacher] : [o.student] }),
-      compute: (ctx, o): Record<string, WeightedTerm> => {
-        const zs = ctx.outputs(o.student).logits;
-        if (o.generation === 1) return { ce: { value: crossEntropy(zs, ctx.batch.y), weight: 1 } };
-        const t = tfKdSelfTerms(zs, targetLogits(ctx, o.teacher), ctx.batch.y, { temperature: o.temperature, multiplier: 1, reduction: o.reduction });
-        return { ce: { value: t.ce, weight: 1 - o.alpha }, kd: { value: t.kd, weight: o.alpha } };
-      },
-    }),
-    (o): Record<string, string> => (o.generation > 1 ? { student: o.student, teacher: o.teacher } : { student: o.student }),
-  ),
+export const bornAgainLoss = defineLoss({
+  id: 'self/born-again',
+  describe:
+    'born-again networks (Furlanello et al. 2018): G generations of the student in one run; generation 1 from the labels, generation g taught by g − 1 with (1 − α)·CE + α·T²·KL (KD-Lib BANN: α 0.5, T 20, KL mean over B·K); reports gen.1 … gen.G and their logit ensemble',
+  options: bornAgainSchema,
+  requires: (o) => ({ roles: o.generation > 1 ? [o.student, o.teacher] : [o.student] }),
   generations: (o) => o.generations,
-};
+  compute: (ctx, o): Record<string, WeightedTerm> => {
+    const zs = ctx.outputs(o.student).logits;
+    if (o.generation === 1) return { ce: { value: crossEntropy(zs, ctx.batch.y), weight: 1 } };
+    const t = tfKdSelfTerms(zs, targetLogits(ctx, o.teacher), ctx.batch.y, { temperature: o.temperature, multiplier: 1, reduction: o.reduction });
+    return { ce: { value: t.ce, weight: 1 - o.alpha }, kd: { value: t.kd, weight: o.alpha } };
+  },
+});

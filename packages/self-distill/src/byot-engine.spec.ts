@@ -2,8 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { model as functionalModel, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { Registry, runSpec, type RunResult } from '@tfkd/engine';
-import { RunSpec } from '@tfkd/kd-core';
-import { computeCalibration } from '@tfkd/metrics-ece';
+import { RunSpec, computeCalibration } from '@tfkd/kd-core';
 import { countFlops } from '@tfkd/models';
 import { engineModules } from './__fixtures__/engine';
 

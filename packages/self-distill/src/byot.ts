@@ -1,10 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, defineLoss, definePlugin, klBatchMean, logSoftmaxT, stopGradient, type EvalBatch, type EvalReport, type PluginDeps, type WeightedTerm } from '@tfkd/kd-core';
-import { crossEntropy, studentOption } from '@tfkd/losses-logit';
-import { CalibrationAccumulator } from '@tfkd/metrics-ece';
+import {
+  CalibrationAccumulator,
+  KdError,
+  crossEntropy,
+  defineLoss,
+  klBatchMean,
+  logSoftmaxT,
+  stopGradient,
+  studentOption,
+  temperatureOption,
+  type EvalBatch,
+  type EvalReport,
+  type PluginDeps,
+  type WeightedTerm,
+} from '@tfkd/kd-core';
 import { z } from 'zod';
-import { alphaOption, temperatureOption } from './common';
+import { alphaOption } from './common';
 
 /** One classifier of the network: its logits `[B, K]` and its feature `[B, C]`. */
 export interface ByotExit {
@@ -100,29 +112,6 @@ function checkShapes(o: ByotOptions, deps: PluginDeps): void {
   });
 }
 
-const byotLossDefinition = defineLoss({
-  id: 'self/byot',
-  describe: '',
-  options: byotSchema,
-  requires: (o) => ({ roles: [o.student], taps: tapsOf(o) }),
-  compute: (ctx, o) => {
-    const out = ctx.outputs(o.student);
-    const v = byotTerms(
-      { logits: out.logits, feature: out.taps[o.deepFeature] },
-      o.heads.map((h, i) => ({ logits: out.taps[h], feature: out.taps[o.features[i]] })),
-      ctx.batch.y,
-      o,
-    );
-    const terms: Record<string, WeightedTerm> = { 'deep:ce': { value: v.deepCe, weight: o.deepCeWeight ?? 1 - o.alpha } };
-    v.heads.forEach((h, i) => {
-      terms[`${o.heads[i]}:ce`] = { value: h.ce, weight: 1 - o.alpha };
-      terms[`${o.heads[i]}:kl`] = { value: h.kl, weight: o.alpha };
-      terms[`${o.heads[i]}:feature`] = { value: h.feature, weight: o.lambda };
-    });
-    return terms;
-  },
-});
-
 /**
  * Per-exit evaluation: on the student's test batches, accuracy, NLL and ECE (15 bins) of every
  * shallow head (the model's auxiliary outputs), of the deepest classifier and of the mean of all
@@ -190,21 +179,31 @@ class ExitEvaluation {
  * shallow head `:<head>:ce` (1 − α), `:<head>:kl` (α), `:<head>:feature` (λ). Evaluation adds one
  * entry per exit (accuracy, nll, ece, flopsPerImage) and one for their logit ensemble.
  */
-export const byotPlugin = definePlugin({
-  ...byotLossDefinition,
+export const byotPlugin = defineLoss({
+  id: 'self/byot',
   describe:
     'Be Your Own Teacher (Zhang et al. 2019): classifier heads on intermediate sections; each shallow head (1 − α)·CE + α·T²·KL(sg(p_deep^T) ‖ p_i^T) + λ·Σ(f_i − sg(f_deep))², the deepest (1 − α)·CE (α 0.1, T 3, λ 1e-6: pytorch-be-your-own-teacher); evaluation reports every head with its FLOPs per image, and their ensemble. Model: byot-resnet',
-  create(o, deps) {
+  options: byotSchema,
+  requires: (o) => ({ roles: [o.student], taps: tapsOf(o) }),
+  setup(o, deps) {
     checkShapes(o, deps);
-    const loss = byotLossDefinition.create(o, deps);
     const exits = new ExitEvaluation(o, deps);
-    return {
-      name: deps.name,
-      register(bus) {
-        loss.register(bus);
-        bus.on('evalBatch', (e) => exits.batch(e));
-        bus.on('evalEnd', (r) => exits.end(r));
-      },
-    };
+    return { hooks: { evalBatch: (e) => exits.batch(e), evalEnd: (r) => exits.end(r) } };
+  },
+  compute: (ctx, o) => {
+    const out = ctx.outputs(o.student);
+    const v = byotTerms(
+      { logits: out.logits, feature: out.taps[o.deepFeature] },
+      o.heads.map((h, i) => ({ logits: out.taps[h], feature: out.taps[o.features[i]] })),
+      ctx.batch.y,
+      o,
+    );
+    const terms: Record<string, WeightedTerm> = { 'deep:ce': { value: v.deepCe, weight: o.deepCeWeight ?? 1 - o.alpha } };
+    v.heads.forEach((h, i) => {
+      terms[`${o.heads[i]}:ce`] = { value: h.ce, weight: 1 - o.alpha };
+      terms[`${o.heads[i]}:kl`] = { value: h.kl, weight: o.alpha };
+      terms[`${o.heads[i]}:feature`] = { value: h.feature, weight: o.lambda };
+    });
+    return terms;
   },
 });

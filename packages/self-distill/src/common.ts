@@ -41,6 +41,3 @@ export function virtualTeacher(labels: Tensor, numClasses: number, correctProb: 
 
 export const alphaOption = (def: number, where: string) =>
   z.number().min(0).max(1).default(def).describe(`α: the distillation term has weight α, the cross-entropy 1 − α; default ${def}: ${where}`);
-
-export const temperatureOption = (def: number, where: string) =>
-  z.number().positive().default(def).describe(`temperature T; default ${def}: ${where}`);

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { defineLoss, logSoftmaxT, type WeightedTerm } from '@tfkd/kd-core';
-import { crossEntropy, studentOption, targetLogits, teacherOption, withRoleCheck } from '@tfkd/losses-logit';
+import { crossEntropy, defineLoss, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { alphaOption, klDivergence, klReductionOption, temperatureOption, virtualTeacher, type KlReduction } from './common';
+import { alphaOption, klDivergence, klReductionOption, virtualTeacher, type KlReduction } from './common';
 
 /**
  * How a Tf-KD virtual-teacher loss is computed. All variants build the same virtual teacher v
@@ -110,20 +109,17 @@ function weighted(t: { ce: Scalar; kd: Scalar }, alpha: number, ceName = 'ce', k
 }
 
 /** `self/tf-kd-virtual`: terms `:ce` (weight 1 − α) and `:kd` (weight α). */
-export const tfKdVirtualLoss = withRoleCheck(
-  defineLoss({
-    id: 'self/tf-kd-virtual',
-    describe:
-      "Tf-KD with a virtual teacher (Yuan et al. 2020): (1 − α)·CE + α·D(virtual teacher ‖ student), v = a on the true class, (1 − a)/(K − 1) elsewhere; `variant` picks the official code's formula (default) or KD-Lib's / distillistic's",
-    options: tfKdVirtualSchema,
-    requires: (o) => ({ roles: [o.student] }),
-    compute: (ctx, o) => {
-      const p = resolveVirtual(o);
-      return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, ctx.batch.y, p), p.alpha);
-    },
-  }),
-  (o) => ({ student: o.student }),
-);
+export const tfKdVirtualLoss = defineLoss({
+  id: 'self/tf-kd-virtual',
+  describe:
+    "Tf-KD with a virtual teacher (Yuan et al. 2020): (1 − α)·CE + α·D(virtual teacher ‖ student), v = a on the true class, (1 − a)/(K − 1) elsewhere; `variant` picks the official code's formula (default) or KD-Lib's / distillistic's",
+  options: tfKdVirtualSchema,
+  requires: (o) => ({ roles: [o.student] }),
+  compute: (ctx, o) => {
+    const p = resolveVirtual(o);
+    return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, ctx.batch.y, p), p.alpha);
+  },
+});
 
 export const tfKdCalibratedSchema = z
   .object({
@@ -139,17 +135,14 @@ export function calibratedTerms(z: Tensor, labels: Tensor, correctProb: number):
 }
 
 /** `self/tf-kd-calibrated`: (1 − α)·CE + α·KL(v ‖ softmax(z)), α = 0.5. */
-export const tfKdCalibratedLoss = withRoleCheck(
-  defineLoss({
-    id: 'self/tf-kd-calibrated',
-    describe:
-      'calibrated Tf-KD (distillistic thesis; distillistic virtual_teacher.py with smooth_teacher off, T = 1): (1 − α)·CE + α·KL(v ‖ softmax(z)), v = a on the true class, (1 − a)/(K − 1) elsewhere; a = 0.9, α = 0.5',
-    options: tfKdCalibratedSchema,
-    requires: (o) => ({ roles: [o.student] }),
-    compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, ctx.batch.y, o.correctProb), o.alpha),
-  }),
-  (o) => ({ student: o.student }),
-);
+export const tfKdCalibratedLoss = defineLoss({
+  id: 'self/tf-kd-calibrated',
+  describe:
+    'calibrated Tf-KD (distillistic thesis; distillistic virtual_teacher.py with smooth_teacher off, T = 1): (1 − α)·CE + α·KL(v ‖ softmax(z)), v = a on the true class, (1 − a)/(K − 1) elsewhere; a = 0.9, α = 0.5',
+  options: tfKdCalibratedSchema,
+  requires: (o) => ({ roles: [o.student] }),
+  compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, ctx.batch.y, o.correctProb), o.alpha),
+});
 
 export const tfKdSelfSchema = z
   .object({
@@ -176,14 +169,11 @@ export function tfKdSelfTerms(zs: Tensor, zt: Tensor, labels: Tensor, o: Pick<Tf
 }
 
 /** `self/tf-kd-self`: terms `:ce` (1 − α) and `:kd` (α). The spec gives the teacher: `teacher: { model: <the student's>, train: {…} }`. */
-export const tfKdSelfLoss = withRoleCheck(
-  defineLoss({
-    id: 'self/tf-kd-self',
-    describe:
-      "Tf-KD self-training (Yuan et al. 2020, loss_kd_self): (1 − α)·CE + α·multiplier·T²·KL(p_t^T ‖ p_s^T), the teacher a pre-trained copy of the student's architecture (`teacher: { model: <student's>, train: {…} }`); α = 0.95, T = 6, multiplier 50, KL mean over B·K (ResNet18 self-teacher config)",
-    options: tfKdSelfSchema,
-    requires: (o) => ({ roles: [o.student, o.teacher] }),
-    compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), ctx.batch.y, o), o.alpha),
-  }),
-  (o) => ({ student: o.student, teacher: o.teacher }),
-);
+export const tfKdSelfLoss = defineLoss({
+  id: 'self/tf-kd-self',
+  describe:
+    "Tf-KD self-training (Yuan et al. 2020, loss_kd_self): (1 − α)·CE + α·multiplier·T²·KL(p_t^T ‖ p_s^T), the teacher a pre-trained copy of the student's architecture (`teacher: { model: <student's>, train: {…} }`); α = 0.95, T = 6, multiplier 50, KL mean over B·K (ResNet18 self-teacher config)",
+  options: tfKdSelfSchema,
+  requires: (o) => ({ roles: [o.student, o.teacher] }),
+  compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), ctx.batch.y, o), o.alpha),
+});

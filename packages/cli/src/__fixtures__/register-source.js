@@ -8,8 +8,8 @@ const swc = require('@swc/core');
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const resolve = Module._resolveFilename;
 Module._resolveFilename = function (request, ...rest) {
-  const m = /^@tfkd\/([a-z0-9-]+)(\/testing)?$/.exec(request);
-  const mapped = m ? path.join(ROOT, 'packages', m[1], 'src', m[2] ? 'testing/index.ts' : 'index.ts') : request;
+  const m = /^@tfkd\/([a-z0-9-]+)(\/testing|\/node)?$/.exec(request);
+  const mapped = m ? path.join(ROOT, 'packages', m[1], 'src', m[2] ? `${m[2].slice(1)}/index.ts` : 'index.ts') : request;
   return resolve.call(this, mapped, ...rest);
 };
 require.extensions['.ts'] = (module, filename) => {
