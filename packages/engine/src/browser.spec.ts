@@ -123,7 +123,7 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
     expect(built.js.length).toBeGreaterThan(0);
   }, 120_000);
 
-  it('runs Hinton KD on the cpu backend: total loss and KD term fall, accuracy in [0, 1]', async () => {
+  it('plans and runs Hinton KD on the cpu backend (teacher trained in the page): losses fall, teacher and student learn the blobs', async () => {
     if (!fs.existsSync(CHROMIUM)) {
       throw new Error(
         `no Chromium at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\` (CI does, in .ci/run), or set TFKD_CHROMIUM`,
@@ -167,14 +167,18 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
         `the run failed in the browser:\n${kd.error}\npage console:\n${logs.join('\n') || '(empty)'}`,
       );
     expect(kd.backend).toBe('cpu');
-    expect(kd.loss).toHaveLength(3);
-    expect(kd.hintonKd).toHaveLength(3);
+    expect(kd.loss).toHaveLength(6);
+    expect(kd.hintonKd).toHaveLength(6);
     for (const v of [...kd.loss, ...kd.hintonKd, ...kd.crossEntropy]) expect(Number.isFinite(v)).toBe(true);
     expect(kd.loss[kd.loss.length - 1]).toBeLessThan(kd.loss[0]);
     expect(kd.hintonKd[kd.hintonKd.length - 1]).toBeLessThan(kd.hintonKd[0]);
     expect(typeof kd.accuracy).toBe('number');
     expect(kd.accuracy).toBeGreaterThanOrEqual(0);
     expect(kd.accuracy).toBeLessThanOrEqual(1);
+    // blobs are separable: the teacher trained in the page and the distilled student both learn them
+    // (1.0 and 1.0 on cpu, 2026-12-06; chance is 1/3)
+    expect(kd.teacherAccuracy).toBeGreaterThanOrEqual(0.9);
+    expect(kd.accuracy).toBeGreaterThanOrEqual(0.9);
     // Accuracy is a fraction of the fixture's test split: a multiple of 1/n.
     expect(Math.abs(kd.accuracy * kd.testSamples - Math.round(kd.accuracy * kd.testSamples))).toBeLessThan(
       1e-6,

@@ -3,6 +3,8 @@ import * as os from 'os';
 import * as path from 'path';
 import type { Storage } from '@tfkd/kd-core';
 
+let counter = 0;
+
 /** The runner's storage port on the file system (Node). */
 export const nodeStorage: Storage = {
   resolve: (base, rel) => path.resolve(base, rel),
@@ -15,5 +17,5 @@ export const nodeStorage: Storage = {
   remove: (p) => fs.rmSync(p, { recursive: true, force: true }),
   rename: (from, to) => fs.renameSync(from, to),
   tempDir: (prefix) => fs.mkdtempSync(path.join(os.tmpdir(), prefix)),
-  uniqueSuffix: () => `${process.pid}-${Date.now()}`,
+  uniqueSuffix: () => `${process.pid}-${Date.now()}-${++counter}`,
 };
