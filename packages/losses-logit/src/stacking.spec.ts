@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { Engine, prepareRun, Registry, runSpec } from '@tfkd/engine';
+import { prepareRun, Registry, runSpec } from '@tfkd/engine';
 import { RunSpec, definePlugin, type BatchSummary, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { z } from 'zod';

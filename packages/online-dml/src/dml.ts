@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, softmaxT, stopGradient, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
+import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, softmaxT, stopGradient, temperatureOption, type StepContext, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { cohortRequirements, cohortRoles, studentsOption } from './common';
 
@@ -79,10 +79,11 @@ export const dmlEnsembleSchema = dmlSchema.extend({
 });
 export type DmlEnsembleOptions = z.output<typeof dmlEnsembleSchema>;
 
-/** The terms of both ids, per cohort member in cohort order: `<role>:ce` (weight ceWeight) and `<role>:kl` (weight α). */
-function cohortTerms(logits: readonly Tensor[], labels: Tensor, cohort: readonly string[], o: DmlOptions & { average?: 'probs' | 'logits' }, target: PeerTarget): Record<string, WeightedTerm> {
+/** The step's terms of both ids, per cohort member in cohort order: `<role>:ce` (weight ceWeight) and `<role>:kl` (weight α). */
+function cohortTerms(ctx: StepContext, cohort: readonly string[], o: DmlOptions & { average?: 'probs' | 'logits' }, target: PeerTarget): Record<string, WeightedTerm> {
+  const logits = cohort.map((role) => ctx.outputs(role).logits);
   const terms: Record<string, WeightedTerm> = {};
-  dmlTerms(logits, labels, { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
+  dmlTerms(logits, ctx.batch.y, { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
     terms[`${cohort[i]}:ce`] = { value: t.ce, weight: o.ceWeight };
     terms[`${cohort[i]}:kl`] = { value: t.kl, weight: o.alpha };
   });
@@ -97,7 +98,7 @@ export const dmlLossDefinition = defineLoss({
   options: dmlSchema,
   requires: cohortRequirements,
   setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
-  compute: (ctx, o, _deps, { cohort }) => cohortTerms(cohort.map((role) => ctx.outputs(role).logits), ctx.batch.y, cohort, o, 'pairwise'),
+  compute: (ctx, o, _deps, { cohort }) => cohortTerms(ctx, cohort, o, 'pairwise'),
 });
 
 /** `online/dml-ensemble`: DML_e, the KL to the mean of the peers' probabilities. */
@@ -108,5 +109,5 @@ export const dmlEnsembleLossDefinition = defineLoss({
   options: dmlEnsembleSchema,
   requires: cohortRequirements,
   setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
-  compute: (ctx, o, _deps, { cohort }) => cohortTerms(cohort.map((role) => ctx.outputs(role).logits), ctx.batch.y, cohort, o, 'ensemble'),
+  compute: (ctx, o, _deps, { cohort }) => cohortTerms(ctx, cohort, o, 'ensemble'),
 });

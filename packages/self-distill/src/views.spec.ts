@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { prepareRun, Registry, runSpec, type RoleRuntime, viewFor } from '@tfkd/engine';
+import { Registry, runSpec, type RoleRuntime, viewFor } from '@tfkd/engine';
 import { RunSpec, definePlugin } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { z } from 'zod';

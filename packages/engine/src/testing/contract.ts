@@ -3,7 +3,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ContainerModule } from 'inversify';
 import { z } from 'zod';
 import { Engine } from '../engine';
-import { runSpec } from '../execute';
 import { definePlugin, isKdError, type KdError, PLUGIN_DEFINITION, type PluginDefinition, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { Registry } from '../registry';
 import { denseModel, testModelTools, testModule } from '@tfkd/kd-core/testing';
@@ -111,10 +110,15 @@ export function describePluginContract(o: PluginContractOptions): void {
     });
 
     it('stacks with a sampler that halves the batch', async () => {
-      const r = await runSpec(baseSpec([{ use: 'test/half-batch' }, ...stack, entry]), { registry: registry(), cacheDir: null });
-      expect(r.ledger.roles.student.backwardImages).toBe(8);
-      expect(Number.isFinite(r.history[0].train.loss)).toBe(true);
-      r.models.forEach((m) => m.dispose());
+      // one engine run of the plugin (a multi-generation plugin's first generation, as written)
+      const engine = new Engine(baseSpec([{ use: 'test/half-batch' }, ...stack, entry]), { registry: registry() });
+      try {
+        const r = await engine.run();
+        expect(r.ledger.roles.student.backwardImages).toBe(8);
+        expect(Number.isFinite(r.history[0].train.loss)).toBe(true);
+      } finally {
+        engine.dispose();
+      }
     });
   });
 }

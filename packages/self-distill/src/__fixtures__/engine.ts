@@ -4,12 +4,13 @@ import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
 import { byotResnetDefinition, modelTools } from '@tfkd/models';
 import { ContainerModule } from 'inversify';
+import { nodeModule } from '@tfkd/engine/node';
 import { z } from 'zod';
 import { selfDistillModule } from '../module';
 
 /**
- * Modules for engine tests: the test-dense and byot-resnet models with the real FLOP counter and
- * folder save/load of @tfkd/models, seeded blobs of any side (`blobs`: train/test/side), the logit
+ * Modules for engine tests: files as storage (@tfkd/engine/node), the test-dense and byot-resnet
+ * models with the real FLOP counter and folder save/load of @tfkd/models, seeded blobs of any side (`blobs`: train/test/side), the logit
  * losses, the calibration metrics and this package.
  */
 export function engineModules(): ContainerModule[] {
@@ -29,5 +30,6 @@ export function engineModules(): ContainerModule[] {
       },
     });
   });
-  return [fixtures, logitLossesModule, metricsModule, selfDistillModule];
+  // nodeModule: the teacher cache and generations' models as files (the models package saves to disk)
+  return [nodeModule, fixtures, logitLossesModule, metricsModule, selfDistillModule];
 }
