@@ -7,7 +7,8 @@ const { main } = require('../packages/cli/dist/main.js');
 const fs = require('fs');
 
 async function run(spec, out) {
-  const code = await main(['run', path.join(__dirname, '..', 'examples', spec), '--out', out, '--quiet']);
+  // --overwrite: running the demo again replaces its own two run folders (once each new run is complete)
+  const code = await main(['run', path.join(__dirname, '..', 'examples', spec), '--out', out, '--quiet', '--overwrite']);
   if (code !== 0) process.exit(code);
   return JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
 }

@@ -7,8 +7,11 @@ import {
   DepthwiseConv2dNativeBackpropInput,
   Einsum,
   getKernel,
+  Identity,
   KernelConfig,
+  MaxPoolGrad,
   registerKernel,
+  Sum,
   UnsortedSegmentSum,
   unregisterKernel,
 } from '@tensorflow/tfjs-core';
@@ -19,6 +22,9 @@ import { depthwiseConv2dNativeBackpropInputWasmConfig } from './depthwise-backpr
 import { einsumWasmConfig } from './einsum';
 import { unsortedSegmentSumWasmConfig } from './unsorted-segment-sum';
 import { wrapBatchMatMul } from './batch-matmul';
+import { makeIdentityWasm } from './identity';
+import { maxPoolGradWasmConfig } from './max-pool-grad';
+import { wrapSum } from './sum';
 
 /** The kernels tfjs-backend-wasm 4.22 lacks for training, which this package provides. */
 export const WASM_TRAINING_KERNELS: readonly string[] = Object.freeze([
@@ -30,7 +36,7 @@ export const WASM_TRAINING_KERNELS: readonly string[] = Object.freeze([
 ]);
 
 /** wasm kernels that exist but are slow enough to dominate training; replaced by default. */
-export const WASM_KERNEL_REPLACEMENTS: readonly string[] = Object.freeze([Conv2DBackpropInput, BatchMatMul]);
+export const WASM_KERNEL_REPLACEMENTS: readonly string[] = Object.freeze([Conv2DBackpropInput, MaxPoolGrad, BatchMatMul, Identity, Sum]);
 
 const CONFIGS: readonly KernelConfig[] = [
   conv2DBackpropFilterWasmConfig,
@@ -39,9 +45,13 @@ const CONFIGS: readonly KernelConfig[] = [
   unsortedSegmentSumWasmConfig,
   einsumWasmConfig,
 ];
-const REPLACEMENTS: readonly KernelConfig[] = [conv2DBackpropInputWasmConfig];
+const REPLACEMENTS: readonly KernelConfig[] = [conv2DBackpropInputWasmConfig, maxPoolGradWasmConfig];
 /** Replacements that wrap the native kernel (built once the native one is known). */
-const WRAPPERS: ReadonlyMap<string, (native: KernelConfig) => KernelConfig> = new Map([[BatchMatMul, wrapBatchMatMul]]);
+const WRAPPERS: ReadonlyMap<string, (native: KernelConfig) => KernelConfig> = new Map([
+  [BatchMatMul, wrapBatchMatMul],
+  [Identity, makeIdentityWasm],
+  [Sum, wrapSum],
+]);
 const originals = new Map<string, KernelConfig>();
 const wrapped = new Map<string, KernelConfig>();
 
@@ -81,7 +91,9 @@ export function registerWasmTrainingKernels(opts: RegisterOptions = {}): string[
     if (!ours) {
       originals.set(config.kernelName, existing);
       unregisterKernel(config.kernelName, 'wasm');
-      registerKernel(config);
+      // Keep the native setup (it binds the native function when the backend initialises), so
+      // `replaceSlowKernels: false` can hand back a working native kernel later.
+      registerKernel({ ...config, setupFunc: existing.setupFunc, disposeFunc: existing.disposeFunc });
     }
     names.push(config.kernelName);
   }

@@ -5,6 +5,7 @@ import { evalCommand } from './eval';
 import { listText } from './list';
 import { defaultRegistry } from './modules';
 import { runCommand } from './run';
+import { sweepCommand, sweepStatusCommand, sweepTableCommand, workerMain } from './sweep';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'];
@@ -25,11 +26,12 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--out <dir>', 'run folder (default runs/<spec name>)')
     .option('--set <path=value>', 'override a spec value (repeatable), e.g. --set train.epochs=2', collect, [])
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS))
-    .option('--cache-dir <dir>', 'teacher cache folder', '.kd-cache')
+    .option('--cache-dir <dir>', 'teacher cache folder (default: $KD_CACHE_DIR, else .kd-cache)')
+    .option('--overwrite', 'replace an --out folder that already holds a run, once the new run has completed')
     .option('--quiet', 'no progress output')
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint: its run folder, or <out>.incomplete after a crash (same spec and --set values)')
     .option('--plan', 'check the spec and print every run it implies (teachers, generations, the run), in order, without training anything')
-    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir: string; quiet?: boolean; resume?: string; plan?: boolean }) => {
+    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir?: string; quiet?: boolean; resume?: string; plan?: boolean; overwrite?: boolean }) => {
       const { outDir, metrics, status, exitCode, plan } = await runCommand(spec, o);
       if (plan) {
         process.stdout.write(`${plan.join('\n')}\n`);
@@ -58,6 +60,42 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
       const registry = defaultRegistry();
       await registry.loadPackages(o.package, process.cwd());
       process.stdout.write(`${listText(registry, o)}\n`);
+    });
+  p.command('sweep')
+    .description('run a grid of specs (methods × seeds × hyper-parameters) as jobs on Redis + BullMQ; `kd sweep status|table [FILE]` report on it (docs/sweeps.md)')
+    .argument('<file|status|table>', 'sweep YAML (e.g. examples/sweeps/demo.yaml), or `status` / `table`')
+    .argument('[file]', 'for status/table: the sweep YAML (its folder is sweeps/<name>) unless --out is given')
+    .option('--redis <url>', 'a shared Redis (redis://host:port); default: a private redis-server with its data in the sweep folder')
+    .option('--workers <n>', 'local worker processes (default: the number of cores; 0 with --redis)')
+    .option('--out <dir>', 'sweep folder (default sweeps/<sweep name>)')
+    .option('--cache-dir <dir>', 'teacher cache of this machine (default: $KD_CACHE_DIR, else .kd-cache)')
+    .option('--detach', 'submit and return (workers elsewhere run the cells)')
+    .option('--plan', 'check every cell and print it with its `kd run` command; enqueue nothing')
+    .option('--lock-ms <ms>', 'job lock of local workers: a worker silent this long (killed) loses its job to another (default 30000)')
+    .option('--json', 'status: machine-readable')
+    .option('--watch', 'status: report until the sweep ends')
+    .option('--offline', 'table: from <out>/runs only, without Redis')
+    .option('--quiet', 'no progress output')
+    .action(async (what: string, file: string | undefined, o: Record<string, string | boolean | undefined>) => {
+      if (what === 'status') {
+        process.stdout.write(`${await sweepStatusCommand(file, o as { out?: string; redis?: string; json?: boolean; watch?: boolean })}\n`);
+        return;
+      }
+      if (what === 'table') {
+        process.stdout.write(`${await sweepTableCommand(file, o as { out?: string; redis?: string; offline?: boolean })}\n`);
+        return;
+      }
+      state.exitCode = (await sweepCommand(what, o as never)).exitCode;
+    });
+  p.command('worker')
+    .description('join a sweep queue: take cells from Redis and run them, one at a time, until SIGTERM/SIGINT')
+    .requiredOption('--redis <url>', 'the sweep\'s Redis, redis://host:port')
+    .option('--dir <dir>', 'working folder (spec copies, run folders with checkpoints)', '.kd-worker')
+    .option('--cache-dir <dir>', 'teacher cache (default <dir>/.kd-cache)')
+    .option('--lock-ms <ms>', 'job lock: a worker silent this long (killed) loses its job to another (default 30000)')
+    .option('--quiet', 'no log lines')
+    .action(async (o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; quiet?: boolean }) => {
+      state.exitCode = await workerMain(o);
     });
   return p;
 }

@@ -16,12 +16,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     }
     fs.renameSync(tmp, file);
   } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw new KdError('KD_OUTPUT_WRITE', `could not write ${file}: ${(e as Error).message}`, {
-      path: file,
-      fix: 'check that the folder is writable and the disk has room',
-      cause: e,
-    });
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // the write's own error is the one to report
+    }
+    throw outputWriteError(e, file, 'write');
   }
 }
 
@@ -77,6 +77,68 @@ export function stagingConflict(target: string, opts: { resumeFrom?: string; res
     });
   }
   return null;
+}
+
+/**
+ * Why `target` may not be written: it already exists (a finished run, an interrupted one, or anything
+ * else) and neither `overwrite` nor a resume of that very folder allows it. A re-run with a changed flag
+ * is the usual way a result is lost, so replacing one is explicit. Checked before anything is planned.
+ */
+export function existingOutput(target: string, opts: { overwrite?: boolean; resumeTarget?: string; command?: string } = {}): KdError | null {
+  const abs = path.resolve(target);
+  if (opts.overwrite || !fs.existsSync(abs)) return null;
+  if (opts.resumeTarget !== undefined && targetOf(opts.resumeTarget) === abs) return null;
+  let status: string | null = null;
+  let finishedAt = '';
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(abs, 'metrics.json'), 'utf8')) as { status?: string; finishedAt?: string };
+    status = m.status ?? null;
+    finishedAt = m.finishedAt ? `, finished ${m.finishedAt}` : '';
+  } catch {
+    status = null;
+  }
+  const command = opts.command ?? 'kd run SPEC';
+  if (status === 'interrupted') {
+    return new KdError('KD_OUTPUT_EXISTS', `${abs} holds an interrupted run`, {
+      path: abs,
+      fix: `continue it with \`${command} --resume ${target}\`, replace it with --overwrite, or give another --out`,
+    });
+  }
+  const what = status === 'completed' ? `a finished run (metrics.json status completed${finishedAt})` : fs.statSync(abs).isDirectory() ? 'files that are not a finished run' : 'a file';
+  return new KdError('KD_OUTPUT_EXISTS', `${abs} already holds ${what}; this run would replace it`, {
+    path: abs,
+    fix: 'give another --out, or add --overwrite to replace it (only once the new run has completed)',
+  });
+}
+
+/** A file-system failure under an output folder as the coded error users get (never a raw EACCES). */
+export function outputWriteError(e: unknown, where: string, what: string): KdError {
+  if (e instanceof KdError) return e;
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const why =
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? 'free space on that disk, or give --out a folder on another one'
+      : code === 'EROFS'
+        ? 'the file system is read-only: give --out a folder on a writable one'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'give --out a folder you may write (check its permissions, and that it is not immutable)'
+          : 'check that the output folder is writable and the disk has room';
+  return new KdError('KD_OUTPUT_WRITE', `could not ${what} ${where}: ${(e as Error)?.message ?? String(e)}`, { path: where, fix: why, cause: e });
+}
+
+/**
+ * A recursive mkdir on a read-only file system reports ENOENT; a plain mkdir of the last component
+ * (its parent exists) tells the real reason (EROFS, EACCES).
+ */
+function realCause(e: unknown, dir: string): unknown {
+  if ((e as NodeJS.ErrnoException)?.code !== 'ENOENT' || !fs.existsSync(path.dirname(dir)) || fs.existsSync(dir)) return e;
+  try {
+    fs.mkdirSync(dir);
+    fs.rmdirSync(dir);
+    return e;
+  } catch (again) {
+    return again;
+  }
 }
 
 type Owner = { pid: number; startedAt: string };
@@ -192,10 +254,17 @@ export class StagedFolder {
     opts: { resumeFrom?: string; resumeTarget?: string; command?: string } = {},
   ) {
     this.staging = stagingFolderOf(target);
-    fs.mkdirSync(this.staging, { recursive: true });
-    // Ownership first (exclusive), then the checks and the clean-up: two runs started on the same
-    // folder at the same instant cannot both get past this line.
-    claimOwnership(this.staging);
+    const existed = fs.existsSync(this.staging);
+    try {
+      fs.mkdirSync(this.staging, { recursive: true });
+      // Ownership first (exclusive), then the checks and the clean-up: two runs started on the same
+      // folder at the same instant cannot both get past this line.
+      claimOwnership(this.staging);
+    } catch (e) {
+      // nothing half-made: a staging folder this process created goes again
+      if (!existed) fs.rmSync(this.staging, { recursive: true, force: true });
+      throw outputWriteError(realCause(e, this.staging), this.staging, 'create the staging folder');
+    }
     try {
       const conflict = stagingConflict(target, opts);
       if (conflict) throw conflict;
@@ -205,9 +274,23 @@ export class StagedFolder {
     }
     const ckpt = path.join(this.staging, CHECKPOINT_DIR);
     const keep = opts.resumeFrom !== undefined && [ckpt, `${ckpt}.old`].includes(path.resolve(opts.resumeFrom));
-    for (const name of fs.readdirSync(this.staging)) {
-      if (name === OWNER_FILE || name.startsWith(`${OWNER_FILE}.`) || (keep && name.startsWith(CHECKPOINT_DIR))) continue;
-      fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+    try {
+      for (const name of fs.readdirSync(this.staging)) {
+        if (name === OWNER_FILE || name.startsWith(`${OWNER_FILE}.`) || (keep && name.startsWith(CHECKPOINT_DIR))) continue;
+        fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+      }
+    } catch (e) {
+      this.abort();
+      throw outputWriteError(e, this.staging, 'clear the staging folder');
+    }
+  }
+
+  /** Run `write` (which saves into the staging folder by itself, e.g. a model), with its failure coded. */
+  async saveInto(name: string, write: (dir: string) => Promise<void>): Promise<void> {
+    try {
+      await write(this.file(name));
+    } catch (e) {
+      throw outputWriteError(e, this.file(name), 'write');
     }
   }
 
@@ -230,11 +313,15 @@ export class StagedFolder {
 
   /** Rename the staging folder into place; the checkpoint goes along only with `keepCheckpoint` (an interrupted run). */
   commit(opts: { keepCheckpoint?: boolean } = {}): void {
-    fs.rmSync(this.file(OWNER_FILE), { force: true });
-    if (!opts.keepCheckpoint) {
-      for (const name of fs.readdirSync(this.staging)) {
-        if (name.startsWith(CHECKPOINT_DIR)) fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+    try {
+      fs.rmSync(this.file(OWNER_FILE), { force: true });
+      if (!opts.keepCheckpoint) {
+        for (const name of fs.readdirSync(this.staging)) {
+          if (name.startsWith(CHECKPOINT_DIR)) fs.rmSync(path.join(this.staging, name), { recursive: true, force: true });
+        }
       }
+    } catch (e) {
+      throw outputWriteError(e, this.staging, 'finish');
     }
     const target = path.resolve(this.target);
     const old = fs.existsSync(target) ? `${target}.old-${process.pid}-${Date.now()}` : null;
@@ -249,7 +336,8 @@ export class StagedFolder {
         cause: e,
       });
     }
-    if (old) fs.rmSync(old, { recursive: true, force: true });
+    // The new run is in place; a backup that cannot be removed is left, never the other way round.
+    if (old) fs.rmSync(old, { recursive: true, force: true, maxRetries: 2 });
   }
 
   /**
@@ -257,13 +345,22 @@ export class StagedFolder {
    * its owner, for `--resume`). Returns whether it was kept.
    */
   abort(): boolean {
-    if (this.hasCheckpoint()) {
-      fs.rmSync(this.file(OWNER_FILE), { force: true });
-      return true;
+    try {
+      if (this.hasCheckpoint()) {
+        fs.rmSync(this.file(OWNER_FILE), { force: true });
+        return true;
+      }
+      fs.rmSync(this.staging, { recursive: true, force: true });
+    } catch {
+      // on a broken file system the error that brought us here is the one to report
     }
-    fs.rmSync(this.staging, { recursive: true, force: true });
     return false;
   }
+}
+
+/** The teacher cache folder when none is given: `$KD_CACHE_DIR`, else `.kd-cache` in the working folder. */
+export function defaultCacheDir(): string {
+  return process.env.KD_CACHE_DIR || '.kd-cache';
 }
 
 /** `runs/<spec name>` or, if taken (or an interrupted run's staging folder is there), `runs/<spec name>-2`, `-3`, … */

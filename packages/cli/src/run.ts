@@ -6,7 +6,7 @@ import { KdError, isKdError, parseSpec, stringifySpec, type RunSpec } from '@tfk
 import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
 import { defaultRegistry } from './modules';
-import { CHECKPOINT_DIR, StagedFolder, defaultOutDir, stagingConflict, stagingFolderOf, targetOf } from './output';
+import { CHECKPOINT_DIR, StagedFolder, defaultCacheDir, defaultOutDir, existingOutput, stagingConflict, stagingFolderOf, targetOf } from './output';
 import { attachProgress } from './progress';
 import { trainingCurvesSvg } from './svg';
 import { versions } from './versions';
@@ -15,8 +15,12 @@ export interface RunOptions {
   out?: string;
   set?: string[];
   backend?: string;
-  /** Teacher cache folder (default `.kd-cache` in the working folder). */
+  /** Teacher cache folder (default: $KD_CACHE_DIR, else `.kd-cache` in the working folder). */
   cacheDir?: string;
+  /** Replace an `out` folder that already holds a run — only once the new run has completed. */
+  overwrite?: boolean;
+  /** The runner's storage port (teacher cache, generations); default: the file system. */
+  storage?: EngineOptions['storage'];
   /** Progress and log lines (default: stderr). */
   quiet?: boolean;
   /**
@@ -139,7 +143,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   const command = `kd run ${specFile}`;
   // Before anything is built: a live run into the same folder, or an unresumed checkpoint there.
   const staging = { resumeFrom: from?.checkpoint.dir, resumeTarget: from?.target, command };
-  const conflict = stagingConflict(outDir, staging);
+  const conflict = existingOutput(outDir, { overwrite: opts.overwrite, resumeTarget: from?.target, command }) ?? stagingConflict(outDir, staging);
   if (conflict) throw conflict;
 
   let staged: StagedFolder | null = null;
@@ -152,8 +156,10 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   const engineOptions: EngineOptions = {
     registry,
     specDir: path.dirname(path.resolve(specFile)),
-    cacheDir: opts.cacheDir ?? '.kd-cache',
+    cacheDir: opts.cacheDir ?? defaultCacheDir(),
+    storage: opts.storage,
     log,
+    warn,
     observe: (bus, phase) => {
       if (!opts.quiet) attachProgress(bus, phase);
       opts.observe?.(bus, phase);
@@ -229,8 +235,7 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
   const students = result.roles.filter((r) => r.kind === 'student').map((r) => r.name);
   const tools = (await import('@tfkd/models')).modelTools;
   for (const role of students) {
-    const dir = students.length === 1 ? staged.file('student') : staged.file(path.join('students', role));
-    await tools.save(result.models.get(role) as never, dir);
+    await staged.saveInto(students.length === 1 ? 'student' : path.join('students', role), (dir) => tools.save(result.models.get(role) as never, dir));
   }
   // Post-training analysis (temperature fit) only for a finished run.
   const calibration = interrupted ? {} : await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));

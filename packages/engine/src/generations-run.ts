@@ -6,7 +6,7 @@ import { generationKey, generationSpec } from './generations';
 import type { ExecuteOptions, Plan } from './plan';
 import type { RoleRuntime } from './roles';
 import { evaluate } from './step';
-import { saveToCache } from './teachers';
+import { saveToCache, writable } from './teachers';
 
 type Kwargs = Parameters<LayersModel['apply']>[1];
 
@@ -81,13 +81,16 @@ function logitEnsemble(models: LayersModel[]): LayersModel {
  */
 export async function executeGenerations(whole: Plan, opts: ExecuteOptions): Promise<GenerationsResult> {
   const t0 = Date.now();
-  const { spec, data, backend, storage, cacheDir } = whole;
+  const { spec, data, backend, storage } = whole;
   const plan = whole.generations;
   if (!plan) throw new KdError('KD_INTERNAL', 'runGenerations: no plugin of the spec asks for generations');
   const student = spec.student as NonNullable<RunSpec['student']>;
   const log = (l: string) => opts.log?.(l);
   const tools = opts.registry.modelTools();
   const base: EngineOptions = { ...opts, specDir: whole.specDir, storage, data, backend, resume: undefined, onCheckpoint: undefined, teachers: undefined };
+  const warn = (l: string) => (opts.warn ?? opts.log)?.(l);
+  // An unwritable cache: the generations go to a scratch folder (trained, used, not kept).
+  const cacheDir = whole.cacheDir && writable(storage, storage.resolve(whole.cacheDir, 'teachers'), warn) ? whole.cacheDir : null;
   const scratch = cacheDir ? null : storage.tempDir('kd-generations-');
   const gens: (GenerationInfo & { model: LayersModel; result: RunResult | null })[] = [];
   try {

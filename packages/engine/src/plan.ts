@@ -40,10 +40,10 @@ export interface Plan {
   cacheDir: string | null;
 }
 
-export type PlanOptions = Pick<EngineOptions, 'registry' | 'specDir' | 'storage' | 'cacheDir' | 'log' | 'data' | 'backend'>;
+export type PlanOptions = Pick<EngineOptions, 'registry' | 'specDir' | 'storage' | 'cacheDir' | 'log' | 'warn' | 'data' | 'backend'>;
 
 /** How a plan is executed: the registry and log, and the main run's checkpoints, resume and stop. */
-export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop'>;
+export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'warn' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop'>;
 
 /**
  * Spec → plan. Every static fact is checked here, before any weight moves: packages, backend, plugin

@@ -75,7 +75,10 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
     log(`teacher '${run.role}': reusing the cached model ${run.dir}`);
     return { model: await opts.tools.load(run.dir), cached: true, key: run.key, dir: run.dir };
   }
-  log(`teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs (cached afterwards)`);
+  const warn = (l: string) => (opts.warn ?? opts.log)?.(l);
+  // An unwritable cache degrades to "no cache" (the teacher is trained and used, not kept), with a warning.
+  const dir = run.dir && writable(opts.storage, opts.storage.dirname(run.dir), warn) ? run.dir : null;
+  log(`teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs${dir ? ' (cached afterwards)' : ''}`);
   const child = new Engine(run.spec, { ...opts, phase: 'teacher', teachers: undefined, resume: undefined, onCheckpoint: undefined, dryRun: false });
   let result: RunResult;
   try {
@@ -94,8 +97,15 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
   }
   child.dispose(['student']);
   const model = result.models.get('student') as LayersModel;
-  if (run.dir) await saveToCache(model, run.dir, { key: run.keyObj, eval: result.eval.student, seconds: result.seconds }, opts);
-  return { model, cached: false, key: run.key, dir: run.dir };
+  if (dir) {
+    try {
+      await saveToCache(model, dir, { key: run.keyObj, eval: result.eval.student, seconds: result.seconds }, opts);
+    } catch (e) {
+      warn(`warning: teacher '${run.role}' was trained but not cached: ${e instanceof KdError ? e.format() : String(e)}`);
+      return { model, cached: false, key: run.key, dir: null };
+    }
+  }
+  return { model, cached: false, key: run.key, dir };
 }
 
 /**
@@ -106,13 +116,40 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
 export async function saveToCache(model: LayersModel, dir: string, meta: unknown, io: { storage: Storage; tools: ModelTools }): Promise<void> {
   const { storage, tools } = io;
   const tmp = `${dir}.tmp-${storage.uniqueSuffix()}`;
-  storage.mkdirp(storage.dirname(dir));
-  await tools.save(model, tmp);
-  if (!storage.exists(tmp)) {
-    await tools.save(model, dir);
-    return;
+  try {
+    storage.mkdirp(storage.dirname(dir));
+    await tools.save(model, tmp);
+    if (!storage.exists(tmp)) {
+      await tools.save(model, dir);
+      return;
+    }
+    storage.writeText(storage.join(tmp, 'teacher.json'), JSON.stringify(meta, null, 2));
+    storage.remove(dir);
+    storage.rename(tmp, dir);
+  } catch (e) {
+    try {
+      storage.remove(tmp);
+    } catch {
+      // the first error is the one to report
+    }
+    throw new KdError('KD_OUTPUT_WRITE', `could not write the cached model ${dir}: ${(e as Error)?.message ?? String(e)}`, {
+      path: dir,
+      fix: 'check that the teacher cache folder (--cache-dir, $KD_CACHE_DIR) is writable and its disk has room',
+      cause: e,
+    });
   }
-  storage.writeText(storage.join(tmp, 'teacher.json'), JSON.stringify(meta, null, 2));
-  storage.remove(dir);
-  storage.rename(tmp, dir);
+}
+
+/** Whether a folder can be created and written (a probe file, removed again); warns when not. */
+export function writable(storage: Storage, dir: string, warn: (line: string) => void): boolean {
+  const probe = storage.join(dir, `.probe-${storage.uniqueSuffix()}`);
+  try {
+    storage.mkdirp(dir);
+    storage.writeText(probe, '');
+    storage.remove(probe);
+    return true;
+  } catch (e) {
+    warn(`warning: the teacher cache ${dir} cannot be written (${(e as Error)?.message ?? String(e)}): runs go on without caching there`);
+    return false;
+  }
 }

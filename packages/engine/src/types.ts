@@ -14,6 +14,8 @@ export interface EngineOptions {
   /** Teacher cache folder, used by the plan (`planRun`/`executePlan`/`runSpec`); null: no cache. */
   cacheDir?: string | null;
   log?: (line: string) => void;
+  /** Warnings (a teacher cache that cannot be written, …): shown even when `log` is quiet. Default: `log`. */
+  warn?: (line: string) => void;
   /** Called with the bus of every engine a plan runs (teacher training, generations, the main run). */
   observe?: (bus: LifecycleBus, phase: string) => void;
   /** Already loaded data / selected backend (the plan loads them once for all its runs). */

@@ -22,10 +22,15 @@ export const ERROR_CODES = {
   KD_BACKEND_UNAVAILABLE: 'The requested tfjs backend cannot be used here',
   KD_LOSS_NONFINITE: 'A loss term or gradient became NaN or infinite',
   KD_OUTPUT_WRITE: 'An output file could not be written',
+  KD_OUTPUT_EXISTS: 'The output folder already holds a run (or other files) that this run would replace',
   KD_CHECKPOINT_INVALID: 'A checkpoint to resume from is missing, incomplete or of another format',
   KD_RESUME_MISMATCH: "A resumed run's spec, data or teacher differs from its checkpoint's",
   KD_INTERRUPTED: 'The run was stopped by a signal before anything resumable was written',
+  KD_SWEEP_INVALID: 'One or more cells of a sweep are invalid; nothing was enqueued',
+  KD_REDIS_MISSING: 'redis-server is not installed (needed by `kd sweep` without --redis)',
+  KD_REDIS_UNAVAILABLE: 'The Redis server of a sweep cannot be reached',
   KD_INTERNAL: 'An invariant of the library was broken (a bug: please report it)',
+  KD_SWEEP_FAILED: 'A sweep could not finish: cells failed three times, or no worker is left',
 } as const;
 
 export type KdErrorCode = keyof typeof ERROR_CODES;

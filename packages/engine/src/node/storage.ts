@@ -5,6 +5,22 @@ import type { Storage } from '@tfkd/kd-core';
 
 let counter = 0;
 
+/**
+ * mkdir -p. On a read-only file system Node's recursive mkdir reports ENOENT; the plain mkdir of the
+ * first missing folder under an existing one then gives the real reason (EROFS, EACCES).
+ */
+function mkdirp(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    let first = path.resolve(dir);
+    while (!fs.existsSync(path.dirname(first)) && path.dirname(first) !== first) first = path.dirname(first);
+    fs.mkdirSync(first); // throws the real error
+    throw e;
+  }
+}
+
 /** The runner's storage port on the file system (Node). */
 export const nodeStorage: Storage = {
   resolve: (base, rel) => path.resolve(base, rel),
@@ -13,7 +29,7 @@ export const nodeStorage: Storage = {
   exists: (p) => fs.existsSync(p),
   readText: (p) => fs.readFileSync(p, 'utf8'),
   writeText: (p, text) => fs.writeFileSync(p, text),
-  mkdirp: (p) => void fs.mkdirSync(p, { recursive: true }),
+  mkdirp,
   remove: (p) => fs.rmSync(p, { recursive: true, force: true }),
   rename: (from, to) => fs.renameSync(from, to),
   tempDir: (prefix) => fs.mkdtempSync(path.join(os.tmpdir(), prefix)),

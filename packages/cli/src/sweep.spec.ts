@@ -1,0 +1,259 @@
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Queue } from 'bullmq';
+import { KEYS, QUEUE, connection, freePort, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
+import { runCommand } from './run';
+
+// Issue #18: `kd sweep` on a real redis-server (Debian package redis-server; `.ci/run` installs it),
+// through `kd` in child processes run from the TypeScript sources (__fixtures__/from-source.js).
+jest.setTimeout(180_000);
+
+const BIN = path.join(__dirname, '__fixtures__', 'from-source.js');
+const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CI: '1' };
+delete plainEnv.FORCE_COLOR;
+delete plainEnv.KD_CACHE_DIR;
+
+// Tiny budget on the shipped Fashion-MNIST subset: mlp students (hidden [16]), 1 epoch of 3 batches.
+const BASE = `
+seed: 1
+backend: cpu
+data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
+teacher: { model: mlp, options: { hidden: [16] }, seed: 1, train: { epochs: 1, batchSize: 64, maxBatches: 4, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } } }
+student: { model: mlp, options: { hidden: [16] } }
+train: { epochs: 1, batchSize: 64, maxBatches: 3, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
+plugins:
+  - use: loss/cross-entropy
+eval: [accuracy, ece]
+`;
+// 2 stacks × 2 overrides × 2 seeds; the KD stack needs the teacher (trained once, a flow's child).
+const GRID = `
+spec: base.yaml
+axes:
+  stack:
+    scratch: [{ use: loss/cross-entropy }]
+    kd: [{ use: loss/cross-entropy, weight: 0.5 }, { use: loss/hinton-kd, weight: 0.5, with: { temperature: 4 } }]
+  set:
+    lr1: train.optimizer.lr=0.01
+    lr2: train.optimizer.lr=0.003
+  seed: [1, 2]
+baseline: { stack: scratch }
+`;
+
+let tmp: string;
+const at = (...p: string[]) => path.join(tmp, ...p);
+
+function kd(args: string[], env: NodeJS.ProcessEnv = plainEnv): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+function start(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: plainEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr?.on('data', () => undefined);
+  return child;
+}
+const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
+const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
+const metricsOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as { eval: Record<string, Record<string, number>>; resumes?: number };
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweep-'));
+  fs.writeFileSync(at('base.yaml'), BASE);
+  fs.writeFileSync(at('grid.yaml'), GRID);
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('kd sweep on a private redis-server', () => {
+  let plan: SweepPlan;
+  const swept = new Map<string, Record<string, Record<string, number>>>();
+
+  it('runs a 2 × 2 × 2 sweep with 2 local workers: every cell once, the teacher once, and the table', async () => {
+    const r = kd(['sweep', 'grid.yaml', '--workers', '2', '--quiet']);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.status).toBe(0);
+    const out = lastJson(r.stdout);
+    expect(out.cells).toBe(8);
+    // 8 cells, all behind the spec's teacher (a flow: the teacher job, and the release job that enqueues them).
+    expect(out.submitted).toMatchObject({ cells: 8, enqueued: 10, done: 0, pending: 0, retried: 0 });
+    expect(out.status).toEqual({ done: 8, running: 0, failed: 0, waiting: 0 });
+    plan = JSON.parse(fs.readFileSync(at('sweeps', 'grid', 'sweep.json'), 'utf8'));
+    expect(new Set(plan.cells.map((c) => c.id)).size).toBe(8);
+    expect(Object.keys(plan.teachers)).toHaveLength(1);
+    expect(Object.values(plan.teachers)[0].cells).toHaveLength(8);
+    for (const c of plan.cells) swept.set(c.id, metricsOf(at('sweeps', 'grid', 'runs', `${c.row}-seed${c.seed}`)).eval);
+    // The table: one row per (stack, set), 2 seeds each, KD rows paired with the scratch row of the same lr.
+    const table = JSON.parse(fs.readFileSync(at('sweeps', 'grid', 'table.json'), 'utf8')) as { rows: { row: string; seeds: number[]; values: number[]; mean: number; diff: { baseline: string; n: number; mean: number } | null }[] };
+    expect(table.rows.map((x) => x.row)).toEqual(['scratch-lr1', 'scratch-lr2', 'kd-lr1', 'kd-lr2']);
+    for (const row of table.rows) {
+      const cells = plan.cells.filter((c) => c.row === row.row);
+      expect(row.seeds).toEqual([1, 2]);
+      expect(row.values).toEqual(cells.map((c) => swept.get(c.id)?.student.accuracy));
+      expect(row.mean).toBeCloseTo((row.values[0] + row.values[1]) / 2, 12);
+    }
+    const kd1 = table.rows[2];
+    const base = plan.cells.filter((c) => c.row === 'scratch-lr1').map((c) => swept.get(c.id)?.student.accuracy as number);
+    expect(kd1.diff).toMatchObject({ baseline: 'scratch-lr1', n: 2 });
+    expect(kd1.diff?.mean).toBeCloseTo((kd1.values[0] - base[0] + kd1.values[1] - base[1]) / 2, 12);
+    for (const f of ['table.md', 'table.csv', 'table.svg']) expect(fs.statSync(at('sweeps', 'grid', f)).size).toBeGreaterThan(200);
+    expect(fs.readFileSync(at('sweeps', 'grid', 'table.md'), 'utf8')).toContain('| kd-lr1 | student | 1,2 |');
+  });
+
+  it('gives each cell the metrics of the same run done alone with kd run', async () => {
+    for (const c of plan.cells) {
+      const r = await runCommand(path.relative(tmp, c.specFile) === 'base.yaml' ? at('base.yaml') : c.specFile, {
+        set: c.sets,
+        out: at('alone', c.id),
+        cacheDir: at('alone-cache'),
+        quiet: true,
+        signals: false,
+      });
+      expect(r.status).toBe('completed');
+      expect(metricsOf(at('alone', c.id)).eval).toEqual(swept.get(c.id));
+    }
+  });
+
+  it('resubmitting the finished sweep enqueues nothing', () => {
+    const r = kd(['sweep', 'grid.yaml', '--workers', '2', '--quiet']);
+    expect(r.status).toBe(0);
+    expect(lastJson(r.stdout).submitted).toEqual({ sweep: plan.id, cells: 8, enqueued: 0, done: 8, pending: 0, retried: 0 });
+    const status = kd(['sweep', 'status', 'grid.yaml', '--json']);
+    expect(JSON.parse(status.stdout).counts).toEqual({ done: 8, running: 0, failed: 0, waiting: 0 });
+  });
+
+  it('refuses a sweep with invalid cells before anything is enqueued: one coded error per bad cell', () => {
+    fs.writeFileSync(
+      at('bad.yaml'),
+      `spec: base.yaml
+axes:
+  stack:
+    ok: [{ use: loss/cross-entropy }]
+    typo: [{ use: loss/cross-entropy }, { use: loss/hinton-kdd }]
+  set:
+    fine: train.epochs=1
+    broken: train.batchSize=-3
+  seed: [1]
+`,
+    );
+    const r = kd(['sweep', 'bad.yaml', '--workers', '1']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error KD_SWEEP_INVALID at .*bad\.yaml: 3 of 4 cells of .* are invalid; nothing was enqueued/m);
+    expect(r.stderr).toContain('cell spec=base stack=ok set=broken seed=1: KD_SPEC_INVALID at train.batchSize');
+    expect(r.stderr).toContain('cell spec=base stack=typo set=fine seed=1: KD_PLUGIN_UNKNOWN at plugins[1].use');
+    expect(r.stderr).toContain('cell spec=base stack=typo set=broken seed=1:');
+    // Refused before Redis: no server was started, no worker either.
+    expect(fs.existsSync(at('sweeps', 'bad', 'redis'))).toBe(false);
+    expect(fs.existsSync(at('sweeps', 'bad', 'worker-1.log'))).toBe(false);
+  });
+
+  it('without redis-server on PATH: KD_REDIS_MISSING with the install line', () => {
+    const r = kd(['sweep', 'grid.yaml', '--out', 'sweeps/no-redis'], { ...plainEnv, PATH: at('empty-bin') });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error KD_REDIS_MISSING at redis-server: /m);
+    expect(r.stderr).toContain('apt-get install -y redis-server');
+  });
+
+  it('an unreachable --redis: KD_REDIS_UNAVAILABLE before planning', async () => {
+    const port = await freePort();
+    const t0 = Date.now();
+    const r = kd(['sweep', 'grid.yaml', '--redis', `redis://127.0.0.1:${port}`]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^error KD_REDIS_UNAVAILABLE at --redis: no Redis answers at redis://127.0.0.1:${port}`, 'm'));
+    expect(r.stderr).not.toContain('planned');
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  });
+});
+
+describe('kd worker on a shared Redis', () => {
+  let redis: EmbeddedRedis;
+  beforeAll(async () => {
+    redis = await startEmbeddedRedis(at('shared-redis'));
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('two workers with separate working folders (two machines) run a sweep submitted with --redis', async () => {
+    // A cache without the teacher: it is trained by one worker, not uploaded from here.
+    const sub = kd(['sweep', 'grid.yaml', '--redis', redis.url, '--detach', '--out', 'sweeps/shared', '--cache-dir', 'submit-cache', '--quiet']);
+    expect(sub.status).toBe(0);
+    expect(lastJson(sub.stdout).submitted).toMatchObject({ cells: 8, enqueued: 10, done: 0 });
+    const workers = ['machine-a', 'machine-b'].map((m) => start(['worker', '--redis', redis.url, '--dir', at(m), '--quiet']));
+    const client = connection(redis.url);
+    try {
+      await until('8 results in Redis', async () => (await client.llen(KEYS.completions)) >= 8);
+      const table = kd(['sweep', 'table', '--out', 'sweeps/shared', '--redis', redis.url]);
+      expect(table.status).toBe(0);
+      const plan = JSON.parse(fs.readFileSync(at('sweeps', 'shared', 'sweep.json'), 'utf8')) as SweepPlan;
+      // Same cells as the private-server sweep above, same results.
+      for (const c of plan.cells) {
+        expect(metricsOf(at('sweeps', 'shared', 'runs', `${c.row}-seed${c.seed}`)).eval).toEqual(metricsOf(at('sweeps', 'grid', 'runs', `${c.row}-seed${c.seed}`)).eval);
+      }
+      const completions = await client.lrange(KEYS.completions, 0, -1);
+      expect([...completions].sort()).toEqual(plan.cells.map((c) => c.id).sort());
+      // Both machines worked; each ran its cells in its own folder; the teacher was trained once and
+      // reached the other machine through Redis.
+      const ran = (m: string) => (fs.existsSync(at(m, 'runs')) ? fs.readdirSync(at(m, 'runs')).filter((d) => d.startsWith('c-') && !d.endsWith('.incomplete')) : []);
+      expect(ran('machine-a').length + ran('machine-b').length).toBe(8);
+      expect(ran('machine-a').length).toBeGreaterThan(0);
+      expect(ran('machine-b').length).toBeGreaterThan(0);
+      const queue = new Queue(QUEUE, { connection: client });
+      const teacherJobs = (await queue.getJobs(['completed'])).filter((j) => j.name === 'teacher');
+      await queue.close();
+      expect(teacherJobs).toHaveLength(1);
+      expect(teacherJobs[0].returnvalue).toMatchObject({ trained: true });
+    } finally {
+      for (const w of workers) w.kill('SIGTERM');
+      await Promise.all(workers.map(exited));
+      client.disconnect();
+    }
+  });
+
+  it('a worker SIGKILLed mid-run: another picks the stalled job up, resumes from the checkpoint, every cell once', async () => {
+    // 3 epochs of 256 steps (batch 8): the kill lands after the first epoch-end checkpoint.
+    fs.writeFileSync(at('long.yaml'), BASE.replace('train: { epochs: 1, batchSize: 64, maxBatches: 3,', 'train: { epochs: 3, batchSize: 8,').replace('limit: { train: 512', 'limit: { train: 2048'));
+    fs.writeFileSync(at('kill.yaml'), 'spec: long.yaml\naxes: { seed: [1, 2] }\n');
+    const sub = kd(['sweep', 'kill.yaml', '--redis', redis.url, '--detach', '--quiet']);
+    expect(sub.status).toBe(0);
+    const plan = JSON.parse(fs.readFileSync(at('sweeps', 'kill', 'sweep.json'), 'utf8')) as SweepPlan;
+    const client = connection(redis.url);
+    const before = await client.llen(KEYS.completions);
+    const a = start(['worker', '--redis', redis.url, '--dir', at('local'), '--lock-ms', '1500', '--quiet']);
+    let b: ChildProcess | null = null;
+    try {
+      const ckpt = (id: string) => fs.existsSync(at('local', 'runs', `${id}.incomplete`, 'checkpoint', 'checkpoint.json'));
+      await until('a first checkpoint', () => plan.cells.some((c) => ckpt(c.id)));
+      const killed = plan.cells.find((c) => ckpt(c.id)) as SweepPlan['cells'][number];
+      a.kill('SIGKILL');
+      await exited(a);
+      // Another worker on the same machine (same working folder: the checkpoint is reachable).
+      b = start(['worker', '--redis', redis.url, '--dir', at('local'), '--lock-ms', '1500', '--quiet']);
+      await until('both cells stored', async () => (await client.llen(KEYS.completions)) >= before + 2, 150_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const completions = (await client.lrange(KEYS.completions, 0, -1)).filter((id) => plan.cells.some((c) => c.id === id)).sort();
+      expect(completions).toEqual(plan.cells.map((c) => c.id).sort());
+      const m = metricsOf(at('local', 'runs', killed.id));
+      expect(m.resumes).toBe(1);
+      // And the resumed cell is the uninterrupted run (same backend: bit for bit).
+      await runCommand(at('long.yaml'), { set: killed.sets, out: at('alone-long'), cacheDir: at('alone-cache'), quiet: true, signals: false });
+      expect(m.eval).toEqual(metricsOf(at('alone-long')).eval);
+      const queue = new Queue(QUEUE, { connection: client });
+      const job = await queue.getJob(killed.id);
+      await queue.close();
+      expect(await job?.getState()).toBe('completed');
+    } finally {
+      a.kill('SIGKILL');
+      b?.kill('SIGTERM');
+      await Promise.all([exited(a), ...(b ? [exited(b)] : [])]);
+      client.disconnect();
+    }
+  });
+});

@@ -1,0 +1,193 @@
+import * as os from 'os';
+import * as path from 'path';
+import { filter } from 'rxjs';
+import type { ObservedEvent } from '@tfkd/kd-core';
+import {
+  collectRuns,
+  connection,
+  defaultSweepOut,
+  loadSweepFile,
+  probeRedis,
+  runSweep,
+  startWorker,
+  sweepStatus,
+  withSweepRedis,
+  writeTable,
+  type RunCell,
+  type SweepOutcome,
+  type SweepStatus,
+} from '@tfkd/sweep';
+import { SingleBar, Presets } from 'cli-progress';
+import { defaultRegistry } from './modules';
+import { runCommand } from './run';
+
+/** How a `kd sweep` starts its local workers: this very CLI (`bin.js`, or the sources in tests), `worker`. */
+export function workerCommand(): string[] {
+  return [process.execPath, ...process.execArgv, process.argv[1], 'worker'];
+}
+
+/** A cell in a worker: exactly `kd run SPEC --out DIR [--resume DIR] --quiet`, progress to the job. */
+export const runCell: RunCell = async (cell) => {
+  const r = await runCommand(cell.specFile, {
+    out: cell.outDir,
+    cacheDir: cell.cacheDir,
+    quiet: true,
+    ...(cell.resume ? { resume: cell.outDir } : {}),
+    observe: (bus, phase) =>
+      bus.events$.pipe(filter((e: ObservedEvent) => e.hook === 'epochEnd')).subscribe((e) => {
+        if (e.hook === 'epochEnd') cell.progress({ phase, epoch: e.payload.epoch, epochs: e.payload.epochs });
+      }),
+  });
+  return { status: r.status };
+};
+
+const line = (s: SweepStatus) =>
+  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.eta !== null && s.counts.done < s.cells.length ? `, ETA ${Math.round(s.eta)} s` : ''}`;
+
+export interface SweepCliOptions {
+  redis?: string;
+  workers?: string;
+  out?: string;
+  cacheDir?: string;
+  detach?: boolean;
+  plan?: boolean;
+  quiet?: boolean;
+  lockMs?: string;
+}
+
+/** `kd sweep FILE`: plan, submit, run (local workers), table. Returns the exit code. */
+export async function sweepCommand(file: string, o: SweepCliOptions): Promise<{ outcome: SweepOutcome; exitCode: number }> {
+  const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`${l}\n`);
+  const tty = Boolean(process.stderr.isTTY) && !process.env.CI && !o.quiet;
+  let bar: SingleBar | null = null;
+  let last = '';
+  let stopRequested: () => void = () => undefined;
+  const stop = new Promise<void>((r) => (stopRequested = r));
+  const onSignal = () => {
+    process.stderr.write('\nstopping: workers write a checkpoint and hand their cells back; run the same command again to continue\n');
+    stopRequested();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const outcome = await runSweep(file, {
+      registry: defaultRegistry,
+      cacheDir: path.resolve(o.cacheDir ?? process.env.KD_CACHE_DIR ?? '.kd-cache'),
+      redis: o.redis,
+      workers: o.workers !== undefined ? Number(o.workers) : undefined,
+      out: o.out,
+      detach: o.detach,
+      planOnly: o.plan,
+      workerCommand: workerCommand(),
+      workerArgs: o.lockMs ? ['--lock-ms', o.lockMs] : [],
+      log,
+      stop,
+      onStatus: (s) => {
+        if (tty) {
+          bar ??= new SingleBar({ format: 'sweep {bar} {value}/{total} cells | {status}', hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+          if (!bar.isActive) bar.start(s.cells.length, s.counts.done, { status: line(s) });
+          bar.update(s.counts.done, { status: line(s) });
+        } else if (!o.quiet && line(s) !== last) {
+          last = line(s);
+          process.stderr.write(`sweep: ${last}\n`);
+        }
+      },
+    });
+    (bar as SingleBar | null)?.stop();
+    if (o.plan) {
+      for (const c of outcome.plan.cells) process.stdout.write(`${c.id}  ${c.row} seed ${c.seed}: ${c.command}\n`);
+      return { outcome, exitCode: 0 };
+    }
+    const failed = outcome.status?.cells.filter((c) => c.state === 'failed') ?? [];
+    for (const f of failed) {
+      const cell = outcome.plan.cells.find((c) => c.id === f.id);
+      process.stderr.write(`error KD_SWEEP_FAILED: cell ${cell?.row} seed ${cell?.seed} (${f.id}) failed ${f.attempts ?? 3} times: ${f.error}\n`);
+    }
+    const summary = {
+      sweep: outcome.plan.id,
+      out: outcome.out,
+      cells: outcome.plan.cells.length,
+      ...(outcome.submitted ? { submitted: outcome.submitted } : {}),
+      ...(outcome.status ? { status: outcome.status.counts } : {}),
+      ...(outcome.table ? { table: path.join(outcome.out, 'table.md') } : {}),
+      ...(outcome.interrupted ? { continue: `kd sweep ${file}${o.redis ? ` --redis ${o.redis}` : ''}` } : {}),
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return { outcome, exitCode: outcome.interrupted ? 130 : failed.length > 0 ? 2 : 0 };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** The sweep folder of `kd sweep status|table [FILE] [--out DIR]`. */
+function sweepFolder(file: string | undefined, out: string | undefined): string {
+  if (out) return path.resolve(out);
+  if (file) return path.resolve(defaultSweepOut(loadSweepFile(file).name));
+  return path.resolve('.');
+}
+
+/** `kd sweep status`: done / running / failed / waiting, ETA; with --watch, until the sweep ends. */
+export async function sweepStatusCommand(file: string | undefined, o: { out?: string; redis?: string; json?: boolean; watch?: boolean }): Promise<string> {
+  const out = sweepFolder(file, o.out);
+  return withSweepRedis(out, o.redis, async (redis, plan) => {
+    let s = await sweepStatus(plan, redis);
+    while (o.watch && s.counts.waiting + s.counts.running > 0) {
+      process.stderr.write(`sweep: ${line(s)}\n`);
+      await new Promise((r) => setTimeout(r, 2000));
+      s = await sweepStatus(plan, redis);
+    }
+    if (o.json) return JSON.stringify({ sweep: plan.id, ...s });
+    const byId = new Map(plan.cells.map((c) => [c.id, c]));
+    const rows = s.cells.map((c) => {
+      const cell = byId.get(c.id);
+      const p = c.progress ? ` (${c.progress.phase} epoch ${c.progress.epoch}/${c.progress.epochs})` : '';
+      return `  ${c.state.padEnd(7)} ${cell?.row} seed ${cell?.seed}${p}${c.error ? `: ${c.error}` : ''}`;
+    });
+    return [`sweep ${plan.name} (${plan.id}): ${line(s)}`, ...rows].join('\n');
+  });
+}
+
+/** `kd sweep table`: finished runs copied from Redis into `<out>/runs/`, then table.{md,csv,json,svg}. */
+export async function sweepTableCommand(file: string | undefined, o: { out?: string; redis?: string; offline?: boolean }): Promise<string> {
+  const out = sweepFolder(file, o.out);
+  const write = async () => {
+    const { readSweepFolder } = await import('@tfkd/sweep');
+    return writeTable(out, readSweepFolder(out));
+  };
+  if (!o.offline) await withSweepRedis(out, o.redis, (redis, plan) => collectRuns(plan, redis, out));
+  await write();
+  return (await import('fs')).readFileSync(path.join(out, 'table.md'), 'utf8').trimEnd();
+}
+
+/** `kd worker --redis URL`: take sweep jobs until SIGTERM/SIGINT (a run in progress stops with a checkpoint). */
+export async function workerMain(o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; quiet?: boolean }): Promise<number> {
+  await probeRedis(o.redis);
+  const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`[worker ${os.hostname()}:${process.pid}] ${l}\n`);
+  const redis = connection(o.redis);
+  const worker = startWorker({
+    connection: redis,
+    dir: o.dir ?? '.kd-worker',
+    cacheDir: o.cacheDir ?? process.env.KD_CACHE_DIR,
+    registry: defaultRegistry,
+    runCell,
+    lockMs: o.lockMs ? Number(o.lockMs) : undefined,
+    log,
+  });
+  worker.on('failed', (job, err) => log(`${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
+  worker.on('completed', (job) => log(`${job.id} completed`));
+  log(`joined ${o.redis}`);
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+  await worker.close();
+  redis.disconnect();
+  log('stopped');
+  return 0;
+}

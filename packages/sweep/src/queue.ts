@@ -1,0 +1,249 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { PlannedCell, SweepPlan } from './plan';
+
+/** One queue for every sweep: two sweeps that share a cell share its job and its result. */
+export const QUEUE = 'kd-sweep';
+/** Redis keys outside BullMQ's: results, teachers, sweep manifests. */
+export const KEYS = {
+  /** Hash: a finished run folder, file path → bytes (`metrics.json`, `history.jsonl`, `student/…`, …). */
+  run: (id: string) => `tfkd:run:${id}`,
+  /** Hash: a teacher's cache folder (`model.json`, `weights.bin`, `teacher.json`). */
+  teacher: (key: string) => `tfkd:teacher:${key}`,
+  /** String: a sweep's plan (JSON), so `status`/`table` work from any machine. */
+  sweep: (id: string) => `tfkd:sweep:${id}`,
+  /** List: a cell id per run completed and stored (the exactly-once ledger tests read). */
+  completions: 'tfkd:completions',
+  /** Hash: cell id → seconds of its last completed run (ETA). */
+  seconds: 'tfkd:seconds',
+};
+
+/** Retries: a job failing three times is failed, with its error. */
+export const JOB_OPTIONS: JobsOptions = { attempts: 3, backoff: { type: 'fixed', delay: 500 }, removeOnComplete: false, removeOnFail: false };
+
+/** What a cell job carries to a worker (no path of the submitting machine is needed). */
+export interface CellJob {
+  kind: 'cell';
+  id: string;
+  specName: string;
+  specText: string;
+  teachers: string[];
+}
+export interface TeacherJob {
+  kind: 'teacher';
+  key: string;
+  specName: string;
+  specText: string;
+}
+export interface ReleaseJob {
+  kind: 'release';
+  key: string;
+  cells: CellJob[];
+}
+
+export const cellJob = (c: PlannedCell): CellJob => ({ kind: 'cell', id: c.id, specName: c.specName, specText: c.specText, teachers: c.teachers });
+
+export interface SubmitResult {
+  sweep: string;
+  cells: number;
+  /** Jobs added now: cells and, per teacher not yet trained, its teacher job and the release job that enqueues its cells. */
+  enqueued: number;
+  /** Cells already finished (here or by another sweep sharing them). */
+  done: number;
+  /** Cells already waiting or running. */
+  pending: number;
+  /** Failed cells given three more attempts. */
+  retried: number;
+}
+
+/**
+ * Enqueue a planned sweep. Cell jobs are keyed by their spec hash, so what is queued, running or
+ * finished is never added again. Cells that need a teacher not yet in Redis wait behind it as a
+ * BullMQ flow: the teacher job is the child (BullMQ runs children first) of a `release` job that
+ * enqueues those cells once the teacher is stored — trained once, whatever the number of cells.
+ */
+export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUpload?: boolean } = {}): Promise<SubmitResult> {
+  const queue = new Queue(QUEUE, { connection: redis });
+  const flows = new FlowProducer({ connection: redis });
+  const out: SubmitResult = { sweep: plan.id, cells: 0, enqueued: 0, done: 0, pending: 0, retried: 0 };
+  try {
+    await redis.set(KEYS.sweep(plan.id), JSON.stringify(plan));
+    // Teachers this machine has cached already travel through Redis: no worker trains them again.
+    if (opts.cacheUpload !== false) {
+      for (const [key, t] of Object.entries(plan.teachers)) {
+        if (t.cached && !(await redis.exists(KEYS.teacher(key)))) await putFolder(redis, KEYS.teacher(key), t.cached);
+      }
+    }
+    const unique = [...new Map(plan.cells.map((c) => [c.id, c])).values()];
+    out.cells = unique.length;
+    const behind = new Map<string, CellJob[]>();
+    for (const c of unique) {
+      if (await redis.exists(KEYS.run(c.id))) {
+        out.done++;
+        continue;
+      }
+      const job = await queue.getJob(c.id);
+      if (job) {
+        const state = await job.getState();
+        if (state === 'failed') {
+          await job.retry('failed', { resetAttemptsMade: true });
+          out.retried++;
+        } else if (state === 'completed') out.done++;
+        else out.pending++;
+        continue;
+      }
+      let missing: string | null = null;
+      for (const k of c.teachers) if (!missing && !(await redis.exists(KEYS.teacher(k)))) missing = k;
+      if (missing) {
+        behind.set(missing, [...(behind.get(missing) ?? []), cellJob(c)]);
+        continue;
+      }
+      await queue.add('cell', cellJob(c), { ...JOB_OPTIONS, jobId: c.id });
+      out.enqueued++;
+    }
+    for (const [key, cells] of behind) {
+      const releaseId = `r-${key}-${plan.id.slice(2, 10)}`;
+      if (await queue.getJob(releaseId)) {
+        out.pending += cells.length;
+        continue;
+      }
+      const first = plan.cells.find((c) => c.id === cells[0].id) as PlannedCell;
+      const teacher: TeacherJob = { kind: 'teacher', key, specName: first.specName, specText: first.specText };
+      await flows.add({
+        name: 'release',
+        queueName: QUEUE,
+        data: { kind: 'release', key, cells } satisfies ReleaseJob,
+        opts: { ...JOB_OPTIONS, jobId: releaseId },
+        children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: `t-${key}-${plan.id.slice(2, 10)}` } }],
+      });
+      out.enqueued += cells.length + 2;
+    }
+    return out;
+  } finally {
+    await flows.close();
+    await queue.close();
+  }
+}
+
+export type CellState = 'done' | 'running' | 'failed' | 'waiting';
+
+export interface SweepStatus {
+  counts: Record<CellState, number>;
+  cells: { id: string; state: CellState; progress?: { phase: string; epoch: number; epochs: number }; error?: string; attempts?: number }[];
+  /** Seconds left: mean seconds of a finished cell × cells left / cells running (null before the first finishes). */
+  eta: number | null;
+}
+
+/** Where each cell of a sweep stands; a cell not yet enqueued (behind its teacher) is waiting. */
+export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis): Promise<SweepStatus> {
+  const queue = new Queue(QUEUE, { connection: redis });
+  try {
+    const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0 };
+    const cells: SweepStatus['cells'] = [];
+    for (const id of [...new Set(plan.cells.map((c) => c.id))]) {
+      let state: CellState = 'waiting';
+      const entry: SweepStatus['cells'][number] = { id, state };
+      if (await redis.exists(KEYS.run(id))) state = 'done';
+      else {
+        const job = await queue.getJob(id);
+        const s = job ? await job.getState() : 'unknown';
+        if (s === 'active') state = 'running';
+        else if (s === 'failed') state = 'failed';
+        else if (s === 'completed') state = 'done';
+        if (job && typeof job.progress === 'object') entry.progress = job.progress as SweepStatus['cells'][number]['progress'];
+        if (job?.failedReason) entry.error = job.failedReason;
+        if (job) entry.attempts = job.attemptsMade;
+      }
+      entry.state = state;
+      counts[state]++;
+      cells.push(entry);
+    }
+    const secs = (await redis.hmget(KEYS.seconds, ...cells.map((c) => c.id))).filter((s): s is string => s !== null).map(Number);
+    const mean = secs.length ? secs.reduce((a, b) => a + b, 0) / secs.length : null;
+    const left = counts.waiting + counts.running;
+    const eta = mean === null ? null : left === 0 ? 0 : (mean * left) / Math.max(1, counts.running);
+    return { counts, cells, eta };
+  } finally {
+    await queue.close();
+  }
+}
+
+/** The files of a folder (recursively), relative path (with `/`) → bytes. */
+function readFolder(dir: string, skip: (rel: string) => boolean): [string, Buffer][] {
+  const files: [string, Buffer][] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const f = path.join(d, e.name);
+      const rel = path.relative(dir, f).split(path.sep).join('/');
+      if (skip(rel)) continue;
+      if (e.isDirectory()) walk(f);
+      else if (e.isFile()) files.push([rel, fs.readFileSync(f)]);
+    }
+  };
+  walk(dir);
+  return files;
+}
+
+/** Store a folder in a Redis hash (relative path → bytes), written beside and renamed into place: whole or not at all. */
+export async function putFolder(redis: Redis, key: string, dir: string, skip: (rel: string) => boolean = () => false): Promise<number> {
+  const files = readFolder(dir, skip);
+  const tmp = `${key}:tmp:${process.pid}`;
+  const multi = redis.multi().del(tmp);
+  for (const [rel, buf] of files) multi.hset(tmp, rel, buf);
+  await multi.rename(tmp, key).exec();
+  return files.length;
+}
+
+// Store-once: the first finished attempt's folder is the result; a later one (a job wrongly taken for
+// stalled while its worker still ran) is dropped, and the completion is counted once.
+const STORE_ONCE = `
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 1`;
+
+/** Store a finished run folder as the cell's result, once; returns false if a result was already there. */
+export async function storeRun(redis: Redis, id: string, dir: string): Promise<boolean> {
+  const files = readFolder(dir, (rel) => rel === 'checkpoint' || rel.startsWith('checkpoint.'));
+  const tmp = `${KEYS.run(id)}:tmp:${process.pid}`;
+  const multi = redis.multi().del(tmp);
+  for (const [rel, buf] of files) multi.hset(tmp, rel, buf);
+  await multi.exec();
+  return (await redis.eval(STORE_ONCE, 3, tmp, KEYS.run(id), KEYS.completions, id)) === 1;
+}
+
+/** Write a stored folder to `dir` (through `dir.tmp-<pid>`, renamed into place). False if Redis has no such key. */
+export async function getFolder(redis: Redis, key: string, dir: string): Promise<boolean> {
+  const files = await redis.hgetallBuffer(key);
+  if (Object.keys(files).length === 0) return false;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  for (const [rel, buf] of Object.entries(files)) {
+    const f = path.join(tmp, ...rel.split('/'));
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, buf);
+  }
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.renameSync(tmp, dir);
+  return true;
+}
+
+/** The folder of a cell's run inside a sweep folder: `<row>-seed<N>` (as protocol runs were named). */
+export const runFolderName = (c: Pick<PlannedCell, 'row' | 'seed'>) => `${c.row.replace(/[^A-Za-z0-9._=,+-]/g, '_')}-seed${c.seed}`;
+
+/** Copy every finished cell's run folder from Redis into `<out>/runs/`; returns how many are there. */
+export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
+  let n = 0;
+  for (const c of plan.cells) {
+    const dir = path.join(out, 'runs', runFolderName(c));
+    if (fs.existsSync(path.join(dir, 'metrics.json'))) {
+      n++;
+      continue;
+    }
+    if (await getFolder(redis, KEYS.run(c.id), dir)) n++;
+  }
+  return n;
+}

@@ -1,0 +1,155 @@
+import { spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { KdError } from '@tfkd/kd-core';
+import { planSweep, type SweepPlan, type SweepPlanOptions } from './plan';
+import { collectRuns, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
+import { connection, probeRedis, readJson, startEmbeddedRedis, type EmbeddedRedis } from './redis';
+import { loadSweepFile } from './sweep-file';
+import { sweepTable, tableCsv, tableMarkdown, tableSvg, type CellMetrics, type SweepTable } from './table';
+
+export interface SweepOptions extends Omit<SweepPlanOptions, 'log'> {
+  /** `redis://host:port` of a shared Redis; without it a private redis-server runs in `<out>/redis`. */
+  redis?: string;
+  /** Local worker processes (default: the number of cores without --redis, none with it). */
+  workers?: number;
+  /** The sweep folder (default `sweeps/<name>`). */
+  out?: string;
+  /** The command that starts one worker (`kd worker`), without its options. */
+  workerCommand: string[];
+  /** Extra options for local workers (e.g. `--lock-ms`). */
+  workerArgs?: string[];
+  /** Submit and return without waiting (with --redis). */
+  detach?: boolean;
+  /** Check every cell and print the plan; enqueue nothing. */
+  planOnly?: boolean;
+  log?: (line: string) => void;
+  /** Called about once a second while attached. */
+  onStatus?: (s: SweepStatus) => void;
+  /** Resolves when the user asks to stop (SIGINT): workers are stopped with a checkpoint. */
+  stop?: Promise<unknown>;
+}
+
+export interface SweepOutcome {
+  out: string;
+  plan: SweepPlan;
+  submitted: SubmitResult | null;
+  status: SweepStatus | null;
+  table: SweepTable | null;
+  interrupted: boolean;
+}
+
+export const defaultSweepOut = (name: string) => path.join('sweeps', name);
+
+/**
+ * `kd sweep FILE`: plan every cell (any invalid cell refuses the sweep, nothing enqueued), connect to
+ * Redis (or start a private one), submit, start local workers, wait while reporting status, copy
+ * the results into `<out>/runs/` and write the table. Interrupted and started again, it continues.
+ */
+export async function runSweep(file: string, opts: SweepOptions): Promise<SweepOutcome> {
+  const log = opts.log ?? (() => undefined);
+  const sweep = loadSweepFile(file);
+  const out = path.resolve(opts.out ?? defaultSweepOut(sweep.name));
+  // Redis first when it is given: an unreachable one is an error before minutes of planning.
+  if (opts.redis && !opts.planOnly) await probeRedis(opts.redis);
+  const plan = await planSweep(sweep, { ...opts, log });
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, redis: opts.redis ?? null }, null, 2) + '\n');
+  if (opts.planOnly) return { out, plan, submitted: null, status: null, table: null, interrupted: false };
+
+  let embedded: EmbeddedRedis | null = null;
+  const url = opts.redis ?? (embedded = await startEmbeddedRedis(path.join(out, 'redis'), { log })).url;
+  const redis = connection(url);
+  const workers: ChildProcess[] = [];
+  let interrupted = false;
+  try {
+    const submitted = await submitSweep(plan, redis);
+    log(`sweep ${plan.id}: ${submitted.cells} cells — ${submitted.done} done, ${submitted.pending} pending, ${submitted.retried} retried, ${submitted.enqueued} jobs enqueued`);
+    if (opts.detach) return { out, plan, submitted, status: await sweepStatus(plan, redis), table: null, interrupted: false };
+    const n = opts.workers ?? (opts.redis ? 0 : os.cpus().length);
+    const workDir = path.join(out, 'work');
+    for (let i = 0; i < n; i++) {
+      const [cmd, ...args] = opts.workerCommand;
+      const child = spawn(cmd, [...args, '--redis', url, '--dir', workDir, '--cache-dir', path.resolve(opts.cacheDir ?? '.kd-cache'), ...(opts.workerArgs ?? [])], {
+        stdio: ['ignore', 'ignore', fs.openSync(path.join(out, `worker-${i + 1}.log`), 'a')],
+      });
+      workers.push(child);
+    }
+    if (n > 0) log(`started ${n} local worker${n === 1 ? '' : 's'} (logs in ${out}/worker-*.log)`);
+    let stopped = false;
+    void opts.stop?.then(() => (stopped = true));
+    let status = await sweepStatus(plan, redis);
+    for (;;) {
+      opts.onStatus?.(status);
+      await collectRuns(plan, redis, out);
+      if (status.counts.waiting + status.counts.running === 0) break;
+      if (stopped) {
+        interrupted = true;
+        break;
+      }
+      if (n > 0 && workers.every((w) => w.exitCode !== null || w.signalCode !== null)) {
+        throw new KdError('KD_SWEEP_FAILED', `every local worker exited with cells left (${status.counts.waiting} waiting, ${status.counts.running} running)`, { path: path.join(out, 'worker-1.log'), fix: 'read the worker logs; run kd sweep again to continue' });
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      status = await sweepStatus(plan, redis);
+    }
+    const table = interrupted ? null : writeTable(out, plan);
+    return { out, plan, submitted, status, table, interrupted };
+  } finally {
+    await stopWorkers(workers);
+    redis.disconnect();
+    await embedded?.stop();
+  }
+}
+
+/** SIGTERM: a worker stops its run after the current step with a checkpoint and puts the job back. */
+async function stopWorkers(workers: ChildProcess[]): Promise<void> {
+  const exits = workers.filter((w) => w.exitCode === null && w.signalCode === null).map((w) => new Promise<void>((r) => {
+    w.once('exit', () => r());
+    w.kill('SIGTERM');
+  }));
+  const timer = new Promise<void>((r) => setTimeout(r, 30_000).unref());
+  await Promise.race([Promise.all(exits), timer]);
+  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+}
+
+/** The sweep's plan as saved in its folder. */
+export function readSweepFolder(out: string): SweepPlan & { redis: string | null } {
+  const plan = readJson<SweepPlan & { redis: string | null }>(path.join(out, 'sweep.json'));
+  if (!plan) throw new KdError('KD_SWEEP_INVALID', `${out} is not a sweep folder (no sweep.json)`, { path: out, fix: 'give --out the folder `kd sweep` wrote (default sweeps/<sweep name>), or the sweep file' });
+  return plan;
+}
+
+/** Read the finished cells' metrics from `<out>/runs/` and write table.md, table.csv, table.json and table.svg. */
+export function writeTable(out: string, plan: SweepPlan): SweepTable {
+  const byId = new Map(plan.cells.map((c) => [c.id, c]));
+  const t = sweepTable(plan, (id) => readJson<CellMetrics>(path.join(out, 'runs', runFolderName(byId.get(id) as SweepPlan['cells'][number]), 'metrics.json')));
+  fs.writeFileSync(path.join(out, 'table.md'), tableMarkdown(t));
+  fs.writeFileSync(path.join(out, 'table.csv'), tableCsv(t));
+  fs.writeFileSync(path.join(out, 'table.json'), JSON.stringify(t, null, 2) + '\n');
+  fs.writeFileSync(path.join(out, 'table.svg'), tableSvg(t));
+  return t;
+}
+
+/**
+ * `kd sweep status` / `kd sweep table`: the sweep's Redis (the one given, the folder's running
+ * private server, or the folder's data started for the query), its status, and the finished runs
+ * copied into `<out>/runs/`.
+ */
+export async function withSweepRedis<T>(out: string, redisUrl: string | undefined, fn: (redis: ReturnType<typeof connection>, plan: SweepPlan) => Promise<T>, log?: (l: string) => void): Promise<T> {
+  const plan = readSweepFolder(out);
+  const url = redisUrl ?? plan.redis ?? undefined;
+  let embedded: EmbeddedRedis | null = null;
+  if (url) await probeRedis(url);
+  const redis = connection(url ?? (embedded = await startEmbeddedRedis(path.join(out, 'redis'), { log })).url);
+  try {
+    return await fn(redis, plan);
+  } finally {
+    redis.disconnect();
+    // Only a server this call started is stopped (one a running `kd sweep` uses is reused and kept).
+    if (embedded && !embedded.reused) await embedded.stop();
+  }
+}
+
+export { collectRuns, sweepStatus };
