@@ -14,6 +14,19 @@
  *      stride 2 into stages 2 and 3, 1x1 projection shortcuts, no batch norm), teacher the same at
  *      32/64/128 (frozen), KD loss as in (a).
  *
+ * Conv steps (#19; the zoo's LayersModels in a minimal loop, wasm):
+ *   d) cnn-large train step, b128, CE, Adam      e) cnn-large forward (inference), b128
+ *   f) KD step, cnn-large teacher (frozen) -> cnn-small student, b128, T = 4, Adam: sequential
+ *      (teacher forward inline), and `f-overlap`: the teacher forward of batch i+1 in a worker thread
+ *      (@tfkd/engine/node TeacherWorker, own wasm backend) while the student steps batch i; plus its
+ *      parts `f-teacher` (teacher forward alone) and `f-student` (student step with given logits).
+ *
+ *   node tools/bench-backend.js --conv [--rounds=3] [--threads=N]   # d/e/f in ABAB rounds, median + spread
+ *   node tools/bench-backend.js --peer [--rounds=3]                 # PyTorch peer vs ours, alternated per round
+ *   node tools/bench-backend.js --threads-vs=2 [--rounds=3]         # d/e at 1 vs N wasm threads (ABAB processes)
+ *   node tools/bench-backend.js --profile [--batch=128]             # tf.profile per kernel of d and e
+ *   node tools/bench-backend.js --ab-kernels [--rounds=5]           # d/e with the #19 kernels vs native, ABAB in-process
+ *
  * To add another implementation of a step (e.g. the "framework" column), push an entry onto
  * `IMPLEMENTATIONS` with the same `build(tf)` contract: returns { step(): void, dispose(): void }.
  * `timeSteps(label, backend, stepFn, n)` is exported for reuse.
@@ -38,7 +51,8 @@ function ensureBuilt() {
   const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
   for (const dir of ['packages/kd-core', 'packages/engine', 'packages/backend-wasm-train']) {
     const abs = path.join(ROOT, dir);
-    if (!dir.endsWith('backend-wasm-train') && fs.existsSync(path.join(abs, 'dist/index.js'))) continue;
+    if (dir === 'packages/kd-core' && fs.existsSync(path.join(abs, 'dist/index.js'))) continue;
+    if (dir === 'packages/engine' && fs.existsSync(path.join(abs, 'dist/node/teacher-worker.js'))) continue;
     execFileSync(process.execPath, [tsc, '-p', path.join(abs, 'tsconfig.lib.json')], { cwd: abs, stdio: 'inherit' });
   }
 }
@@ -358,7 +372,447 @@ function table(rows, threadRows) {
   return lines.join('\n');
 }
 
+// ---------------------------------------------------------------------------------------------
+// Conv steps (#19): cnn-large train / forward, cnn-large -> cnn-small KD (sequential and overlapped).
+
+function zooModel(name) {
+  const { MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  return MODEL_ZOO.find((d) => d.id === name).build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
+}
+
+/** Fixed random batches (the order is known in advance: batch i of step k is k mod nBatches). */
+function convData(tf, batch, nBatches) {
+  const r = rng(17);
+  const per = 28 * 28;
+  const images = Float32Array.from({ length: batch * nBatches * per }, () => (r() + 1) / 2);
+  const labels = Int32Array.from({ length: batch * nBatches }, () => Math.floor(((r() + 1) / 2) * 10) % 10);
+  const order = Array.from({ length: nBatches }, (_, b) => Int32Array.from({ length: batch }, (_, i) => b * batch + i));
+  const gather = (idx) => {
+    const xs = new Float32Array(idx.length * per);
+    const ys = new Int32Array(idx.length);
+    idx.forEach((k, i) => {
+      xs.set(images.subarray(k * per, (k + 1) * per), i * per);
+      ys[i] = labels[k];
+    });
+    return { x: tf.tensor4d(xs, [idx.length, 28, 28, 1]), y: tf.tidy(() => tf.oneHot(tf.tensor1d(ys, 'int32'), 10).toFloat()) };
+  };
+  return { images, order, gather };
+}
+
+/** d) cnn-large train step. */
+function buildCnnLargeTrain(tf, batch = 128) {
+  const m = zooModel('cnn-large');
+  const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 21);
+  const vars = m.trainableWeights.map((w) => w.read());
+  const opt = tf.train.adam(1e-3);
+  return {
+    step() {
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.apply(x, { training: true })), vars);
+        opt.applyGradients(grads);
+        value.dataSync();
+      });
+    },
+    dispose() {
+      opt.dispose();
+      m.dispose();
+      tf.dispose([x, y]);
+    },
+  };
+}
+
+/** e) cnn-large forward (inference). */
+function buildCnnLargeForward(tf, batch = 128) {
+  const m = zooModel('cnn-large');
+  const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 22);
+  return {
+    step() {
+      tf.tidy(() => m.apply(x, { training: false }).dataSync());
+    },
+    dispose() {
+      m.dispose();
+      tf.dispose([x, y]);
+    },
+  };
+}
+
+/**
+ * f) KD step cnn-large -> cnn-small. mode: 'sequential' | 'overlap' (TeacherWorker) | 'teacher'
+ * (teacher forward only) | 'student' (student step on precomputed teacher logits). `losses` records
+ * every step's loss (the bit-identity check compares sequential and overlap).
+ */
+async function buildCnnKd(tf, mode, batch = 128, nBatches = 4) {
+  const teacher = zooModel('cnn-large');
+  const student = zooModel('cnn-small');
+  const data = convData(tf, batch, nBatches);
+  const vars = student.trainableWeights.map((w) => w.read());
+  const opt = tf.train.adam(1e-3);
+  const fixedT = mode === 'student' ? data.order.map((idx) => tf.tidy(() => teacher.apply(data.gather(idx).x, { training: false }))) : null;
+  let worker = null;
+  if (mode === 'overlap') {
+    const { TeacherWorker } = require(path.join(ROOT, 'packages/engine/dist/node/teacher-worker'));
+    worker = await TeacherWorker.start({ model: teacher, images: data.images, sampleShape: [28, 28, 1], maxBatch: batch });
+  }
+  let k = 0;
+  const losses = [];
+  const batchOf = (i) => data.order[i % nBatches];
+  return {
+    losses,
+    step() {
+      const idx = batchOf(k);
+      if (mode === 'teacher') {
+        tf.tidy(() => teacher.apply(data.gather(idx).x, { training: false }).dataSync());
+        k++;
+        return;
+      }
+      if (worker && k === 0) worker.prefetch(idx);
+      if (worker) worker.prefetch(batchOf(k + 1));
+      tf.tidy(() => {
+        const { x, y } = data.gather(idx);
+        const t = worker ? worker.takeTensors(idx)[0] : fixedT ? fixedT[k % nBatches] : teacher.apply(x, { training: false });
+        const { value, grads } = tf.variableGrads(() => kdLoss(tf, student.apply(x, { training: true }), t, y, 4), vars);
+        opt.applyGradients(grads);
+        losses.push(value.dataSync()[0]);
+      });
+      k++;
+    },
+    async close() {
+      if (worker) await worker.close();
+    },
+    dispose() {
+      opt.dispose();
+      teacher.dispose();
+      student.dispose();
+      if (fixedT) tf.dispose(fixedT);
+    },
+  };
+}
+
+const CONV_STEPS = [
+  { id: 'd', name: 'cnn-large train step b128 (CE, Adam)', build: (tf) => buildCnnLargeTrain(tf), n: 5 },
+  { id: 'e', name: 'cnn-large forward b128', build: (tf) => buildCnnLargeForward(tf), n: 10 },
+  { id: 'f', name: 'KD cnn-large -> cnn-small b128, sequential', build: (tf) => buildCnnKd(tf, 'sequential'), n: 8 },
+  { id: 'f-overlap', name: 'KD cnn-large -> cnn-small b128, teacher in a worker (overlapped)', build: (tf) => buildCnnKd(tf, 'overlap'), n: 8 },
+  { id: 'f-teacher', name: '  its teacher forward alone', build: (tf) => buildCnnKd(tf, 'teacher'), n: 8 },
+  { id: 'f-student', name: '  its student step alone', build: (tf) => buildCnnKd(tf, 'student'), n: 8 },
+];
+
+const median = (v) => {
+  const a = [...v].sort((p, q) => p - q);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+const spread = (v) => `${Math.min(...v).toFixed(2)}–${Math.max(...v).toFixed(2)}`;
+const loadavg = () => require('os').loadavg().map((l) => l.toFixed(2)).join(' ');
+
+/** Times `n` steps of a built step (after 2 warm-up steps); returns ms/step and the tensor check. */
+async function timeBuilt(tf, s, n) {
+  const model = await s.build(tf);
+  const r = timeSteps(s.id, tf.getBackend(), () => model.step(), n, 2);
+  await model.close?.();
+  model.dispose();
+  return r;
+}
+
+async function initWasm(threads) {
+  const { initWasmBackend, wasmThreadsCount } = require(path.join(PKG, 'dist'));
+  if (!(await initWasmBackend({ threads }))) throw new Error('wasm backend failed to initialise');
+  return wasmThreadsCount();
+}
+
+/** --conv: every conv step, in rounds (each round times every step once: ABAB across steps). */
+async function convMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const rounds = Number(option('rounds', '3'));
+  const only = option('only', null)?.split(',');
+  const steps = CONV_STEPS.filter((s) => !only || only.includes(s.id));
+  process.stderr.write(`conv steps, wasm x${threads}, ${rounds} rounds, load ${loadavg()}\n`);
+  const ms = Object.fromEntries(steps.map((s) => [s.id, []]));
+  const leaks = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const s of steps) {
+      const t = await timeBuilt(tf, s, flag('quick') ? 1 : s.n);
+      ms[s.id].push(t.ms);
+      if (t.leak) leaks.push(s.id);
+      process.stderr.write(`  round ${r + 1} ${s.id}: ${t.ms.toFixed(1)} ms/step (load ${loadavg()})\n`);
+    }
+  }
+  // Bit-identity of the overlapped KD loop against the sequential one (same backend, same batches).
+  let identical = 'n/a';
+  if (steps.some((s) => s.id === 'f-overlap')) {
+    const run = async (mode) => {
+      const m = await buildCnnKd(tf, mode);
+      for (let i = 0; i < 6; i++) m.step();
+      await m.close();
+      m.dispose();
+      return m.losses;
+    };
+    const a = await run('sequential');
+    const b = await run('overlap');
+    identical = a.length === b.length && a.every((v, i) => Object.is(v, b[i])) ? 'yes (6 steps, losses bit-identical)' : `NO: ${a} vs ${b}`;
+  }
+  console.log(`\nConv steps, ${new Date().toISOString().slice(0, 10)}, wasm x${threads}, ${rounds} rounds, load at end ${loadavg()}\n`);
+  console.log('| step | ms/step median | min–max |');
+  console.log('|---|---:|---|');
+  for (const s of steps) console.log(`| ${s.name} | ${median(ms[s.id]).toFixed(1)} | ${Math.min(...ms[s.id]).toFixed(1)}–${Math.max(...ms[s.id]).toFixed(1)} |`);
+  if (ms['f-overlap'] && ms['f-teacher'] && ms['f-student']) {
+    const ratios = ms['f-overlap'].map((v, i) => v / Math.max(ms['f-teacher'][i], ms['f-student'][i]));
+    console.log(`\noverlapped KD step / max(teacher forward, student step), per round: ${ratios.map((v) => v.toFixed(2)).join(', ')} (median ${median(ratios).toFixed(2)}; target <= 1.15)`);
+    const seq = ms['f'].map((v, i) => ms['f-overlap'][i] / v);
+    console.log(`overlapped / sequential KD step, per round: ${seq.map((v) => v.toFixed(2)).join(', ')} (median ${median(seq).toFixed(2)})`);
+  }
+  console.log(`overlapped losses identical to sequential: ${identical}`);
+  if (leaks.length) {
+    console.log(`LEAK: numTensors grew during ${leaks.join(', ')}`);
+    process.exitCode = 1;
+  }
+  await tf.removeBackend?.('wasm');
+  process.exit(process.exitCode ?? 0);
+}
+
+/** The PyTorch peer (Debian python3-torch): the same steps, one JSON line of ms/step. */
+const PEER_SOURCE = String.raw`
+import json, sys, time, torch, torch.nn as nn, torch.nn.functional as F
+torch.set_num_threads(2); torch.manual_seed(0)
+which = sys.argv[1].split(',')
+def timeit(f, n):
+    f(); f(); t0 = time.time()
+    for _ in range(n): f()
+    return (time.time() - t0) / n * 1000
+def mk(h): return nn.Sequential(nn.Linear(784,h), nn.ReLU(), nn.Linear(h,h), nn.ReLU(), nn.Linear(h,10))
+def block(i, o): return [nn.Conv2d(i, o, 3, padding=1), nn.ReLU(), nn.Conv2d(o, o, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+def large(): return nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128*3*3, 256), nn.ReLU(), nn.Linear(256, 10))
+def small(): return nn.Sequential(nn.Conv2d(1,16,3,padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16,32,3,padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32*7*7,10))
+T = 4.0
+def kd(sl, tl, y): return F.kl_div(F.log_softmax(sl/T,-1), F.softmax(tl/T,-1), reduction='batchmean')*T*T + F.cross_entropy(sl,y)
+out = {}
+if 'a' in which:
+    teacher, student = mk(1200).eval(), mk(128); opt = torch.optim.Adam(student.parameters(), 1e-3)
+    x = torch.randn(128,784); y = torch.randint(0,10,(128,))
+    def a():
+        with torch.no_grad(): tl = teacher(x)
+        l = kd(student(x), tl, y); opt.zero_grad(); l.backward(); opt.step()
+    out['a'] = timeit(a, 20)
+if 'b' in which:
+    cnn = nn.Sequential(nn.Conv2d(1,16,3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16,32,3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32*5*5,10))
+    o2 = torch.optim.Adam(cnn.parameters(), 1e-3); xi = torch.randn(64,1,28,28); yi = torch.randint(0,10,(64,))
+    def b():
+        l = F.cross_entropy(cnn(xi), yi); o2.zero_grad(); l.backward(); o2.step()
+    out['b'] = timeit(b, 10)
+if 'd' in which or 'e' in which or 'f' in which:
+    net = large(); opt3 = torch.optim.Adam(net.parameters(), 1e-3)
+    x3 = torch.rand(128, 1, 28, 28); y3 = torch.randint(0, 10, (128,))
+    def d():
+        l = F.cross_entropy(net(x3), y3); opt3.zero_grad(); l.backward(); opt3.step()
+    def e():
+        with torch.no_grad(): net(x3)
+    if 'd' in which: out['d'] = timeit(d, 5)
+    if 'e' in which: out['e'] = timeit(e, 10)
+    if 'f' in which:
+        net.eval(); st = small(); opt4 = torch.optim.Adam(st.parameters(), 1e-3)
+        def f():
+            with torch.no_grad(): tl = net(x3)
+            l = kd(st(x3), tl, y3); opt4.zero_grad(); l.backward(); opt4.step()
+        out['f'] = timeit(f, 8)
+print(json.dumps(out))
+`;
+const PYTHON = '/usr/bin/python3';
+const peerEnv = () => {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+};
+function peerAvailable() {
+  try {
+    execFileSync(PYTHON, ['-c', 'import torch'], { env: peerEnv(), stdio: 'ignore', timeout: 120000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+function runPeer(ids) {
+  const out = execFileSync(PYTHON, ['-c', PEER_SOURCE, ids.join(',')], { env: peerEnv(), timeout: 15 * 60 * 1000 });
+  return JSON.parse(out.toString().trim().split('\n').pop());
+}
+
+/** --peer: per round, the PyTorch peer (a child process) then ours (in this process); ratio per round. */
+async function peerMain() {
+  if (!peerAvailable()) {
+    console.log(`--peer: PyTorch is not importable by ${PYTHON} (Debian: apt-get install -y python3-torch libopenblas0-pthread); skipped.`);
+    return;
+  }
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const rounds = Math.max(3, Number(option('rounds', '3')));
+  const ids = (option('only', 'a,b,d,e,f') || '').split(',');
+  const ours = {
+    a: { name: '(a) Hinton MLP KD step b128', build: (t) => buildMlpKd(t), n: 20 },
+    b: { name: '(b) small CNN train step b64', build: (t) => buildCnn(t), n: 10 },
+    d: { name: 'cnn-large train step b128', build: (t) => buildCnnLargeTrain(t), n: 5 },
+    e: { name: 'cnn-large forward b128', build: (t) => buildCnnLargeForward(t), n: 10 },
+    f: { name: 'KD cnn-large -> cnn-small b128 (sequential)', build: (t) => buildCnnKd(t, 'sequential'), n: 8 },
+    'f-overlap': { name: 'KD cnn-large -> cnn-small b128 (teacher in a worker)', build: (t) => buildCnnKd(t, 'overlap'), n: 8 },
+  };
+  const peerIds = ids.filter((i) => i !== 'f-overlap');
+  const res = Object.fromEntries(ids.map((i) => [i, { peer: [], ours: [], load: [] }]));
+  process.stderr.write(`--peer: ${rounds} rounds, wasm x${threads}, load ${loadavg()}\n`);
+  for (let r = 0; r < rounds; r++) {
+    const peer = runPeer(peerIds); // A
+    const l = loadavg();
+    for (const id of ids) {
+      // B
+      const t = await timeBuilt(tf, { id, ...ours[id] }, flag('quick') ? 1 : ours[id].n);
+      res[id].ours.push(t.ms);
+      res[id].peer.push(peer[id === 'f-overlap' ? 'f' : id]);
+      res[id].load.push(l);
+    }
+    process.stderr.write(`  round ${r + 1}: ${ids.map((i) => `${i} ${res[i].ours[r].toFixed(1)}/${res[i].peer[r].toFixed(1)}`).join(', ')} (ours/peer ms; load ${loadavg()})\n`);
+  }
+  console.log(`\nPyTorch ${'(2 threads, Debian python3-torch)'} vs ours (tfjs ${tf.version.tfjs} wasm x${threads} + @tfkd/backend-wasm-train), ${new Date().toISOString().slice(0, 10)}, ${rounds} rounds alternated (peer, ours), load at end ${loadavg()}\n`);
+  console.log('| step | PyTorch ms (median) | ours ms (median) | ratio ours/PyTorch, median | per round (min–max) |');
+  console.log('|---|---:|---:|---:|---|');
+  for (const id of ids) {
+    const v = res[id];
+    const ratios = v.ours.map((o, i) => o / v.peer[i]);
+    console.log(`| ${ours[id].name} | ${median(v.peer).toFixed(1)} | ${median(v.ours).toFixed(1)} | **${median(ratios).toFixed(2)}×** | ${spread(ratios)} |`);
+  }
+  process.exit(0);
+}
+
+/** --threads-vs=N: d and e in child processes at 1 and N threads, alternated (A B A B ...). */
+async function threadsVsMain() {
+  const n = Number(option('threads-vs', '2'));
+  const rounds = Number(option('rounds', '3'));
+  const only = option('only', 'd,e');
+  const res = { 1: [], [n]: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const t of [1, n]) {
+      const out = execFileSync(process.execPath, [__filename, '--conv', `--threads=${t}`, '--rounds=1', `--only=${only}`, '--json'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        timeout: 20 * 60 * 1000,
+      });
+      res[t].push(JSON.parse(out.toString().trim().split('\n').pop()));
+    }
+  }
+  console.log(`\nwasm threads: ${n} vs 1, ${rounds} rounds alternated, load at end ${loadavg()}\n`);
+  console.log(`| step | 1 thread ms (median) | ${n} threads ms (median) | ratio ${n}/1, median | per round |`);
+  console.log('|---|---:|---:|---:|---|');
+  for (const id of only.split(',')) {
+    const a = res[1].map((x) => x[id]);
+    const b = res[n].map((x) => x[id]);
+    const ratios = b.map((v, i) => v / a[i]);
+    console.log(`| ${id} | ${median(a).toFixed(1)} | ${median(b).toFixed(1)} | ${median(ratios).toFixed(2)} | ${spread(ratios)} |`);
+  }
+}
+
+/** --profile: tf.profile per kernel of a cnn-large train step and forward (wasm + our kernels). */
+async function profileMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const batch = Number(option('batch', '128'));
+  const { execSync } = require('child_process');
+  let cpu = '';
+  try {
+    cpu = execSync("lscpu | sed -n 's/^Model name: *//p'").toString().trim();
+  } catch {
+    cpu = require('os').cpus()[0]?.model ?? '';
+  }
+  console.log(`Profile ${new Date().toISOString()}, ${cpu}, ${require('os').cpus().length} cpus, wasm x${threads}, batch ${batch}, load ${loadavg()}`);
+  for (const [label, s] of [['cnn-large train step', buildCnnLargeTrain(tf, batch)], ['cnn-large forward', buildCnnLargeForward(tf, batch)]]) {
+    s.step();
+    s.step();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 3; i++) s.step();
+    const wall = Number(process.hrtime.bigint() - t0) / 3e6;
+    // Kernels nest (ours call native ones): count only the outermost of each call.
+    const prof = await tf.profile(() => s.step());
+    const agg = new Map();
+    let total = 0;
+    for (const k of prof.kernels) {
+      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      const a = agg.get(k.name) ?? { ms: 0, n: 0 };
+      a.ms += ms;
+      a.n++;
+      agg.set(k.name, a);
+    }
+    const inner = new Set(['Conv2D', 'Transpose', 'PadV2', 'Slice', 'Reverse', 'Reshape', 'Concat', 'BatchMatMul']);
+    console.log(`\n${label}, b${batch}: ${wall.toFixed(1)} ms/step (wall, mean of 3); ${prof.kernels.length} kernel calls (nested ones included)\n`);
+    console.log('| kernel | ms | calls |');
+    console.log('|---|---:|---:|');
+    for (const [name, a] of [...agg].sort((p, q) => q[1].ms - p[1].ms)) {
+      if (a.ms < 0.05) continue;
+      total += a.ms;
+      console.log(`| ${name}${inner.has(name) ? ' (incl. calls inside composed kernels)' : ''} | ${a.ms.toFixed(1)} | ${a.n} |`);
+    }
+    s.dispose();
+  }
+  process.exit(0);
+}
+
+/**
+ * --ab-kernels: the #19 kernels (MaxPoolGrad, Sum, Identity) against the native ones, in one
+ * process, alternated step by step (A B A B ...) on the cnn-large train step (and forward).
+ */
+async function abKernelsMain() {
+  const tf = require('@tensorflow/tfjs');
+  const { registerWasmTrainingKernels } = require(path.join(PKG, 'dist'));
+  await initWasm(1);
+  const names = ['MaxPoolGrad', 'Sum', 'Identity'];
+  registerWasmTrainingKernels({ replaceSlowKernels: false });
+  const native = Object.fromEntries(names.map((k) => [k, tf.getKernel(k, 'wasm')]));
+  registerWasmTrainingKernels();
+  const ours = Object.fromEntries(names.map((k) => [k, tf.getKernel(k, 'wasm')]));
+  const use = (set) => {
+    for (const k of names) {
+      tf.unregisterKernel(k, 'wasm');
+      tf.registerKernel(set[k]);
+    }
+  };
+  const rounds = Number(option('rounds', '5'));
+  for (const [label, s] of [['cnn-large train step b128', buildCnnLargeTrain(tf)], ['cnn-large forward b128', buildCnnLargeForward(tf)]]) {
+    s.step();
+    s.step();
+    const t = { native: [], ours: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const [side, set] of [['native', native], ['ours', ours]]) {
+        use(set);
+        const t0 = process.hrtime.bigint();
+        s.step();
+        t[side].push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    const ratios = t.ours.map((v, i) => v / t.native[i]);
+    console.log(`${label}: native ${median(t.native).toFixed(1)} ms, with #19 kernels ${median(t.ours).toFixed(1)} ms, ratio ${median(ratios).toFixed(2)} (per pair ${spread(ratios)}), ${rounds} pairs, load ${loadavg()}`);
+    s.dispose();
+  }
+  use(ours);
+  process.exit(0);
+}
+
 async function main() {
+  if (flag('ab-kernels')) {
+    ensureBuilt();
+    return abKernelsMain();
+  }
+  if (flag('conv') && flag('json')) {
+    // Child of --threads-vs: one round, JSON of ms/step by step id on stdout.
+    const tf = require('@tensorflow/tfjs');
+    await initWasm(Number(option('threads', '1')));
+    const only = option('only', 'd,e').split(',');
+    const out = {};
+    for (const s of CONV_STEPS.filter((c) => only.includes(c.id))) out[s.id] = (await timeBuilt(tf, s, s.n)).ms;
+    process.stdout.write(JSON.stringify(out) + '\n');
+    process.exit(0);
+  }
+  if (flag('conv') || flag('peer') || flag('threads-vs') || args.some((a) => a.startsWith('--threads-vs=')) || flag('profile')) {
+    ensureBuilt();
+    if (flag('profile')) return profileMain();
+    if (flag('peer')) return peerMain();
+    if (args.some((a) => a.startsWith('--threads-vs='))) return threadsVsMain();
+    return convMain();
+  }
   if (flag('child')) {
     // Child mode: one backend, JSON on stdout (used for the threaded wasm run, which must be a
     // fresh process because the wasm backend initialises once).
@@ -392,7 +846,7 @@ async function main() {
   }
 }
 
-module.exports = { timeSteps, STEPS, IMPLEMENTATIONS, buildMlpKd, buildCnn, buildResnetKd, kdLoss };
+module.exports = { timeSteps, STEPS, IMPLEMENTATIONS, CONV_STEPS, buildMlpKd, buildCnn, buildResnetKd, buildCnnLargeTrain, buildCnnLargeForward, buildCnnKd, kdLoss };
 
 if (require.main === module) {
   main().catch((e) => {

@@ -218,8 +218,8 @@ describe('kd worker on a shared Redis', () => {
   });
 
   it('a worker SIGKILLed mid-run: another picks the stalled job up, resumes from the checkpoint, every cell once', async () => {
-    // 3 epochs of 256 steps (batch 8): the kill lands after the first epoch-end checkpoint.
-    fs.writeFileSync(at('long.yaml'), BASE.replace('train: { epochs: 1, batchSize: 64, maxBatches: 3,', 'train: { epochs: 3, batchSize: 8,').replace('limit: { train: 512', 'limit: { train: 2048'));
+    // 2 epochs of 128 steps (batch 8): the kill lands after the first epoch-end checkpoint.
+    fs.writeFileSync(at('long.yaml'), BASE.replace('train: { epochs: 1, batchSize: 64, maxBatches: 3,', 'train: { epochs: 2, batchSize: 8,').replace('limit: { train: 512', 'limit: { train: 1024'));
     fs.writeFileSync(at('kill.yaml'), 'spec: long.yaml\naxes: { seed: [1, 2] }\n');
     const sub = kd(['sweep', 'kill.yaml', '--redis', redis.url, '--detach', '--quiet']);
     expect(sub.status).toBe(0);

@@ -178,6 +178,9 @@ describe('in the browser (esbuild bundle, headless Chromium)', () => {
     // blobs are separable: the teacher trained in the page and the distilled student both learn them
     // (1.0 and 1.0 on cpu, 2026-12-06; chance is 1/3)
     expect(kd.teacherAccuracy).toBeGreaterThanOrEqual(0.9);
+    // distill() in the page: models built with tf.layers there, data as arrays
+    expect(kd.distillKd).toHaveLength(4);
+    expect(kd.distillKd[3]).toBeLessThan(kd.distillKd[0]);
     expect(kd.accuracy).toBeGreaterThanOrEqual(0.9);
     // Accuracy is a fraction of the fixture's test split: a multiple of 1/n.
     expect(Math.abs(kd.accuracy * kd.testSamples - Math.round(kd.accuracy * kd.testSamples))).toBeLessThan(

@@ -88,6 +88,7 @@ export class Engine {
       plugins: this.plugins,
       log: (l) => this.log(l),
       teachers: this.opts.teachers,
+      models: this.opts.models,
       dryRun: this.opts.dryRun,
     });
     this.roles = setup.roles;
@@ -311,9 +312,10 @@ export class Engine {
   /** Free the models (except those of the roles in `keep`), optimizers and plugin state. */
   dispose(keep: readonly string[] = []): void {
     for (const p of this.instances) p.dispose?.();
+    const external = new Set(this.opts.models?.values() ?? []);
     for (const r of this.roles.values()) {
       r.optimizer?.dispose();
-      if (!keep.includes(r.info.name)) r.model.dispose();
+      if (!keep.includes(r.info.name) && !external.has(r.model)) r.model.dispose();
     }
     this.bus.complete();
   }

@@ -16,3 +16,6 @@ export * from './storage';
 export { sha256Hex } from './hash';
 export { teacherRun, type TeacherRun } from './teachers';
 export { trainingAccess } from './training-access';
+export { distill, type DistillCallback, type DistillConfig, type DistillHistory, type DistillPlugin } from './distill';
+export { datasetFromCode, type DataInput, type TfDataLike } from './code-data';
+export { graphTeacher, type GraphModelLike } from './graph-teacher';

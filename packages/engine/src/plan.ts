@@ -40,10 +40,10 @@ export interface Plan {
   cacheDir: string | null;
 }
 
-export type PlanOptions = Pick<EngineOptions, 'registry' | 'specDir' | 'storage' | 'cacheDir' | 'log' | 'warn' | 'data' | 'backend'>;
+export type PlanOptions = Pick<EngineOptions, 'registry' | 'specDir' | 'storage' | 'cacheDir' | 'log' | 'warn' | 'data' | 'backend' | 'models'>;
 
 /** How a plan is executed: the registry and log, and the main run's checkpoints, resume and stop. */
-export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'warn' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop'>;
+export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'warn' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop' | 'models'>;
 
 /**
  * Spec → plan. Every static fact is checked here, before any weight moves: packages, backend, plugin
@@ -64,7 +64,7 @@ export async function planRun(spec: RunSpec, opts: PlanOptions): Promise<Plan> {
   if (generations) checkGenerationSpec(spec, generations);
   const backend = opts.backend ?? (await selectBackend(spec.backend, registry.backends()));
   const data = opts.data ?? (await loadRunData(spec, registry, specDir));
-  const base = { registry, specDir, storage, data, backend, log: opts.log };
+  const base = { registry, specDir, storage, data, backend, log: opts.log, models: opts.models };
   const plan: Plan = { spec, runs: [], data, backend, teachers: [], generations, specDir, storage, cacheDir };
 
   if (generations) {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { KdError, type RoleInfo, type RoleKind, type RoleSpec, type TrainSpec } from '@tfkd/kd-core';
+import { graphTapped } from './graph-teacher';
 import type { Registry } from './registry';
 import type { Storage } from '@tfkd/kd-core';
 
@@ -80,6 +81,8 @@ export async function buildModel(
 /** A model whose outputs are [logits, ...the named layers' outputs]. */
 export function tappedModel(model: tfl.LayersModel, taps: readonly string[], roleName: string, specPath: string): tfl.LayersModel {
   if (taps.length === 0) return model;
+  const graph = graphTapped(model, taps, roleName, specPath);
+  if (graph) return graph;
   const outputs = taps.map((t) => {
     const layer = model.layers.find((l) => l.name === t);
     if (!layer) {

@@ -26,6 +26,8 @@ export interface SetupContext {
   log: (line: string) => void;
   /** Teachers trained from labels, as the plan's executor made (or loaded) them, by role. */
   teachers?: ReadonlyMap<string, ProvidedTeacher>;
+  /** Models handed over in code, by role (never disposed here). */
+  models?: ReadonlyMap<string, LayersModel>;
   /**
    * Planning: a teacher that would be trained is built untrained from its zoo id (its taps and shapes
    * are the trained one's), and plugins are created on copies of their generators, so checking a spec
@@ -84,14 +86,18 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
   for (const [i, r] of declared.entries()) {
     let model: LayersModel;
     const seed = r.spec.seed ?? spec.seed * 1000 + i;
+    const external = ctx.models?.get(r.name);
     const provided = r.kind === 'teacher' ? ctx.teachers?.get(r.name) : undefined;
-    if (r.kind === 'teacher' && r.spec.train && !r.spec.load && !provided && !ctx.dryRun) {
+    if (r.kind === 'teacher' && r.spec.train && !r.spec.load && !provided && !external && !ctx.dryRun) {
       throw new KdError('KD_INTERNAL', `teacher '${r.name}' is trained from labels: run the spec through planRun/executePlan (or runSpec)`, {
         path: r.specPath,
         fix: 'use runSpec(spec, options) or executePlan(await planRun(spec, options)) instead of constructing an Engine for this spec',
       });
     }
-    if (provided) {
+    if (external) {
+      model = external;
+      if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: null };
+    } else if (provided) {
       model = provided.model;
       teachers[r.name] = { cached: provided.cached, key: provided.key, dir: provided.dir };
     } else {
@@ -108,7 +114,7 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
       model = await buildModel(ctx.registry, r, { inputShape: shape, numClasses, seed, specDir: ctx.specDir, storage: ctx.storage });
       if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: r.spec.load ?? null };
     }
-    made.push(model);
+    if (!external) made.push(model);
     checkViewFits(r, model, inputShape);
     if (r.kind === 'teacher') model.trainable = false;
     const tapNames = tapsByRole.get(r.name) as string[];

@@ -22,6 +22,12 @@ export interface EngineOptions {
   data?: DataSplits & { note?: string };
   backend?: SelectedBackend;
   phase?: string;
+  /**
+   * Models handed over in code (`distill()`), by role: used as they are — a student is trained in
+   * place, a teacher frozen (its `trainable` set to false) — and never disposed by the engine.
+   * A `tf.GraphModel` teacher goes through `graphTeacher()`.
+   */
+  models?: ReadonlyMap<string, LayersModel>;
   /** Teachers trained from labels, as the plan's executor made or loaded them (by role). */
   teachers?: ReadonlyMap<string, ProvidedTeacher>;
   /**

@@ -2,7 +2,9 @@
 // Node built-ins), it runs a few Hinton-KD epochs on the cpu backend through the engine's public API (planRun, executePlan)
 // and posts the numbers on `globalThis.__kd` for the spec to read.
 import '@tensorflow/tfjs-backend-cpu';
-import { executePlan, planRun, Registry } from '@tfkd/engine';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { distill, executePlan, planRun, Registry } from '@tfkd/engine';
 import { RunSpec } from '@tfkd/kd-core';
 import { blobSplits, testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
@@ -24,6 +26,8 @@ export type BrowserKdResult =
       /** Test samples the blobs fixture gives (the run evaluates on them). */
       testSamples: number;
       seconds: number;
+      /** distill() with a teacher and a student built in the page: its Hinton-KD term per epoch. */
+      distillKd: number[];
     }
   | { ok: false; error: string };
 
@@ -41,6 +45,26 @@ export const SPEC = {
   ],
   eval: ['accuracy'],
 };
+
+/** The code path: models built with tf.layers in the page, data as arrays, distill(). */
+async function distillInPage(): Promise<number[]> {
+  const { train } = blobSplits();
+  const dense = (units: number, seed: number, activation?: 'relu') => tfl.layers.dense({ units, activation, kernelInitializer: tfl.initializers.glorotUniform({ seed }) });
+  const teacher = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [4, 4, 1] }), dense(16, 1, 'relu'), dense(3, 2)] });
+  const student = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [4, 4, 1] }), dense(3, 3)] });
+  const xs = tf.tensor4d(train.images, [train.labels.length, 4, 4, 1]);
+  const h = await distill(student, {
+    teachers: teacher,
+    data: { xs, ys: Array.from(train.labels) },
+    epochs: 4,
+    batchSize: 16,
+    optimizer: { name: 'adam', lr: 0.05, weightDecay: 0 },
+    plugins: [{ use: 'loss/hinton-kd', with: { temperature: 4 } }],
+    modules: [logitLossesModule],
+  });
+  xs.dispose();
+  return h.history['loss/hinton-kd'];
+}
 
 const page = globalThis as unknown as { __kd?: BrowserKdResult };
 
@@ -68,6 +92,7 @@ async function main(): Promise<void> {
     teacherAccuracy: result.eval.teacher?.accuracy,
     testSamples: blobSplits().test.labels.length,
     seconds: result.seconds,
+    distillKd: await distillInPage(),
   });
 }
 

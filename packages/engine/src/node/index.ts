@@ -16,3 +16,4 @@ export const nodeModule = new ContainerModule((o) => {
   o.bind(STORAGE).toConstantValue(nodeStorage);
   for (const b of nodeBackends) o.bind(BACKEND_PROVIDER).toConstantValue(b);
 });
+export * from './teacher-worker';
