@@ -66,7 +66,7 @@ export function conv2DBackpropFilterWasm(args: {
   const bottom = (fh - 1) * dh + (oh - 1) * sh + 1 - info.inHeight - top;
   const right = (fw - 1) * dw + (ow - 1) * sw + 1 - info.inWidth - left;
 
-  if (sh === 1 && sw === 1 && dh === 1 && dw === 1 && cin <= SMALL_CIN) {
+  if (sh === 1 && sw === 1 && dh === 1 && dw === 1 && cin <= SMALL_CIN && fh * fw * cin * n * oh * ow <= MAX_COLS) {
     return adopt(backend, smallCinFilterGrad(x, dy, fh, fw, oh, ow, top, left, bottom, right));
   }
   let xt: Tensor | null = null;
@@ -103,6 +103,8 @@ export function conv2DBackpropFilterWasm(args: {
  * [N·OH·OW, Cout]. Measured on [128,28,28,1] → [3,3,1,32]: 67–75 ms → 15–30 ms. Stride 1, dilation 1.
  */
 const SMALL_CIN = 4;
+/** The im2col matrix is built whole: at most 16 M floats (64 MB); larger inputs take the conv path. */
+const MAX_COLS = 16 * 1024 * 1024;
 
 function smallCinFilterGrad(
   x: TensorInfo,

@@ -196,7 +196,7 @@ describe('conv + bias + ReLU + max-pool network gradient on wasm', () => {
     const x = tf.tensor4d(X.values, X.shape as [number, number, number, number]);
     const t = tf.tensor2d(T.values, T.shape as [number, number]);
     const opt = tf.train.adam(1e-3);
-    const step = () => tf.dispose(opt.minimize(() => loss(v, x, t), true, Object.values(v)));
+    const step = () => opt.minimize(() => loss(v, x, t), true, Object.values(v))?.dispose();
     step();
     const before = memorySnapshot();
     for (let i = 0; i < 100; i++) step();

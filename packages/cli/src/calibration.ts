@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { applyView, roleSpecs, type RunResult } from '@tfkd/engine';
 import { batchTensors, firstOutput, type Dataset, type ViewSpec } from '@tfkd/kd-core';
-import { computeCalibration, fitTemperature, reliabilityDiagramSvg, scaleLogits } from '@tfkd/metrics-ece';
+import { computeCalibration, fitTemperature, scaleLogits } from '@tfkd/metrics-ece';
+import { reliabilitySvg } from './charts';
 
 /**
  * Test-set logits of a model, [n·K] row-major, computed in tidy batches. With the role's `view`
@@ -44,7 +45,7 @@ export async function calibrationArtifacts(
     // The engine's own final evaluation forwarded the test set; its logits serve the diagram and temperature scaling.
     const logits = result.testLogits[role] ?? testLogits(model, result.data.test, view);
     const c = computeCalibration(logits, result.data.test.labels, { input: 'logits', numClasses: k });
-    write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, reliabilityDiagramSvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
+    write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}.svg`, await reliabilitySvg(c, { title: `${role}: reliability (test, ${c.n} images)` }));
     out[role] = { ece: c.ece, mce: c.mce, adaptiveEce: c.adaptiveEce, classwiseEce: c.classwiseEce, nll: c.nll, brier: c.brier };
     const held = result.data.validation;
     if (held && result.roles.find((r) => r.name === role)?.kind === 'student') {
@@ -52,7 +53,7 @@ export async function calibrationArtifacts(
       const fit = fitTemperature(testLogits(model, held, view), held.labels, { numClasses: k });
       const scaled = scaleLogits(logits, fit.temperature, k);
       const after = computeCalibration(scaled, result.data.test.labels, { input: 'logits', numClasses: k });
-      write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}-temperature.svg`, reliabilityDiagramSvg(after, { title: `${role}: reliability after temperature scaling (T = ${fit.temperature.toFixed(3)})` }));
+      write(`reliability-${role.replace(/[^a-z0-9.-]/gi, '_')}-temperature.svg`, await reliabilitySvg(after, { title: `${role}: reliability after temperature scaling (T = ${fit.temperature.toFixed(3)})` }));
       Object.assign(out[role], { temperature: fit.temperature, eceScaled: after.ece, mceScaled: after.mce, nllScaled: after.nll, brierScaled: after.brier, heldOut: held.labels.length });
     }
   }

@@ -2,7 +2,8 @@ import * as path from 'path';
 import { KdError, validate } from '@tfkd/kd-core';
 import { selectBackend, type BackendName } from '@tfkd/engine';
 import { modelTools } from '@tfkd/models';
-import { computeCalibration, reliabilityDiagramSvg, type CalibrationResult } from '@tfkd/metrics-ece';
+import { computeCalibration, type CalibrationResult } from '@tfkd/metrics-ece';
+import { reliabilitySvg } from './charts';
 import { testLogits } from './calibration';
 import { defaultRegistry } from './modules';
 import { StagedFolder } from './output';
@@ -89,7 +90,7 @@ export async function evalCommand(modelDirs: string | readonly string[], o: Eval
       staged.write('eval.json', JSON.stringify(json, null, 2) + '\n');
       for (const e of entries) {
         const file = dirs.length === 1 ? 'reliability.svg' : `reliability-${e.name.replace(/[^a-z0-9.-]/gi, '_')}.svg`;
-        staged.write(file, reliabilityDiagramSvg(e.cal, { title: `${e.model ? path.basename(e.model) : 'ensemble'}: reliability` }));
+        staged.write(file, await reliabilitySvg(e.cal, { title: `${e.model ? path.basename(e.model) : 'ensemble'}: reliability` }));
       }
       staged.commit();
     } catch (e) {

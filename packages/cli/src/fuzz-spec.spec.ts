@@ -181,7 +181,10 @@ async function runCase(text: string, sets: string[] = []): Promise<Outcome> {
     const history = fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n');
     expect(history).toHaveLength(spec.train.epochs);
     // the resolved spec is the spec: it parses back to exactly what was run
-    expect(parseSpec(fs.readFileSync(path.join(out, 'spec.resolved.yaml'), 'utf8'))).toEqual(spec);
+    // the resolved spec is the spec, with every plugin's option defaults filled in (each given option kept)
+    const resolved = parseSpec(fs.readFileSync(path.join(out, 'spec.resolved.yaml'), 'utf8'));
+    expect(resolved).toEqual({ ...spec, plugins: spec.plugins.map((p, i) => ({ ...p, with: resolved.plugins[i].with })) });
+    spec.plugins.forEach((p, i) => expect(resolved.plugins[i].with).toMatchObject(p.with));
     const models = spec.students ? spec.students.map((_, i) => path.join('students', `student.${i}`)) : ['student'];
     for (const m of models) expect(fs.existsSync(path.join(out, m, 'model.json'))).toBe(true);
   } else {

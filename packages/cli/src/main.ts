@@ -61,6 +61,14 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
       await registry.loadPackages(o.package, process.cwd());
       process.stdout.write(`${listText(registry, o)}\n`);
     });
+  p.command('report')
+    .description('one self-contained HTML report per run folder (metrics, cost ledger, curves, reliability diagrams, spec) or sweep folder (table with intervals, metric against teacher cost)')
+    .argument('<folder...>', 'run folder(s) written by `kd run`, or sweep folder(s) holding the table.json of `kd sweep table`')
+    .option('--out <file>', 'the HTML file (one folder only; default <folder>/report.html)')
+    .action(async (folders: string[], o: { out?: string }) => {
+      const { reportCommand } = await import('./report');
+      for (const file of await reportCommand(folders, o)) process.stdout.write(`${file}\n`);
+    });
   p.command('sweep')
     .description('run a grid of specs (methods × seeds × hyper-parameters) as jobs on Redis + BullMQ; `kd sweep status|table [FILE]` report on it (docs/sweeps.md)')
     .argument('<file|status|table>', 'sweep YAML (e.g. examples/sweeps/demo.yaml), or `status` / `table`')

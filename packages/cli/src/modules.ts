@@ -1,5 +1,6 @@
 import { Registry, type NamedModule } from '@tfkd/engine';
 import { nodeModule, nodePackageLoader } from '@tfkd/engine/node';
+import { augmentModule } from '@tfkd/augment';
 import { wasmTrainModule } from '@tfkd/backend-wasm-train';
 import { datasetsModule } from '@tfkd/datasets';
 import { featureLossesModule } from '@tfkd/losses-feature';
@@ -21,6 +22,7 @@ export const BUILTIN_MODULES: readonly { name: string; module: ContainerModule }
   { name: '@tfkd/losses-feature', module: featureLossesModule },
   { name: '@tfkd/metrics-ece', module: metricsModule },
   { name: '@tfkd/samplers-unix', module: unixSamplersModule },
+  { name: '@tfkd/augment', module: augmentModule },
   { name: '@tfkd/online-dml', module: onlineDmlModule },
   { name: '@tfkd/self-distill', module: selfDistillModule },
 ];

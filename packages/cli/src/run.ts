@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkSameSpec, describePlan, executePlan, planRun, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
+import { checkSameSpec, describePlan, executePlan, packageLines, planRun, resolvedSpec, type LoadedPackage, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
 import { peekCheckpoint, readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
 import { KdError, isKdError, parseSpec, stringifySpec, type RunSpec } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
@@ -8,7 +8,7 @@ import { calibrationArtifacts } from './calibration';
 import { defaultRegistry } from './modules';
 import { CHECKPOINT_DIR, StagedFolder, defaultCacheDir, defaultOutDir, existingOutput, stagingConflict, stagingFolderOf, targetOf } from './output';
 import { attachProgress } from './progress';
-import { trainingCurvesSvg } from './svg';
+import { trainingCurvesSvg } from './charts';
 import { versions } from './versions';
 
 export interface RunOptions {
@@ -185,6 +185,7 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   try {
     // Every run the spec implies (teachers, generations, the run itself), checked before anything trains.
     const plan = await planRun(spec, engineOptions);
+    for (const w of registry.loadedPackages().flatMap((p) => p.warnings ?? [])) warn(w);
     if (opts.plan) {
       return { outDir, result: null, metrics: {}, status: 'planned', exitCode: 0, plan: describePlan(plan) };
     }
@@ -200,7 +201,9 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
     engine = executed.engine;
     const result = executed.result;
     const interrupted = result.status === 'interrupted';
-    const metrics = await writeRun(staged, specFile, spec, result, startedAt, {
+    // the record of the run: plugin defaults filled, paths absolute, packages named (re-runnable from anywhere)
+    const record = { spec: resolvedSpec(spec, registry, engineOptions.specDir as string, plan.storage), packages: registry.loadedPackages() };
+    const metrics = await writeRun(staged, specFile, record, result, startedAt, {
       checkpoints,
       signal: stop.signal,
       resumedFrom: from ? { dir: opts.resume as string, ...from.checkpoint.next, step: from.checkpoint.step } : null,
@@ -228,9 +231,18 @@ interface RunNotes {
   resumedFrom: { dir: string; epoch: number; batchIndex: number; step: number } | null;
 }
 
-async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, result: RunResult, startedAt: string, notes: RunNotes): Promise<Record<string, unknown>> {
+async function writeRun(
+  staged: StagedFolder,
+  specFile: string,
+  record: { spec: RunSpec; packages: readonly LoadedPackage[] },
+  result: RunResult,
+  startedAt: string,
+  notes: RunNotes,
+): Promise<Record<string, unknown>> {
   const interrupted = result.status === 'interrupted';
-  staged.write('spec.resolved.yaml', stringifySpec(spec));
+  const spec = record.spec;
+  const head = [`# the resolved spec of ${path.resolve(specFile)}: plugin defaults filled in, paths absolute; \`kd run\` it from any folder`, ...packageLines(record.packages)];
+  staged.write('spec.resolved.yaml', `${head.join('\n')}\n${stringifySpec(spec)}`);
   staged.write('history.jsonl', result.history.map((h) => JSON.stringify(h)).join('\n') + '\n');
   const students = result.roles.filter((r) => r.kind === 'student').map((r) => r.name);
   const tools = (await import('@tfkd/models')).modelTools;
@@ -248,6 +260,7 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     versions: versions(),
     backend: { name: result.backend.name, label: result.backend.label, requested: result.backend.requested },
     seed: spec.seed,
+    ...(record.packages.length ? { packages: record.packages } : {}),
     dataset: result.dataset,
     epochs: spec.train.epochs,
     epochsDone: result.history.length,
@@ -269,14 +282,8 @@ async function writeRun(staged: StagedFolder, specFile: string, spec: RunSpec, r
     finishedAt: new Date().toISOString(),
   };
   staged.write('metrics.json', JSON.stringify(metrics, null, 2) + '\n');
-  // A run with `stages:` numbers epochs per phase: plot them one after another over the run.
-  const phased = new Set(result.history.map((h) => h.phase)).size > 1;
-  const x = (h: RunResult['history'][number], i: number) => (phased ? i + 1 : h.epoch);
-  const loss = [{ name: 'train loss', points: result.history.map((h, i) => [x(h, i), h.train.loss] as [number, number]) }];
-  const acc = students.map((role) => ({
-    name: role,
-    points: result.history.map((h, i) => [h, i] as const).filter(([h]) => h.eval[role]).map(([h, i]) => [x(h, i), h.eval[role].accuracy] as [number, number]),
-  }));
-  staged.write('training-curves.svg', trainingCurvesSvg(loss, acc, path.basename(specFile)));
+  // Per-term loss and total, accuracy per role with the teachers as reference lines, learning rate (charts.ts).
+  const teachers = Object.fromEntries(result.roles.filter((r) => r.kind === 'teacher' && result.eval[r.name]?.accuracy !== undefined).map((r) => [r.name, result.eval[r.name].accuracy]));
+  staged.write('training-curves.svg', await trainingCurvesSvg({ title: path.basename(specFile), history: result.history, students, teachers }));
   return metrics;
 }

@@ -1,59 +1,86 @@
-/** A small dependency-free SVG line chart for training curves. */
-export interface Series {
-  name: string;
-  points: [number, number][];
-}
+/**
+ * Vega-Lite specs to SVG in Node (vega 5 + vega-lite 5, their CommonJS builds: no canvas, no
+ * browser), and a small reader of SVG/XML text that the specs use to check what a figure shows.
+ * Every figure `kd` writes goes through `renderSvg`; the specs themselves are plain JSON, so the same
+ * spec renders interactively in a browser with vega-embed.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+/** A Vega-Lite spec as plain JSON (the builders in charts.ts and metrics-ece's diagram.ts). */
+export type VegaLiteSpec = Record<string, unknown>;
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-function panel(series: Series[], x0: number, y0: number, w: number, h: number, title: string, yLabel: string): string {
-  const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
-  if (pts.length === 0) return '';
-  const xs = pts.map((p) => p[0]);
-  const ys = pts.map((p) => p[1]);
-  const [xMin, xMax] = [Math.min(...xs), Math.max(...xs)];
-  let [yMin, yMax] = [Math.min(...ys), Math.max(...ys)];
-  if (yMax - yMin < 1e-9) [yMin, yMax] = [yMin - 0.5, yMax + 0.5];
-  const pad = (yMax - yMin) * 0.05;
-  yMin -= pad;
-  yMax += pad;
-  const sx = (x: number) => x0 + 50 + ((x - xMin) / Math.max(1e-9, xMax - xMin)) * (w - 60);
-  const sy = (y: number) => y0 + h - 30 - ((y - yMin) / (yMax - yMin)) * (h - 60);
-  const parts: string[] = [
-    `<text x="${x0 + w / 2}" y="${y0 + 16}" text-anchor="middle" font-size="13">${esc(title)}</text>`,
-    `<line x1="${x0 + 50}" y1="${y0 + h - 30}" x2="${x0 + w - 10}" y2="${y0 + h - 30}" stroke="#333"/>`,
-    `<line x1="${x0 + 50}" y1="${y0 + 30}" x2="${x0 + 50}" y2="${y0 + h - 30}" stroke="#333"/>`,
-    `<text x="${x0 + w / 2}" y="${y0 + h - 6}" text-anchor="middle" font-size="11">epoch</text>`,
-    `<text x="${x0 + 12}" y="${y0 + h / 2}" text-anchor="middle" font-size="11" transform="rotate(-90 ${x0 + 12} ${y0 + h / 2})">${esc(yLabel)}</text>`,
-  ];
-  for (let i = 0; i <= 4; i++) {
-    const v = yMin + ((yMax - yMin) * i) / 4;
-    parts.push(`<text x="${x0 + 46}" y="${sy(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`);
-    parts.push(`<line x1="${x0 + 50}" y1="${sy(v)}" x2="${x0 + w - 10}" y2="${sy(v)}" stroke="#eee"/>`);
+/** Compile a Vega-Lite spec and render it headlessly to a standalone SVG document. */
+export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
+  const compiled = vl.compile(spec as unknown as vl.TopLevelSpec).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+  try {
+    const svg = await view.toSVG();
+    return svg.endsWith('\n') ? svg : `${svg}\n`;
+  } finally {
+    view.finalize();
   }
-  series.forEach((s, i) => {
-    const c = COLORS[i % COLORS.length];
-    const d = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
-    parts.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
-    parts.push(`<text x="${x0 + w - 12}" y="${y0 + 34 + 14 * i}" text-anchor="end" font-size="11" fill="${c}">${esc(s.name)}</text>`);
-  });
-  return parts.join('\n');
 }
 
-/** Two panels side by side: training loss and test accuracy per epoch. */
-export function trainingCurvesSvg(loss: Series[], accuracy: Series[], title: string): string {
-  const w = 420;
-  const h = 300;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * w}" height="${h + 24}" font-family="sans-serif">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${w}" y="16" text-anchor="middle" font-size="14" font-weight="bold">${esc(title)}</text>`,
-    panel(loss, 0, 20, w, h, 'training loss', 'loss'),
-    panel(accuracy, w, 20, w, h, 'test accuracy', 'accuracy'),
-    '</svg>',
-  ].join('\n');
+/** One element of a parsed SVG: its tag, attributes, children and the text directly inside it. */
+export interface SvgNode {
+  tag: string;
+  attrs: Record<string, string>;
+  children: SvgNode[];
+  text: string;
 }
+
+const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const unescape = (s: string) =>
+  s.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) =>
+    e[0] === '#' ? String.fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1))) : (ENTITIES[e] ?? m),
+  );
+
+/**
+ * Parse well-formed SVG (XML without DTDs) into a tree; throws on a mismatched or unclosed tag, so a
+ * broken figure fails the test that reads it. Comments, processing instructions and CDATA are skipped.
+ */
+export function parseSvg(xml: string): SvgNode {
+  const root: SvgNode = { tag: '#document', attrs: {}, children: [], text: '' };
+  const stack: SvgNode[] = [root];
+  const re = /<!--[\s\S]*?-->|<\?[\s\S]*?\?>|<!\[CDATA\[([\s\S]*?)\]\]>|<!DOCTYPE[^>]*>|<\/([\w:.-]+)\s*>|<([\w:.-]+)((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>|([^<]+)/g;
+  let m: RegExpExecArray | null;
+  let consumed = 0;
+  while ((m = re.exec(xml)) !== null) {
+    if (m.index !== consumed) throw new Error(`parseSvg: unexpected text at ${consumed}: ${xml.slice(consumed, consumed + 40)}`);
+    consumed = re.lastIndex;
+    const top = stack[stack.length - 1];
+    if (m[1] !== undefined) top.text += m[1];
+    else if (m[2] !== undefined) {
+      if (top.tag !== m[2]) throw new Error(`parseSvg: </${m[2]}> closes <${top.tag}>`);
+      stack.pop();
+    } else if (m[3] !== undefined) {
+      const attrs: Record<string, string> = {};
+      for (const a of m[4].matchAll(/([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) attrs[a[1]] = unescape(a[2] ?? a[3]);
+      const node: SvgNode = { tag: m[3], attrs, children: [], text: '' };
+      top.children.push(node);
+      if (m[5] !== '/') stack.push(node);
+    } else if (m[6] !== undefined) top.text += unescape(m[6]);
+  }
+  if (consumed !== xml.length) throw new Error(`parseSvg: unparsed input at ${consumed}`);
+  if (stack.length !== 1) throw new Error(`parseSvg: <${stack[stack.length - 1].tag}> is not closed`);
+  return root;
+}
+
+/** Every node under `node` (itself included) that `pred` accepts, in document order. */
+export function findAll(node: SvgNode, pred: (n: SvgNode) => boolean): SvgNode[] {
+  const out: SvgNode[] = [];
+  const walk = (n: SvgNode) => {
+    if (pred(n)) out.push(n);
+    n.children.forEach(walk);
+  };
+  walk(node);
+  return out;
+}
+
+/** The text of a node and all its descendants. */
+export function textOf(node: SvgNode): string {
+  return node.text + node.children.map(textOf).join('');
+}
+
+export const hasClass = (n: SvgNode, c: string) => (n.attrs.class ?? '').split(/\s+/).includes(c);

@@ -48,9 +48,11 @@ function kd(args: string[], env: NodeJS.ProcessEnv = plainEnv): { status: number
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+// Worker logs, kept to explain a timeout.
+const logs: string[] = [];
 function start(args: string[]): ChildProcess {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: plainEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.on('data', () => undefined);
+  child.stderr?.on('data', (d) => logs.push(String(d)));
   return child;
 }
 const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
@@ -60,7 +62,7 @@ const metricsOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'me
 async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; worker logs:\n${logs.join('').split('\n').slice(-40).join('\n')}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -186,7 +188,7 @@ describe('kd worker on a shared Redis', () => {
     const sub = kd(['sweep', 'grid.yaml', '--redis', redis.url, '--detach', '--out', 'sweeps/shared', '--cache-dir', 'submit-cache', '--quiet']);
     expect(sub.status).toBe(0);
     expect(lastJson(sub.stdout).submitted).toMatchObject({ cells: 8, enqueued: 10, done: 0 });
-    const workers = ['machine-a', 'machine-b'].map((m) => start(['worker', '--redis', redis.url, '--dir', at(m), '--quiet']));
+    const workers = ['machine-a', 'machine-b'].map((m) => start(['worker', '--redis', redis.url, '--dir', at(m)]));
     const client = connection(redis.url);
     try {
       await until('8 results in Redis', async () => (await client.llen(KEYS.completions)) >= 8);

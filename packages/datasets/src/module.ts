@@ -35,6 +35,7 @@ async function atSpecPath<T>(ctx: { specPath?: string } | undefined, load: () =>
 /** `data: { name: fashion-mnist }` — full set if found (path, KD_DATA_DIR, Debian package), else the shipped subset. */
 export const fashionMnistDataset: DatasetDefinition = {
   id: 'fashion-mnist',
+  pathOptions: ['path'],
   describe: 'Fashion-MNIST (28x28x1, 10 classes): data.path, $KD_DATA_DIR, /usr/share/datasets/fashion-mnist, else the shipped 6000/2000 subset',
   options: z
     .object({
@@ -71,6 +72,7 @@ export const syntheticDataset: DatasetDefinition = {
 function cifar(variant: 'cifar10' | 'cifar100'): DatasetDefinition {
   return {
     id: variant,
+    pathOptions: ['path'],
     describe: `${variant.toUpperCase()} binary version (32x32x3) from data.path`,
     options: z
       .object({ path: z.string().min(1), label: z.enum(['fine', 'coarse']).default('fine'), limit })
@@ -86,6 +88,7 @@ const split = z.object({ images: z.string().min(1), labels: z.string().min(1) })
 
 export const idxDataset: DatasetDefinition = {
   id: 'idx',
+  pathOptions: ['dir'],
   describe: 'any image/label pair of IDX files (MNIST-style), per split',
   options: z.object({ train: split, test: split, numClasses: z.number().int().min(2).optional(), dir: z.string().default('.') }).strict(),
   async load(o, ctx) {

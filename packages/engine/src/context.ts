@@ -65,7 +65,7 @@ export class StepContextImpl implements StepContext {
     return view;
   }
 
-  replaceBatch(b: { x: Tensor; y: Tensor; indices?: Int32Array | null }, opts: { transformed: boolean }): void {
+  replaceBatch(b: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null }, opts: { transformed: boolean }): void {
     const self = this.root();
     if (self.outputsCache.size > 0) {
       throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() after outputs() were computed for this step', {
@@ -75,6 +75,16 @@ export class StepContextImpl implements StepContext {
     if (b.x.shape[0] !== b.y.shape[0]) {
       throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: ${b.x.shape[0]} images but ${b.y.shape[0]} labels`);
     }
+    const targets = b.targets ?? undefined;
+    if (self.batch.targets && !targets) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() without targets on a batch that has soft label targets (set by augment/mixup or augment/cutmix): they would be lost', {
+        path: 'plugins',
+        fix: 'list the mixing augmentation after this sampler in the spec (plugins of stage `sample` run in spec order)',
+      });
+    }
+    if (targets && (targets.rank !== 2 || targets.shape[0] !== b.x.shape[0] || targets.shape[1] !== self.host.numClasses)) {
+      throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: soft targets must be [${b.x.shape[0]}, ${self.host.numClasses}], got [${targets.shape}]`);
+    }
     self.inputCache.clear();
     self.transformed = self.transformed || opts.transformed;
     self.batch = {
@@ -82,6 +92,7 @@ export class StepContextImpl implements StepContext {
       y: b.y,
       indices: opts.transformed ? null : (b.indices ?? null),
       size: b.x.shape[0] as number,
+      ...(targets ? { targets } : {}),
     };
   }
 

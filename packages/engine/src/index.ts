@@ -19,3 +19,5 @@ export { trainingAccess } from './training-access';
 export { distill, type DistillCallback, type DistillConfig, type DistillHistory, type DistillPlugin } from './distill';
 export { datasetFromCode, type DataInput, type TfDataLike } from './code-data';
 export { graphTeacher, type GraphModelLike } from './graph-teacher';
+export { packageLines, resolvedSpec } from './record';
+export type { LoadedPackage, PackageLoader } from './registry';

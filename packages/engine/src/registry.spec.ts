@@ -26,7 +26,7 @@ describe('Registry', () => {
   });
 
   it('a spec package that rebinds a built-in id fails at its `packages[i]` entry', async () => {
-    const registry = new Registry([{ name: 'built-in', module: testModule() }], { loadPackage: async () => ({ kdModule: moduleOf(twin) }) });
+    const registry = new Registry([{ name: 'built-in', module: testModule() }], { loadPackage: async () => ({ module: { kdModule: moduleOf(twin) } }) });
     await expect(registry.loadPackages(['@acme/twin'], '.')).rejects.toMatchObject({ code: 'KD_PLUGIN_DUPLICATE', path: 'packages[0]', message: expect.stringContaining('built-in and @acme/twin') });
   });
 

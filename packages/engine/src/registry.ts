@@ -3,6 +3,7 @@ import {
   BACKEND_PROVIDER,
   DATASET_DEFINITION,
   KdError,
+  didYouMean,
   MODEL_DEFINITION,
   MODEL_TOOLS,
   PLUGIN_DEFINITION,
@@ -21,7 +22,21 @@ import { memoryStorage } from './storage';
  * `@tfkd/engine/node` (require / import, resolved from the spec's folder). A browser host bundles
  * its plugin packages and passes their modules to the Registry instead.
  */
-export type PackageLoader = (name: string, baseDir: string) => Promise<Record<string, unknown>>;
+export type PackageLoader = (name: string, baseDir: string) => Promise<{ module: Record<string, unknown>; info?: LoadedPackage }>;
+
+/** A spec's `packages:` entry as loaded: for the run's record (`metrics.json`, `spec.resolved.yaml`). */
+export interface LoadedPackage {
+  /** As the spec wrote it. */
+  spec: string;
+  name: string;
+  version: string;
+  /** The file loaded (absolute). */
+  path: string;
+  /** sha256 (16 hex) of that file and its package.json. */
+  hash: string;
+  /** Coded warnings (`KD_PLUGIN_COPY`: the package brings its own kd-core or tfjs-core of another version). */
+  warnings?: string[];
+}
 
 /** A package's module as the registry is given it: bare, or with the package's name (for error messages). */
 export type NamedModule = ContainerModule | { name: string; module: ContainerModule };
@@ -35,6 +50,7 @@ export type NamedModule = ContainerModule | { name: string; module: ContainerMod
 export class Registry {
   readonly container = new Container();
   private readonly loaded = new Set<string>();
+  private readonly loadedInfo: LoadedPackage[] = [];
   /** Plugin id → the package that bound it, and the definition. */
   private readonly origin = new Map<string, { pkg: string; def: PluginDefinition }>();
 
@@ -75,11 +91,14 @@ export class Registry {
       }
       let mod: Record<string, unknown>;
       try {
-        mod = await load(name, baseDir);
+        const got = await load(name, baseDir);
+        mod = got.module;
+        if (got.info) this.loadedInfo.push(got.info);
       } catch (e) {
+        if (e instanceof KdError) throw new KdError(e.code, e.message, { path: `packages[${i}]`, fix: e.fix, cause: e });
         throw new KdError('KD_PLUGIN_PACKAGE', `could not load package '${name}': ${(e as Error).message}`, {
           path: `packages[${i}]`,
-          fix: 'install it (npm install <name>) or give a path relative to the spec file; it must export a ContainerModule',
+          fix: 'fix the error in the package (it must load and export a ContainerModule), or remove it from `packages:`',
           cause: e,
         });
       }
@@ -93,6 +112,11 @@ export class Registry {
       this.load(cm, name, `packages[${i}]`);
       this.loaded.add(name);
     }
+  }
+
+  /** The `packages:` loaded so far, with name, version, file and content hash. */
+  loadedPackages(): readonly LoadedPackage[] {
+    return this.loadedInfo;
   }
 
   plugins(): PluginDefinition[] {
@@ -154,8 +178,7 @@ export class Registry {
     const hit = list.filter((d) => d.id === id);
     if (hit.length > 0) return hit[hit.length - 1];
     const ids = list.map((d) => d.id).sort();
-    const near = ids.filter((k) => editDistance(k, id) <= Math.max(2, Math.floor(id.length / 4)));
-    const suggestion = near.length ? `did you mean ${near.map((n) => `'${n}'`).join(' or ')}? ` : '';
+    const suggestion = didYouMean(id, ids);
     throw new KdError(code, `unknown ${what} '${id}'; known: ${ids.join(', ') || '(none)'}`, {
       path: specPath,
       fix: `${suggestion}use one of the known ids (\`kd list\`), ${hint}`,
@@ -170,18 +193,4 @@ function findContainerModule(mod: Record<string, unknown>): ContainerModule | un
       c instanceof ContainerModule ||
       (typeof c === 'object' && c !== null && typeof (c as { load?: unknown }).load === 'function'),
   );
-}
-
-export function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0];
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j];
-      dp[j] = Math.min(dp[j] + 1, dp[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length];
 }

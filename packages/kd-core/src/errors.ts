@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   KD_PLUGIN_FAILED: 'A plugin threw inside a lifecycle hook',
   KD_PLUGIN_PACKAGE: 'A package listed in `packages:` could not be loaded',
   KD_PLUGIN_DUPLICATE: 'Two packages bind the same plugin id',
+  KD_PLUGIN_COPY: 'A plugin package brings its own copy of kd-core or tfjs-core of another version (a warning)',
   KD_HOOK_ASYNC: 'A handler of a tensor hook returned a Promise',
   KD_TAP_UNKNOWN: 'A tap names a layer the model does not have',
   KD_SHAPE_MISMATCH: 'Two tensors that must match in shape do not',

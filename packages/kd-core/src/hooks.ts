@@ -54,6 +54,12 @@ export interface Batch {
   /** Indices of the samples in the training set, or null once a sampler transformed the batch. */
   indices: Int32Array | null;
   size: number;
+  /**
+   * Soft label targets float32 [n, K], rows summing to 1, when a mixing augmentation set them
+   * (`augment/mixup`, `augment/cutmix`); absent otherwise. `y` then holds each image's own label.
+   * Losses that train on labels read `labelTargets(batch)` (kd-core), which prefers these.
+   */
+  targets?: Tensor;
 }
 
 export interface LossTerm {
@@ -79,8 +85,12 @@ export interface StepContext {
   /** The plugin's own seeded generator (forked per plugin, state saved with checkpoints). */
   readonly rng: Rng;
   readonly batch: Batch;
-  /** Samplers: replace the batch. `transformed` (mixed, augmented) disables the teacher-output cache. */
-  replaceBatch(batch: { x: Tensor; y: Tensor; indices?: Int32Array | null }, opts: { transformed: boolean }): void;
+  /**
+   * Samplers: replace the batch. `transformed` (mixed, augmented) disables the teacher-output cache.
+   * `targets` [n, K] sets soft label targets; a batch that has them can only be replaced by one that
+   * carries them on (an error otherwise: the soft targets would be lost silently).
+   */
+  replaceBatch(batch: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null }, opts: { transformed: boolean }): void;
   /** The batch as `role` sees it (its view: resized for cross-quality KD, reshaped to its input). */
   input(role: string): Tensor;
   /** Inference outside the loss (no gradient), counted in the ledger. `training` selects dropout/BN mode. */

@@ -2,6 +2,7 @@
 // built-ins, so it bundles for the browser as it is.
 export * from './bus';
 export * from './data';
+export * from './did-you-mean';
 export * from './errors';
 export * from './hooks';
 export * from './ledger';

@@ -92,3 +92,21 @@ describe('role train overrides', () => {
     expect(() => run({ train: { batchSize: 0 } })).toThrow(expect.objectContaining({ code: 'KD_SPEC_INVALID', path: 'teacher.train.batchSize' }));
   });
 });
+
+describe('did-you-mean for option names', () => {
+  it('a misspelt plugin option names the option it meant, and the known ones', () => {
+    const { validate } = jest.requireActual('./spec');
+    const { z } = jest.requireActual('zod');
+    const schema = z.object({ temperature: z.number().default(4), reduction: z.enum(['batchmean', 'mean']).default('batchmean') }).strict();
+    const e = kd(() => validate(schema, { temprature: 2 }, { code: 'KD_PLUGIN_OPTIONS', prefix: 'plugins[1].with' }));
+    expect(e.code).toBe('KD_PLUGIN_OPTIONS');
+    expect(e.path).toBe('plugins[1].with');
+    expect(e.fix).toBe("did you mean 'temperature'? remove or rename 'temprature' (known: temperature, reduction); see the spec reference in docs/spec.md or `kd list`");
+  });
+
+  it('a misspelt spec key deep in the spec (train.optimizer.momentm) is suggested from its own object', () => {
+    const e = kd(() => parseSpec('data: { name: synthetic }\nstudent: { model: mlp }\ntrain: { optimizer: { name: sgd, momentm: 0.5 } }\n'));
+    expect(e.path).toBe('train.optimizer');
+    expect(e.fix).toMatch(/^did you mean 'momentum'\? remove or rename 'momentm' \(known: name, lr, momentum, weightDecay, nesterov\)/);
+  });
+});

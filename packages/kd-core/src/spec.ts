@@ -1,5 +1,6 @@
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
+import { didYouMean } from './did-you-mean';
 import { KdError } from './errors';
 
 /** Optimizer and schedule of a trainable role. Defaults are the UNIXKD/RepDistiller CIFAR recipe's shape. */
@@ -201,14 +202,41 @@ export function validate<S extends z.ZodType>(
   const others = issues.length > 1 ? ` (+${issues.length - 1} more: ${issues.slice(1, 4).map((i) => formatPath(i.path, opts.prefix)).join(', ')})` : '';
   throw new KdError(opts.code ?? 'KD_SPEC_INVALID', `${first.message}${others}`, {
     path,
-    fix: opts.fix ?? fixFor(first),
+    fix: opts.fix ?? fixFor(first, schema),
   });
 }
 
-function fixFor(issue: z.core.$ZodIssue): string {
+/** The keys an object schema accepts at `path` (through optional/default/array wrappers), or []. */
+function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  type Def = { type?: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; element?: z.ZodType; in?: z.ZodType; left?: z.ZodType };
+  const defOf = (s: z.ZodType | undefined) => (s as unknown as { _zod?: { def?: Def } } | undefined)?._zod?.def;
+  const unwrap = (s: z.ZodType | undefined): z.ZodType | undefined => {
+    const d = defOf(s);
+    if (!d) return s;
+    if (d.innerType) return unwrap(d.innerType);
+    if (d.type === 'pipe' && d.in) return unwrap(d.in);
+    if (d.type === 'intersection' && d.left) return unwrap(d.left);
+    return s;
+  };
+  let at = unwrap(schema);
+  for (const p of path) {
+    const d = defOf(at);
+    if (typeof p === 'number' && d?.element) at = unwrap(d.element);
+    else if (typeof p === 'string' && d?.shape) at = unwrap(d.shape[p]);
+    else return [];
+  }
+  const shape = defOf(at)?.shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+function fixFor(issue: z.core.$ZodIssue, schema: z.ZodType): string {
   switch (issue.code) {
-    case 'unrecognized_keys':
-      return `remove or rename ${issue.keys.map((k) => `'${k}'`).join(', ')}; see the spec reference in docs/spec.md`;
+    case 'unrecognized_keys': {
+      const known = keysAt(schema, issue.path);
+      const hint = issue.keys.map((k) => didYouMean(k, known)).join('');
+      const options = known.length ? ` (known: ${known.join(', ')})` : '';
+      return `${hint}remove or rename ${issue.keys.map((k) => `'${k}'`).join(', ')}${options}; see the spec reference in docs/spec.md or \`kd list\``;
+    }
     case 'invalid_value':
       return `use one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'invalid_type':

@@ -54,6 +54,8 @@ export interface DatasetDefinition {
   describe: string;
   /** Schema of the spec's `data:` block (without `name`). */
   options: import('zod').ZodType;
+  /** Option keys that are file paths (relative ones are relative to the spec's folder): a resolved spec makes them absolute. */
+  pathOptions?: string[];
   /**
    * `specDir`: the spec's folder; relative paths among the options are resolved against it (absent
    * when a dataset is loaded outside a spec, e.g. `kd eval --data-path`: then the working folder).

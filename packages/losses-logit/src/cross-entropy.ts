@@ -1,6 +1,6 @@
-import { crossEntropy, defineLoss, studentOption } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, labelTargets, studentOption } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { batchLabels, studentLogits } from './common';
+import { studentLogits } from './common';
 
 // The pure function is kd-core's (DML, ONE, Tf-KD, born-again and BYOT use the same one).
 export { crossEntropy, type CrossEntropyOptions } from '@tfkd/kd-core';
@@ -25,7 +25,7 @@ function ceLoss(id: string, defaultEps: number, describe: string) {
     describe,
     options: ceSchema(defaultEps),
     requires: (o) => ({ roles: [o.student] }),
-    compute: (ctx, o) => crossEntropy(studentLogits(ctx, o.student), batchLabels(ctx), { labelSmoothing: o.labelSmoothing }),
+    compute: (ctx, o) => crossEntropy(studentLogits(ctx, o.student), labelTargets(ctx.batch), { labelSmoothing: o.labelSmoothing }),
   });
 }
 

@@ -1,5 +1,5 @@
 import { computeCalibration } from '@tfkd/kd-core';
-import { escapeXml, formatCount, reliabilityDiagramSvg } from './diagram';
+import { escapeXml, formatCount, reliabilityDiagramSpec, reliabilityDiagramSvg } from './diagram';
 
 describe('reliabilityDiagramSvg', () => {
   // bins of 5: 0.9 (×3, 2 right) → bin 4 (0.8, 1]; 0.7 (×1, wrong) → bin 3 (0.6, 0.8]
@@ -48,5 +48,45 @@ describe('reliabilityDiagramSvg', () => {
     expect(formatCount(250000)).toBe('250k');
     expect(formatCount(2500000)).toBe('2.5M');
     expect(escapeXml(`a<b>"c"&'d'`)).toBe('a&lt;b&gt;&quot;c&quot;&amp;&apos;d&apos;');
+  });
+});
+
+describe('reliabilityDiagramSpec (the same design as a Vega-Lite spec; the CLI renders it with vega)', () => {
+  const r = computeCalibration(
+    [
+      [0.1, 0.9],
+      [0.1, 0.9],
+      [0.1, 0.9],
+      [0.3, 0.7],
+    ],
+    [1, 1, 0, 0],
+    { bins: 5 },
+  );
+  type Layer = { data?: { values: Record<string, unknown>[] }; mark: { type: string; fillOpacity?: number; strokeDash?: number[] }; encoding: Record<string, { axis?: { title: string; values: number[] }; datum?: unknown; value?: string }> };
+  const spec = reliabilityDiagramSpec(r, { title: 'Student <after KD>' }) as { title: { text: string }; layer: Layer[] };
+
+  it('bars and gaps for the non-empty bins only, the diagonal, a count under every bin', () => {
+    const [bars, gaps, diagonal, counts] = spec.layer;
+    expect(bars.mark.type).toBe('rect');
+    // float32 bin edges
+    expect(bars.data?.values.map((b) => [b.lo, b.accuracy, b.count])).toEqual([
+      [expect.closeTo(0.6, 6), 0, 1],
+      [expect.closeTo(0.8, 6), 2 / 3, 3],
+    ]);
+    expect(gaps.mark).toMatchObject({ type: 'rect', fillOpacity: 0.35 });
+    expect(gaps.data?.values.map((b) => [b.top, b.bottom])).toEqual([
+      [0.7, 0],
+      [0.9, 2 / 3],
+    ].map(([a, b]) => [expect.closeTo(a, 6), expect.closeTo(b, 6)]));
+    expect(diagonal.mark).toMatchObject({ type: 'line', strokeDash: [5, 4] });
+    expect(counts.data?.values.map((b) => b.label)).toEqual(['0', '0', '0', '1', '3']);
+  });
+
+  it('axis titles and ticks, the title unescaped (vega escapes), ECE / MCE / n in the corner', () => {
+    expect(spec.title.text).toBe('Student <after KD>');
+    expect(spec.layer[0].encoding.x.axis).toMatchObject({ title: 'Confidence (max softmax)', values: [0, 0.2, 0.4, 0.6, 0.8, 1] });
+    expect(spec.layer[0].encoding.y.axis).toMatchObject({ title: 'Accuracy' });
+    const corner = spec.layer.map((l) => l.encoding.text?.value).filter(Boolean);
+    expect(corner).toEqual(['n', `ECE = ${(100 * r.ece).toFixed(2)}%`, `MCE = ${(100 * r.mce).toFixed(2)}%`, 'n = 4']);
   });
 });

@@ -66,6 +66,90 @@ export function reliabilityDiagramSvg(result: Pick<CalibrationResult, 'bins' | '
   return out.join('\n') + '\n';
 }
 
+/** A Vega-Lite spec as plain JSON (no dependency here: `kd` renders it with vega, a page with vega-embed). */
+export type VegaLiteSpec = Record<string, unknown>;
+
+/**
+ * The same reliability diagram as a Vega-Lite spec, for rendering through a charting library (the
+ * CLI's run folders and `kd report`): bars at each non-empty bin's accuracy, the gap to its mean
+ * confidence shaded, the dashed diagonal, each bin's count under the axis, ECE / MCE / n in the
+ * top-left corner and the two-entry legend below them. `reliabilityDiagramSvg` draws the same by hand,
+ * with no dependency, for the `metric/calibration` plugin's per-epoch files.
+ */
+export function reliabilityDiagramSpec(result: Pick<CalibrationResult, 'bins' | 'ece' | 'mce' | 'n'>, opts: DiagramOptions = {}): VegaLiteSpec {
+  const width = opts.width ?? 480;
+  const height = opts.height ?? 520;
+  const bins = result.bins.map((b) => ({
+    lo: b.lo,
+    hi: b.hi,
+    mid: (b.lo + b.hi) / 2,
+    accuracy: b.accuracy,
+    confidence: b.confidence,
+    top: Math.max(b.accuracy, b.confidence),
+    bottom: Math.min(b.accuracy, b.confidence),
+    count: b.count,
+    label: formatCount(b.count),
+  }));
+  const filled = bins.filter((b) => b.count > 0);
+  const ticks = [0, 0.2, 0.4, 0.6, 0.8, 1];
+  const axis = (title: string, extra: Record<string, unknown> = {}) => ({ title, values: ticks, format: '.1f', grid: false, tickSize: 4, titleFontSize: 13, titleFontWeight: 'normal', labelFontSize: 11, ...extra });
+  const x = { type: 'quantitative', scale: { domain: [0, 1], nice: false, zero: false } };
+  const y = { type: 'quantitative', scale: { domain: [0, 1], nice: false, zero: false } };
+  const kinds = { domain: ['Accuracy', 'Gap to confidence'], range: ['#4c72b0', '#dd4444'] };
+  // a layer drawing one constant text has one empty datum (without data it would draw nothing)
+  const one = { values: [{}] };
+  const corner = (dy: number, text: string) => ({
+    data: one,
+    mark: { type: 'text', align: 'left', baseline: 'alphabetic', dx: 8, dy, fontSize: 12 },
+    encoding: { x: { datum: 0, ...x }, y: { datum: 1, ...y }, text: { value: text } },
+  });
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: opts.title ?? 'Reliability diagram', fontSize: 16, anchor: 'middle' },
+    background: '#ffffff',
+    width: width - M.left - M.right,
+    height: height - M.top - M.bottom,
+    padding: { left: 8, right: M.right, top: 10, bottom: 8 },
+    config: { font: 'sans-serif', view: { fill: '#f7f7f7', stroke: '#cccccc' } },
+    layer: [
+      {
+        data: { values: filled },
+        mark: { type: 'rect', stroke: '#2b4a80' },
+        encoding: {
+          x: { field: 'lo', ...x, axis: axis('Confidence (max softmax)', { labelPadding: 20, titlePadding: 10 }) },
+          x2: { field: 'hi' },
+          y: { field: 'accuracy', ...y, axis: axis('Accuracy') },
+          y2: { datum: 0 },
+          color: { datum: 'Accuracy', scale: kinds, legend: { title: null, orient: 'none', legendX: 8, legendY: 58, symbolType: 'square', symbolSize: 140, labelFontSize: 11, rowPadding: 6 } },
+        },
+      },
+      {
+        data: { values: filled },
+        mark: { type: 'rect', fillOpacity: 0.35, stroke: '#cc3333' },
+        encoding: { x: { field: 'lo', ...x }, x2: { field: 'hi' }, y: { field: 'top', ...y }, y2: { field: 'bottom' }, color: { datum: 'Gap to confidence' } },
+      },
+      {
+        data: { values: [{ c: 0, a: 0 }, { c: 1, a: 1 }] },
+        mark: { type: 'line', color: '#555555', strokeDash: [5, 4], strokeWidth: 1 },
+        encoding: { x: { field: 'c', ...x }, y: { field: 'a', ...y } },
+      },
+      {
+        data: { values: bins },
+        mark: { type: 'text', dy: 12, baseline: 'middle', fontSize: 9, color: '#555555' },
+        encoding: { x: { field: 'mid', ...x }, y: { datum: 0, ...y }, text: { field: 'label' } },
+      },
+      {
+        data: one,
+        mark: { type: 'text', align: 'right', dx: -7, dy: 12, baseline: 'middle', fontSize: 9, color: '#555555' },
+        encoding: { x: { datum: 0, ...x }, y: { datum: 0, ...y }, text: { value: 'n' } },
+      },
+      corner(18, `ECE = ${percent(result.ece)}`),
+      corner(34, `MCE = ${percent(result.mce)}`),
+      corner(50, `n = ${result.n}`),
+    ],
+  };
+}
+
 type Scale = (v: number) => number;
 
 function bar(b: BinStat, x: Scale, y: Scale, r: (v: number) => string): string {

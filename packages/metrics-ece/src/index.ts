@@ -12,7 +12,7 @@ export {
   type CalibrationResult,
   type Matrix,
 } from '@tfkd/kd-core';
-export { reliabilityDiagramSvg, type DiagramOptions } from './diagram';
+export { reliabilityDiagramSpec, reliabilityDiagramSvg, type DiagramOptions, type VegaLiteSpec } from './diagram';
 export {
   accuracyMetric,
   adaptiveEceMetric,

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, softmaxT, stopGradient, temperatureOption, type StepContext, type WeightedTerm } from '@tfkd/kd-core';
+import { KdError, crossEntropy, defineLoss, labelTargets, klBatchMean, logSoftmaxT, softmaxT, stopGradient, temperatureOption, type StepContext, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { cohortRequirements, cohortRoles, studentsOption } from './common';
 
@@ -83,7 +83,7 @@ export type DmlEnsembleOptions = z.output<typeof dmlEnsembleSchema>;
 function cohortTerms(ctx: StepContext, cohort: readonly string[], o: DmlOptions & { average?: 'probs' | 'logits' }, target: PeerTarget): Record<string, WeightedTerm> {
   const logits = cohort.map((role) => ctx.outputs(role).logits);
   const terms: Record<string, WeightedTerm> = {};
-  dmlTerms(logits, ctx.batch.y, { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
+  dmlTerms(logits, labelTargets(ctx.batch), { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
     terms[`${cohort[i]}:ce`] = { value: t.ce, weight: o.ceWeight };
     terms[`${cohort[i]}:kl`] = { value: t.kl, weight: o.alpha };
   });

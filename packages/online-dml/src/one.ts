@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { KdError, crossEntropy, defineLoss, klBatchMean, logSoftmaxT, stopGradient, temperatureOption } from '@tfkd/kd-core';
+import { KdError, crossEntropy, defineLoss, labelTargets, klBatchMean, logSoftmaxT, stopGradient, temperatureOption } from '@tfkd/kd-core';
 import { z } from 'zod';
 
 /** z_e = Σ_i g_i · z_i: branch logits `[B, K]` each, gate `[B, m]` (softmax weights). */
@@ -109,7 +109,7 @@ export const oneLossDefinition = defineLoss({
   compute(ctx, o) {
     const { taps } = ctx.outputs(o.student);
     const branches = Array.from({ length: o.branches }, (_, i) => taps[branchTap(i)]);
-    const p = oneTerms(branches, taps[GATE_TAP], ctx.batch.y, o);
+    const p = oneTerms(branches, taps[GATE_TAP], labelTargets(ctx.batch), o);
     return { ce: p.ce, 'ce-ensemble': p.ceEnsemble, kl: { value: p.kl, weight: sigmoidRampup(ctx.epoch - 1, o.rampup) } };
   },
 });

@@ -1,4 +1,4 @@
-import { crossEntropy, defineLoss, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, labelTargets, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { alphaOption, klReductionOption } from './common';
 import { tfKdSelfTerms } from './tf-kd';
@@ -43,8 +43,8 @@ export const bornAgainLoss = defineLoss({
   generations: (o) => o.generations,
   compute: (ctx, o): Record<string, WeightedTerm> => {
     const zs = ctx.outputs(o.student).logits;
-    if (o.generation === 1) return { ce: { value: crossEntropy(zs, ctx.batch.y), weight: 1 } };
-    const t = tfKdSelfTerms(zs, targetLogits(ctx, o.teacher), ctx.batch.y, { temperature: o.temperature, multiplier: 1, reduction: o.reduction });
+    if (o.generation === 1) return { ce: { value: crossEntropy(zs, labelTargets(ctx.batch)), weight: 1 } };
+    const t = tfKdSelfTerms(zs, targetLogits(ctx, o.teacher), labelTargets(ctx.batch), { temperature: o.temperature, multiplier: 1, reduction: o.reduction });
     return { ce: { value: t.ce, weight: 1 - o.alpha }, kd: { value: t.kd, weight: o.alpha } };
   },
 });

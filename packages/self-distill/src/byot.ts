@@ -5,6 +5,7 @@ import {
   KdError,
   crossEntropy,
   defineLoss,
+  labelTargets,
   klBatchMean,
   logSoftmaxT,
   stopGradient,
@@ -195,7 +196,7 @@ export const byotPlugin = defineLoss({
     const v = byotTerms(
       { logits: out.logits, feature: out.taps[o.deepFeature] },
       o.heads.map((h, i) => ({ logits: out.taps[h], feature: out.taps[o.features[i]] })),
-      ctx.batch.y,
+      labelTargets(ctx.batch),
       o,
     );
     const terms: Record<string, WeightedTerm> = { 'deep:ce': { value: v.deepCe, weight: o.deepCeWeight ?? 1 - o.alpha } };

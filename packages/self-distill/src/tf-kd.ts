@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { crossEntropy, defineLoss, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, labelTargets, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { alphaOption, klDivergence, klReductionOption, virtualTeacher, type KlReduction } from './common';
 
@@ -175,5 +175,5 @@ export const tfKdSelfLoss = defineLoss({
     "Tf-KD self-training (Yuan et al. 2020, loss_kd_self): (1 − α)·CE + α·multiplier·T²·KL(p_t^T ‖ p_s^T), the teacher a pre-trained copy of the student's architecture (`teacher: { model: <student's>, train: {…} }`); α = 0.95, T = 6, multiplier 50, KL mean over B·K (ResNet18 self-teacher config)",
   options: tfKdSelfSchema,
   requires: (o) => ({ roles: [o.student, o.teacher] }),
-  compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), ctx.batch.y, o), o.alpha),
+  compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), labelTargets(ctx.batch), o), o.alpha),
 });

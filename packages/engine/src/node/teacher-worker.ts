@@ -194,6 +194,8 @@ export class TeacherWorker {
     worker.removeAllListeners('error');
     worker.removeAllListeners('exit');
     worker.on('error', () => undefined);
+    // Never the reason the process stays alive (take() blocks with Atomics, not the event loop).
+    worker.unref();
     return new TeacherWorker(worker, buffers, opts.maxBatch, outputShapes, ready.backend);
   }
 
