@@ -1,5 +1,5 @@
 import { Rng } from '@tfkd/kd-core';
-import { drawCropOffsets, randomCrop } from './crop';
+import { drawCropOffsets, randomCrop, randomCropAugment } from './crop';
 import { drawErasingBoxes, eraseBoxes } from './erasing';
 import { drawFlips, horizontalFlip } from './flip';
 import type { Images } from './image';
@@ -182,5 +182,17 @@ describe('RandAugment ops on a hand-made image', () => {
     expect(drawRandAugmentPlan(new Rng(3), 64, 2, ops).choice).not.toEqual(a.choice);
     expect(new Set(a.choice).size).toBe(ops.length);
     expect(Array.from(a.sign).some((s) => s === -1)).toBe(true);
+  });
+});
+
+describe('augment/random-crop options against the data', () => {
+  it('reflect padding as large as the image is KD_PLUGIN_OPTIONS when the plugin is created (at planning, before any step)', () => {
+    const { fakePluginDeps } = jest.requireActual('@tfkd/kd-core/testing');
+    const deps = { ...fakePluginDeps('augment/random-crop', [{ name: 'student', kind: 'student', trainable: true }]), inputShape: [4, 4, 1], specPath: 'plugins[0]' };
+    expect(() => randomCropAugment.create({ padding: 4, mode: 'reflect' }, deps)).toThrow(
+      expect.objectContaining({ code: 'KD_PLUGIN_OPTIONS', path: 'plugins[0].with.padding', fix: 'give a padding below 4, or mode: zero' }),
+    );
+    expect(() => randomCropAugment.create({ padding: 3, mode: 'reflect' }, deps)).not.toThrow();
+    expect(() => randomCropAugment.create({ padding: 8, mode: 'zero' }, deps)).not.toThrow();
   });
 });

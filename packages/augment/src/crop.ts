@@ -1,4 +1,4 @@
-import { definePlugin, type PluginDefinition, type Rng } from '@tfkd/kd-core';
+import { definePlugin, KdError, type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { at, like, readImages, replaceImages, type Images } from './image';
 
@@ -62,16 +62,23 @@ export const randomCropAugment: PluginDefinition<typeof randomCropSchema> = defi
   options: randomCropSchema,
   stage: 'sample',
   transformsBatch: true,
-  create: (o, deps) => ({
-    name: deps.name,
-    register(bus) {
-      bus.on('batchStart', (ctx) => {
-        const img = readImages(ctx, deps.name);
-        if (o.mode === 'reflect' && (o.padding >= img.h || o.padding >= img.w)) {
-          throw new RangeError(`${deps.name}: reflect padding ${o.padding} needs images larger than it (got ${img.h}×${img.w})`);
-        }
-        replaceImages(ctx, randomCrop(img, drawCropOffsets(ctx.rng, img.n, o.padding), o));
+  create: (o, deps) => {
+    // Checked when the plugin is created — at planning time, before anything trains.
+    const [h, w] = deps.inputShape;
+    if (o.mode === 'reflect' && (o.padding >= h || o.padding >= w)) {
+      throw new KdError('KD_PLUGIN_OPTIONS', `${deps.name}: reflect padding ${o.padding} needs images larger than it (the data's are ${h}×${w})`, {
+        path: `${deps.specPath}.with.padding`,
+        fix: `give a padding below ${Math.min(h, w)}, or mode: zero`,
       });
-    },
-  }),
+    }
+    return {
+      name: deps.name,
+      register(bus) {
+        bus.on('batchStart', (ctx) => {
+          const img = readImages(ctx, deps.name);
+          replaceImages(ctx, randomCrop(img, drawCropOffsets(ctx.rng, img.n, o.padding), o));
+        });
+      },
+    };
+  },
 });
