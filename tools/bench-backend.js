@@ -771,7 +771,14 @@ async function abKernelsMain() {
     }
   };
   const rounds = Number(option('rounds', '5'));
-  for (const [label, s] of [['cnn-large train step b128', buildCnnLargeTrain(tf)], ['cnn-large forward b128', buildCnnLargeForward(tf)]]) {
+  const cases = [
+    ['(a) MLP KD step b128', () => buildMlpKd(tf)],
+    ['(b) small CNN step b64', () => buildCnn(tf)],
+    ['cnn-large train step b128', () => buildCnnLargeTrain(tf)],
+    ['cnn-large forward b128', () => buildCnnLargeForward(tf)],
+  ];
+  for (const [label, build] of cases) {
+    const s = build();
     s.step();
     s.step();
     const t = { native: [], ours: [] };
