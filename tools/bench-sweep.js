@@ -17,8 +17,8 @@ if (fromSource) require(path.join(ROOT, 'packages/cli/src/__fixtures__/register-
 const sweepLib = fromSource ? require(path.join(ROOT, 'packages/sweep/src/index.ts')) : require(path.join(ROOT, 'packages/sweep/dist/index.js'));
 
 // 8 cells (2 stacks × 2 learning rates × 2 seeds), no teacher: each cell is one single-threaded wasm run
-// of the mlp student on the shipped subset (about 10 s; --quick: about 2 s).
-const train = quick ? 'epochs: 1, batchSize: 64, maxBatches: 10' : 'epochs: 2, batchSize: 64';
+// of the mlp student on the shipped subset (12 epochs: about 8 s; --quick: about 2 s).
+const train = quick ? 'epochs: 1, batchSize: 64, maxBatches: 10' : 'epochs: 12, batchSize: 64';
 const SPEC = `seed: 1
 backend: wasm
 data: { name: fashion-mnist, subset: true, limit: { train: ${quick ? 1024 : 6000}, test: 1000 } }
