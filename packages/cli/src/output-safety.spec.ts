@@ -132,6 +132,19 @@ describe('a file-system failure under the run folder (injected at each fs call s
   });
 });
 
+describe('the sweep folder (kd sweep)', () => {
+  const sweepFile = path.resolve(__dirname, '..', '..', '..', 'examples', 'sweeps', 'demo.yaml');
+  it('writing sweep.json failing with ENOSPC: exit 2, KD_OUTPUT_WRITE with the fix, no half-written file', async () => {
+    const out = path.join(tmp, 'sweep');
+    mockFault = (name, args) => (name === 'writeFileSync' && String(args[0]).startsWith(out) ? errno('ENOSPC') : null);
+    const code = await main(['sweep', sweepFile, '--plan', '--out', out, '--quiet']).finally(() => (mockFault = null));
+    expect(code).toBe(2);
+    expect(stderr).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${out}/sweep\\.json: could not write .*ENOSPC: injected\n {2}fix: free space on that disk`, 'm'));
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+});
+
 describe('the teacher cache through the storage port', () => {
   it.each(['mkdirp', 'writeText', 'rename'] as const)('%s failing: a warning, the run completes with its teacher uncached, nothing left in the cache', async (method) => {
     const cacheDir = path.join(tmp, 'cache');
@@ -189,6 +202,16 @@ onTmpfs('real file systems (tmpfs)', () => {
     stderr = '';
     expect(await main(['run', spec(), '--out', path.join(tmp, 'run'), '--quiet', '--cache-dir', path.join(ro, 'cache')])).toBe(0);
     expect(stderr).toMatch(/^warning: the teacher cache .* cannot be written .*EROFS/m);
+  });
+
+  it('read-only: a sweep folder there is KD_OUTPUT_WRITE before any cell is planned', async () => {
+    const ro = mount('ro');
+    const sweepFile = path.resolve(__dirname, '..', '..', '..', 'examples', 'sweeps', 'demo.yaml');
+    const t0 = Date.now();
+    expect(await main(['sweep', sweepFile, '--plan', '--out', path.join(ro, 'sweep'), '--quiet'])).toBe(2);
+    expect(stderr).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${ro}/sweep: could not create the sweep folder .*EROFS`));
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 
   it('full: a run whose model does not fit is KD_OUTPUT_WRITE (ENOSPC) with no half folder', async () => {

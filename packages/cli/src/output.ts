@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { KdError } from '@tfkd/kd-core';
+import { KdError, storageError } from '@tfkd/kd-core';
 
 /** Write a file atomically: temp file in the same folder, fsync, rename. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
@@ -21,7 +21,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     } catch {
       // the write's own error is the one to report
     }
-    throw outputWriteError(e, file, 'write');
+    throw storageError(e, file, 'write');
   }
 }
 
@@ -111,20 +111,6 @@ export function existingOutput(target: string, opts: { overwrite?: boolean; resu
   });
 }
 
-/** A file-system failure under an output folder as the coded error users get (never a raw EACCES). */
-export function outputWriteError(e: unknown, where: string, what: string): KdError {
-  if (e instanceof KdError) return e;
-  const code = (e as NodeJS.ErrnoException)?.code;
-  const why =
-    code === 'ENOSPC' || code === 'EDQUOT'
-      ? 'free space on that disk, or give --out a folder on another one'
-      : code === 'EROFS'
-        ? 'the file system is read-only: give --out a folder on a writable one'
-        : code === 'EACCES' || code === 'EPERM'
-          ? 'give --out a folder you may write (check its permissions, and that it is not immutable)'
-          : 'check that the output folder is writable and the disk has room';
-  return new KdError('KD_OUTPUT_WRITE', `could not ${what} ${where}: ${(e as Error)?.message ?? String(e)}`, { path: where, fix: why, cause: e });
-}
 
 /**
  * A recursive mkdir on a read-only file system reports ENOENT; a plain mkdir of the last component
@@ -263,7 +249,7 @@ export class StagedFolder {
     } catch (e) {
       // nothing half-made: a staging folder this process created goes again
       if (!existed) fs.rmSync(this.staging, { recursive: true, force: true });
-      throw outputWriteError(realCause(e, this.staging), this.staging, 'create the staging folder');
+      throw storageError(realCause(e, this.staging), this.staging, 'create the staging folder');
     }
     try {
       const conflict = stagingConflict(target, opts);
@@ -281,7 +267,7 @@ export class StagedFolder {
       }
     } catch (e) {
       this.abort();
-      throw outputWriteError(e, this.staging, 'clear the staging folder');
+      throw storageError(e, this.staging, 'clear the staging folder');
     }
   }
 
@@ -290,7 +276,7 @@ export class StagedFolder {
     try {
       await write(this.file(name));
     } catch (e) {
-      throw outputWriteError(e, this.file(name), 'write');
+      throw storageError(e, this.file(name), 'write');
     }
   }
 
@@ -321,7 +307,7 @@ export class StagedFolder {
         }
       }
     } catch (e) {
-      throw outputWriteError(e, this.staging, 'finish');
+      throw storageError(e, this.staging, 'finish');
     }
     const target = path.resolve(this.target);
     const old = fs.existsSync(target) ? `${target}.old-${process.pid}-${Date.now()}` : null;

@@ -69,3 +69,21 @@ export class KdError extends Error {
 export function isKdError(e: unknown): e is KdError {
   return e instanceof KdError || (typeof e === 'object' && e !== null && (e as { name?: string }).name === 'KdError');
 }
+
+/**
+ * A file-system failure (EACCES, EROFS, ENOSPC, …) as the coded error users get — never a raw errno
+ * — with the fix its errno calls for. `what` is the verb (`write`, `create the staging folder`).
+ */
+export function storageError(e: unknown, where: string, what: string): KdError {
+  if (e instanceof KdError) return e;
+  const code = (e as { code?: string })?.code;
+  const fix =
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? 'free space on that disk, or give --out a folder on another one'
+      : code === 'EROFS'
+        ? 'the file system is read-only: give --out a folder on a writable one'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'give --out a folder you may write (check its permissions, and that it is not immutable)'
+          : 'check that the output folder is writable and the disk has room';
+  return new KdError('KD_OUTPUT_WRITE', `could not ${what} ${where}: ${(e as Error)?.message ?? String(e)}`, { path: where, fix, cause: e });
+}

@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { KdError } from '@tfkd/kd-core';
+import { nodeStorage } from '@tfkd/engine/node';
+import { KdError, storageError } from '@tfkd/kd-core';
 import { planSweep, type SweepPlan, type SweepPlanOptions } from './plan';
 import { collectRuns, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
 import { connection, probeRedis, readJson, startEmbeddedRedis, type EmbeddedRedis } from './redis';
@@ -53,9 +54,10 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
   const out = path.resolve(opts.out ?? defaultSweepOut(sweep.name));
   // Redis first when it is given: an unreachable one is an error before minutes of planning.
   if (opts.redis && !opts.planOnly) await probeRedis(opts.redis);
+  // The sweep folder before minutes of planning: one that cannot be written is a coded error now.
+  makeFolder(out);
   const plan = await planSweep(sweep, { ...opts, log });
-  fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, redis: opts.redis ?? null }, null, 2) + '\n');
+  writeOut(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, redis: opts.redis ?? null }, null, 2) + '\n');
   if (opts.planOnly) return { out, plan, submitted: null, status: null, table: null, interrupted: false };
 
   let embedded: EmbeddedRedis | null = null;
@@ -125,11 +127,31 @@ export function readSweepFolder(out: string): SweepPlan & { redis: string | null
 export function writeTable(out: string, plan: SweepPlan): SweepTable {
   const byId = new Map(plan.cells.map((c) => [c.id, c]));
   const t = sweepTable(plan, (id) => readJson<CellMetrics>(path.join(out, 'runs', runFolderName(byId.get(id) as SweepPlan['cells'][number]), 'metrics.json')));
-  fs.writeFileSync(path.join(out, 'table.md'), tableMarkdown(t));
-  fs.writeFileSync(path.join(out, 'table.csv'), tableCsv(t));
-  fs.writeFileSync(path.join(out, 'table.json'), JSON.stringify(t, null, 2) + '\n');
-  fs.writeFileSync(path.join(out, 'table.svg'), tableSvg(t));
+  writeOut(path.join(out, 'table.md'), tableMarkdown(t));
+  writeOut(path.join(out, 'table.csv'), tableCsv(t));
+  writeOut(path.join(out, 'table.json'), JSON.stringify(t, null, 2) + '\n');
+  writeOut(path.join(out, 'table.svg'), tableSvg(t));
   return t;
+}
+
+function makeFolder(dir: string): void {
+  try {
+    nodeStorage.mkdirp(dir); // the real errno on a read-only file system (Node's recursive mkdir says ENOENT)
+  } catch (e) {
+    throw storageError(e, dir, 'create the sweep folder');
+  }
+}
+
+/** A file of the sweep folder, written whole (temp + rename) or not at all, its failure coded. */
+function writeOut(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw storageError(e, file, 'write');
+  }
 }
 
 /**
