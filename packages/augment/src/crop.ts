@@ -1,6 +1,6 @@
-import { definePlugin, KdError, type PluginDefinition, type Rng } from '@tfkd/kd-core';
+import { KdError, type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, like, readImages, replaceImages, type Images } from './image';
+import { at, like, defineAugment, type Images } from './image';
 
 export type PadMode = 'zero' | 'reflect';
 
@@ -55,15 +55,12 @@ export const randomCropSchema = z
 export type RandomCropOptions = z.output<typeof randomCropSchema>;
 
 /** `augment/random-crop`: pad, then crop at a per-sample random offset. */
-export const randomCropAugment: PluginDefinition<typeof randomCropSchema> = definePlugin({
+export const randomCropAugment: PluginDefinition<typeof randomCropSchema> = defineAugment({
   id: 'augment/random-crop',
-  kind: 'sampler',
   describe: 'pad by `padding` (zero or reflect) and crop back to the image size at a per-sample offset from the plugin’s seeded generator (torchvision RandomCrop)',
   options: randomCropSchema,
-  stage: 'sample',
-  transformsBatch: true,
-  create: (o, deps) => {
-    // Checked when the plugin is created — at planning time, before anything trains.
+  // checked when the plugin is created — at planning, before anything trains
+  check(o, deps) {
     const [h, w] = deps.inputShape;
     if (o.mode === 'reflect' && (o.padding >= h || o.padding >= w)) {
       throw new KdError('KD_PLUGIN_OPTIONS', `${deps.name}: reflect padding ${o.padding} needs images larger than it (the data's are ${h}×${w})`, {
@@ -71,14 +68,6 @@ export const randomCropAugment: PluginDefinition<typeof randomCropSchema> = defi
         fix: `give a padding below ${Math.min(h, w)}, or mode: zero`,
       });
     }
-    return {
-      name: deps.name,
-      register(bus) {
-        bus.on('batchStart', (ctx) => {
-          const img = readImages(ctx, deps.name);
-          replaceImages(ctx, randomCrop(img, drawCropOffsets(ctx.rng, img.n, o.padding), o));
-        });
-      },
-    };
   },
+  apply: (img, rng, o) => randomCrop(img, drawCropOffsets(rng, img.n, o.padding), o),
 });

@@ -1,6 +1,6 @@
-import { definePlugin, type PluginDefinition, type Rng } from '@tfkd/kd-core';
+import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, readImages, replaceImages, type Images } from './image';
+import { at, defineAugment, type Images } from './image';
 
 /** Per sample (top, left, height, width) of the erased box; height 0 = not erased. */
 export type Boxes = Int32Array;
@@ -84,20 +84,9 @@ export const randomErasingSchema = z
 export type RandomErasingOptions = z.output<typeof randomErasingSchema>;
 
 /** `augment/random-erasing`: random erasing (Zhong et al. 2020) or Cutout. */
-export const randomErasingAugment: PluginDefinition<typeof randomErasingSchema> = definePlugin({
+export const randomErasingAugment: PluginDefinition<typeof randomErasingSchema> = defineAugment({
   id: 'augment/random-erasing',
-  kind: 'sampler',
   describe: 'random erasing (Zhong et al., torchvision RandomErasing) or, with `size`, Cutout (DeVries & Taylor): one box per image set to `value`, drawn per sample from the plugin’s seeded generator',
   options: randomErasingSchema,
-  stage: 'sample',
-  transformsBatch: true,
-  create: (o, deps) => ({
-    name: deps.name,
-    register(bus) {
-      bus.on('batchStart', (ctx) => {
-        const img = readImages(ctx, deps.name);
-        replaceImages(ctx, eraseBoxes(img, drawErasingBoxes(ctx.rng, img.n, img.h, img.w, o), o.value));
-      });
-    },
-  }),
+  apply: (img, rng, o) => eraseBoxes(img, drawErasingBoxes(rng, img.n, img.h, img.w, o), o.value),
 });

@@ -1,6 +1,6 @@
-import { definePlugin, type PluginDefinition, type Rng } from '@tfkd/kd-core';
+import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, like, readImages, replaceImages, type Images } from './image';
+import { at, like, defineAugment, type Images } from './image';
 
 /** Horizontal flip of the images whose `flips[i]` is 1 (column j ↔ w − 1 − j); the others are copied. */
 export function horizontalFlip(img: Images, flips: Uint8Array): Images {
@@ -33,20 +33,9 @@ export const flipSchema = z
 export type FlipOptions = z.output<typeof flipSchema>;
 
 /** `augment/flip`: horizontal flip per sample. */
-export const flipAugment: PluginDefinition<typeof flipSchema> = definePlugin({
+export const flipAugment: PluginDefinition<typeof flipSchema> = defineAugment({
   id: 'augment/flip',
-  kind: 'sampler',
   describe: 'horizontal flip of each image with probability p (per sample, from the plugin’s seeded generator)',
   options: flipSchema,
-  stage: 'sample',
-  transformsBatch: true,
-  create: (o, deps) => ({
-    name: deps.name,
-    register(bus) {
-      bus.on('batchStart', (ctx) => {
-        const img = readImages(ctx, deps.name);
-        replaceImages(ctx, horizontalFlip(img, drawFlips(ctx.rng, img.n, o.p)));
-      });
-    },
-  }),
+  apply: (img, rng, o) => horizontalFlip(img, drawFlips(rng, img.n, o.p)),
 });

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KdError, type StepContext } from '@tfkd/kd-core';
+import { definePlugin, KdError, type PluginDefinition, type PluginDeps, type Rng, type StepContext } from '@tfkd/kd-core';
+import type { z } from 'zod';
 
 /** A batch of NHWC images as one flat float32 array (row-major: n, row, column, channel). */
 export interface Images {
@@ -55,4 +56,35 @@ export function replaceImages(ctx: StepContext, img: Images, targets?: Float32Ar
   const x = tf.tensor4d(img.data, [img.n, img.h, img.w, img.c]);
   const t = targets ? tf.tensor2d(targets, [img.n, ctx.numClasses]) : ctx.batch.targets;
   ctx.replaceBatch({ x, y: ctx.batch.y, targets: t ?? null }, { transformed: true });
+}
+
+/**
+ * An augmentation that maps the batch's images to new ones (labels and targets kept): a sampler at
+ * stage `sample` that reads the batch, draws from its own seeded generator, and marks the batch
+ * transformed. `check` runs when the plugin is created — at planning, before any step.
+ */
+export function defineAugment<S extends z.ZodType>(def: {
+  id: string;
+  describe: string;
+  options: S;
+  check?(options: z.output<S>, deps: PluginDeps): void;
+  apply(img: Images, rng: Rng, options: z.output<S>): Images;
+}): PluginDefinition<S> {
+  return definePlugin({
+    id: def.id,
+    kind: 'sampler',
+    describe: def.describe,
+    options: def.options,
+    stage: 'sample',
+    transformsBatch: true,
+    create: (o, deps) => {
+      def.check?.(o, deps);
+      return {
+        name: deps.name,
+        register(bus) {
+          bus.on('batchStart', (ctx) => replaceImages(ctx, def.apply(readImages(ctx, deps.name), ctx.rng, o)));
+        },
+      };
+    },
+  });
 }

@@ -1,6 +1,6 @@
-import { definePlugin, type PluginDefinition, type Rng } from '@tfkd/kd-core';
+import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { readImages, replaceImages, type Images } from './image';
+import { defineAugment, type Images } from './image';
 
 /** One image, HWC, values in [0, 1]. */
 export interface Image {
@@ -266,21 +266,9 @@ export const randAugmentSchema = z
 export type RandAugmentOptions = z.output<typeof randAugmentSchema>;
 
 /** `augment/randaugment`: N random ops per image at magnitude M. */
-export const randAugmentAugment: PluginDefinition<typeof randAugmentSchema> = definePlugin({
+export const randAugmentAugment: PluginDefinition<typeof randAugmentSchema> = defineAugment({
   id: 'augment/randaugment',
-  kind: 'sampler',
   describe: 'RandAugment (Cubuk et al. 2020, torchvision’s op list and magnitudes): each image gets numOps ops drawn uniformly, at magnitude bin `magnitude` with a random sign, per sample from the plugin’s seeded generator',
   options: randAugmentSchema,
-  stage: 'sample',
-  transformsBatch: true,
-  create: (o, deps) => ({
-    name: deps.name,
-    register(bus) {
-      bus.on('batchStart', (ctx) => {
-        const img = readImages(ctx, deps.name);
-        const ops = o.ops ?? opsFor(img.c);
-        replaceImages(ctx, randAugment(img, drawRandAugmentPlan(ctx.rng, img.n, o.numOps, ops), o));
-      });
-    },
-  }),
+  apply: (img, rng, o) => randAugment(img, drawRandAugmentPlan(rng, img.n, o.numOps, o.ops ?? opsFor(img.c)), o),
 });

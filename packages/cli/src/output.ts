@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { nodeStorage } from '@tfkd/engine/node';
 import { KdError, storageError } from '@tfkd/kd-core';
 
 /** Write a file atomically: temp file in the same folder, fsync, rename. */
@@ -111,21 +112,6 @@ export function existingOutput(target: string, opts: { overwrite?: boolean; resu
   });
 }
 
-
-/**
- * A recursive mkdir on a read-only file system reports ENOENT; a plain mkdir of the last component
- * (its parent exists) tells the real reason (EROFS, EACCES).
- */
-function realCause(e: unknown, dir: string): unknown {
-  if ((e as NodeJS.ErrnoException)?.code !== 'ENOENT' || !fs.existsSync(path.dirname(dir)) || fs.existsSync(dir)) return e;
-  try {
-    fs.mkdirSync(dir);
-    fs.rmdirSync(dir);
-    return e;
-  } catch (again) {
-    return again;
-  }
-}
 
 type Owner = { pid: number; startedAt: string };
 
@@ -242,14 +228,14 @@ export class StagedFolder {
     this.staging = stagingFolderOf(target);
     const existed = fs.existsSync(this.staging);
     try {
-      fs.mkdirSync(this.staging, { recursive: true });
+      nodeStorage.mkdirp(this.staging); // the real errno on a read-only file system (Node's recursive mkdir says ENOENT)
       // Ownership first (exclusive), then the checks and the clean-up: two runs started on the same
       // folder at the same instant cannot both get past this line.
       claimOwnership(this.staging);
     } catch (e) {
       // nothing half-made: a staging folder this process created goes again
       if (!existed) fs.rmSync(this.staging, { recursive: true, force: true });
-      throw storageError(realCause(e, this.staging), this.staging, 'create the staging folder');
+      throw storageError(e, this.staging, 'create the staging folder');
     }
     try {
       const conflict = stagingConflict(target, opts);
