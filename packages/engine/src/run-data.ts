@@ -1,18 +1,39 @@
-import { holdOut, KdError, validate, type DataSplits, type RunSpec } from '@tfkd/kd-core';
+import { holdOut, KdError, keepClassFractions, validate, type DataSplits, type RunSpec } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 
 /**
  * A spec's data: the dataset definition named by `data.name`, its options validated at `data.*`,
  * relative paths resolved against the spec's folder (`specDir`, like `load:` and `packages:`), and
- * the `calibrate:` hold-out split off the training set. Loaded once per plan, shared by its runs.
+ * then the generic data options — `classFractions` (class imbalance), `validation` (the test split
+ * replaced by a held-out part of the training set) — and the `calibrate:` hold-out split off the
+ * training set, in that order. Loaded once per plan, shared by its runs.
  */
 export async function loadRunData(spec: RunSpec, registry: Registry, specDir: string): Promise<DataSplits & { note?: string }> {
-  const { name, ...rest } = spec.data;
+  const { name, validation, classFractions, ...rest } = spec.data;
   const def = registry.dataset(name, 'data.name');
   const options = validate(def.options, rest, { prefix: 'data' });
-  const splits = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir });
+  let splits: DataSplits & { note?: string } = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir });
   if (splits.train.labels.length === 0) {
     throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
+  }
+  if (classFractions) {
+    if (classFractions.length !== splits.train.numClasses) {
+      throw new KdError('KD_SPEC_INVALID', `data.classFractions has ${classFractions.length} entries, the dataset has ${splits.train.numClasses} classes`, {
+        path: 'data.classFractions',
+        fix: `Give one fraction per class (${splits.train.numClasses} numbers in [0, 1]).`,
+      });
+    }
+    splits = { ...splits, train: keepClassFractions(splits.train, classFractions) };
+  }
+  if (validation) {
+    const { train, heldOut } = holdOut(splits.train, validation.fraction, validation.seed);
+    splits = { ...splits, train, test: { ...heldOut, name: `${heldOut.name}, in place of the test split` } };
+  }
+  if (splits.train.labels.length === 0) {
+    throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples left after data.classFractions/validation`, {
+      path: 'data',
+      fix: 'raise the class fractions or lower validation.fraction',
+    });
   }
   if (spec.calibrate) {
     const { train, heldOut } = holdOut(splits.train, spec.calibrate.holdout, spec.seed);

@@ -65,3 +65,20 @@ export function holdOut(ds: Dataset, fraction: number, seed: number): { train: D
   const kept = Int32Array.from(order.subarray(k)).sort();
   return { train: selectSamples(ds, kept, `${ds.name} (minus held-out)`), heldOut: selectSamples(ds, held, `${ds.name} (held-out)`) };
 }
+
+/**
+ * Class imbalance by declared fractions: of class c, the first `round(n_c * fractions[c])` samples in
+ * the dataset's order are kept (so the same samples for every seed); the kept samples keep their order.
+ */
+export function keepClassFractions(ds: Dataset, fractions: readonly number[]): Dataset {
+  const counts = new Array<number>(fractions.length).fill(0);
+  for (const y of ds.labels) counts[y]++;
+  const quota = counts.map((n, c) => Math.round(n * fractions[c]));
+  const seen = new Array<number>(fractions.length).fill(0);
+  const kept: number[] = [];
+  ds.labels.forEach((y, i) => {
+    if (seen[y]++ < quota[y]) kept.push(i);
+  });
+  const label = fractions.map((f) => String(f)).join(',');
+  return selectSamples(ds, kept, `${ds.name} (class fractions ${label})`);
+}

@@ -134,7 +134,25 @@ export const RunSpec = z
     seed: z.number().int().min(0).default(1),
     backend: z.enum(['auto', 'wasm', 'cpu', 'tensorflow']).default('auto'),
     /** `name` picks a dataset definition (`fashion-mnist`, `synthetic`, `cifar10`, …); the rest are its options. */
-    data: z.object({ name: z.string().min(1) }).passthrough(),
+    data: z
+      .object({
+        name: z.string().min(1),
+        /**
+         * Model selection without the test set: hold `fraction` of the training data out (a seeded
+         * split that depends only on the training set's size and `seed`, not on the run's seed), train
+         * on the rest, and report every evaluation on the held-out part instead of the test split.
+         */
+        validation: z
+          .object({ fraction: z.number().gt(0).lt(1).default(0.1), seed: z.number().int().min(0).default(0) })
+          .strict()
+          .optional(),
+        /**
+         * Class imbalance: keep the first round(n_c · f_c) training samples of class c (file order, so
+         * the same samples for every seed); one fraction in [0, 1] per class. The test split is untouched.
+         */
+        classFractions: z.array(z.number().min(0).max(1)).min(1).optional(),
+      })
+      .passthrough(),
     teacher: RoleSpec.optional(),
     student: RoleSpec.optional(),
     /** Several students (DML, ONE): roles `student.0`, `student.1`, … */

@@ -6,3 +6,8 @@ import { kdModule } from './module';
 describePluginContract({ module: kdModule, id: 'loss/hinton-kd', options: { temperature: 4 } });
 describePluginContract({ module: kdModule, id: 'loss/dkd', options: { warmup: 1 } });
 describePluginContract({ module: kdModule, id: 'loss/cross-entropy', needsTeacher: false, invalidOptions: { labelSmoothing: 2 } });
+describePluginContract({ module: kdModule, id: 'loss/logit-std-kd', options: { temperature: 2 } });
+describePluginContract({ module: kdModule, id: 'loss/nkd', options: { temperature: 3, gamma: 3.5 } });
+describePluginContract({ module: kdModule, id: 'loss/ttm', options: { gamma: 0.1 } });
+describePluginContract({ module: kdModule, id: 'loss/wttm', options: { gamma: 0.2 } });
+describePluginContract({ module: kdModule, id: 'loss/ctkd', options: { lambdaEpochs: 1 }, invalidOptions: { lambdaEpochs: 0 } });

@@ -13,10 +13,15 @@ const IDS = [
   'loss/logit-mse',
   'loss/dkd',
   'loss/dist',
+  'loss/logit-std-kd',
+  'loss/nkd',
+  'loss/ttm',
+  'loss/wttm',
+  'loss/ctkd',
 ];
 
 describe('logitLossesModule', () => {
-  it('binds the seven loss definitions to PLUGIN_DEFINITION', () => {
+  it('binds the twelve loss definitions to PLUGIN_DEFINITION', () => {
     const c = new Container();
     c.load(logitLossesModule);
     const defs = c.getAll<PluginDefinition>(PLUGIN_DEFINITION);
@@ -45,7 +50,7 @@ describe('logitLossesModule', () => {
 
 describe('examples/logit-*.yaml', () => {
   const dir = path.resolve(__dirname, '../../../examples');
-  const files = ['soft-target-ce', 'logit-mse', 'dkd', 'dist', 'label-smoothing'].map((id) => `logit-${id}.yaml`);
+  const files = ['soft-target-ce', 'logit-mse', 'dkd', 'dist', 'label-smoothing', 'logit-std-kd', 'nkd', 'ttm', 'wttm', 'ctkd'].map((id) => `logit-${id}.yaml`);
 
   it.each(files)('%s parses and its plugin options validate', (file) => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, file), 'utf8'), file);

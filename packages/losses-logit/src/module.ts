@@ -1,11 +1,15 @@
 import { PLUGIN_DEFINITION, type PluginDefinition } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { crossEntropyLoss, labelSmoothingLoss } from './cross-entropy';
+import { ctkdLoss } from './ctkd';
 import { distLoss } from './dist';
 import { dkdLoss } from './dkd';
 import { hintonKdLoss } from './hinton-kd';
 import { logitMseLoss } from './logit-mse';
+import { logitStdKdLoss } from './logit-std-kd';
+import { nkdLoss } from './nkd';
 import { softTargetCeLoss } from './soft-target-ce';
+import { ttmLoss, wttmLoss } from './ttm';
 
 /** Every plugin definition of this package, in the order `kd list` shows them. */
 export const LOGIT_LOSSES: readonly PluginDefinition[] = [
@@ -16,6 +20,11 @@ export const LOGIT_LOSSES: readonly PluginDefinition[] = [
   logitMseLoss,
   dkdLoss,
   distLoss,
+  logitStdKdLoss,
+  nkdLoss,
+  ttmLoss,
+  wttmLoss,
+  ctkdLoss,
 ];
 
 /** Binds each definition to kd-core's `PLUGIN_DEFINITION` (a multi-binding). */

@@ -39,6 +39,9 @@ function recorder(batches: BatchSummary[], counts: number[], recomputed: Record<
   });
 }
 
+/** The losses a DML-style run also uses with a peer student as the target. */
+const PEER_LOSSES = ['loss/soft-target-ce', 'loss/logit-mse', 'loss/dkd', 'loss/dist', 'loss/logit-std-kd', 'loss/nkd', 'loss/ttm', 'loss/wttm', 'loss/ctkd'];
+
 const WEIGHTS: Record<string, number> = { 'loss/cross-entropy': 0.1, 'loss/hinton-kd': 0.9, 'loss/logit-mse': 0.5 };
 
 function stackedSpec(over: Partial<RunSpecInput> = {}): RunSpec {
@@ -100,6 +103,11 @@ describe('stacking the losses in an Engine run', () => {
         { use: 'loss/dist', weight: 2 },
         { use: 'loss/soft-target-ce', weight: 0.1 },
         { use: 'loss/label-smoothing', weight: 0.1 },
+        { use: 'loss/logit-std-kd', weight: 0.5 },
+        { use: 'loss/nkd', weight: 0.1 },
+        { use: 'loss/ttm', weight: 0.5 },
+        { use: 'loss/wttm', weight: 0.5 },
+        { use: 'loss/ctkd', weight: 0.5 },
         { use: 'obs/record' },
       ],
       evalEvery: 100,
@@ -129,7 +137,7 @@ describe('stacking the losses in an Engine run', () => {
         { use: 'loss/cross-entropy', name: 'ce1', with: { student: 'student.1' } },
         { use: 'loss/hinton-kd', name: 'kl01', with: { student: 'student.0', teacher: 'student.1', temperature: 1 } },
         { use: 'loss/hinton-kd', name: 'kl10', with: { student: 'student.1', teacher: 'student.0', temperature: 1 } },
-        ...['loss/soft-target-ce', 'loss/logit-mse', 'loss/dkd', 'loss/dist'].map((use) => ({
+        ...PEER_LOSSES.map((use) => ({
           use,
           weight: 0.1,
           with: { student: 'student.0', teacher: 'student.1' },
@@ -141,6 +149,6 @@ describe('stacking the losses in an Engine run', () => {
     expect(result.history[0].train.kl01).toBeGreaterThan(0);
     expect(result.history[0].train.kl10).toBeGreaterThan(0);
     expect(Number.isFinite(result.history[0].train.loss)).toBe(true);
-    for (const id of ['loss/soft-target-ce', 'loss/logit-mse', 'loss/dkd', 'loss/dist']) expect(result.history[0].train[id]).toBeGreaterThan(0);
+    for (const id of PEER_LOSSES) expect(result.history[0].train[id]).toBeGreaterThan(0);
   });
 });

@@ -28,6 +28,9 @@ export function klDivergence(logP: Tensor, logQ: Tensor, reduction: KlReduction)
 /**
  * The virtual teacher of Tf-KD (Yuan et al. 2020): for each sample a probability vector with `a`
  * on the true class and (1 − a)/(K − 1) on every other class. `[B, K]` float32.
+ *
+ * `labels` may be soft targets `[B, K]` (mixup/CutMix, `labelTargets`): the virtual teacher is then
+ * the targets' mixture of the per-label ones, Σ_c t_c·v(c) = rest + (a − rest)·t.
  */
 export function virtualTeacher(labels: Tensor, numClasses: number, correctProb: number): Tensor {
   if (!(correctProb > 0 && correctProb < 1) || numClasses < 2) {
@@ -36,7 +39,10 @@ export function virtualTeacher(labels: Tensor, numClasses: number, correctProb: 
     });
   }
   const rest = (1 - correctProb) / (numClasses - 1);
-  return tf.tidy(() => tf.add(tf.mul(oneHotFloat(labels, numClasses), correctProb - rest), rest));
+  return tf.tidy(() => {
+    const onehot = labels.rank === 2 ? tf.cast(labels, 'float32') : oneHotFloat(labels, numClasses);
+    return tf.add(tf.mul(onehot, correctProb - rest), rest);
+  });
 }
 
 export const alphaOption = (def: number, where: string) =>

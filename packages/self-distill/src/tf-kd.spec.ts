@@ -178,3 +178,50 @@ describe('self/tf-kd-self (loss_kd_self)', () => {
     );
   });
 });
+
+describe('Tf-KD with soft targets (mixup/CutMix)', () => {
+  // Sample 0 mixes labels 1 (λ = 0.7) and 0; sample 1 mixes 2 (λ = 0.4) and 1.
+  const lam = [0.7, 0.4];
+  const A = [1, 2];
+  const B = [0, 1];
+  const soft = () => tf.tensor2d(A.map((a, i) => [0, 1, 2].map((c) => (c === a ? lam[i] : 0) + (c === B[i] ? 1 - lam[i] : 0))));
+
+  for (const [name, params] of [
+    ['calibrated (no softening, T = 1, batchmean)', { correctProb: 0.9, temperature: 1, softenTeacher: false, softenStudent: false, t2: false, reduction: 'batchmean' as const, multiplier: 1 }],
+    ['official (teacher softened at T = 20, mean × 100)', { ...VIRTUAL_VARIANTS.official }],
+    ['distillistic (both softened, T², batchmean)', { ...VIRTUAL_VARIANTS.distillistic }],
+  ] as const) {
+    it(`${name}: the gradient is λ·∇L(a) + (1 − λ)·∇L(b), the value differs by a constant`, () => {
+      const kdOf = (z: tf.Tensor, y: tf.Tensor) => virtualTeacherTerms(z, y, params).kd;
+      const grad = (y: () => tf.Tensor) => tf.grad((z: tf.Tensor) => kdOf(z, y()))(tf.tensor2d(Z)).arraySync() as number[][];
+      const gSoft = grad(soft);
+      const gA = grad(() => tf.tensor1d(A, 'int32'));
+      const gB = grad(() => tf.tensor1d(B, 'int32'));
+      // Every reduction divides all rows by one constant, so row i's gradient mixes with its own λ_i.
+      for (let i = 0; i < 2; i++) for (let k = 0; k < 3; k++) expect(gSoft[i][k]).toBeCloseTo(lam[i] * gA[i][k] + (1 - lam[i]) * gB[i][k], 6);
+      // The value: the reference form Σ_i [λ_i·l_i(a) + (1 − λ_i)·l_i(b)] (rows through one-row batches,
+      // halved: every reduction here is a mean over the 2 rows) plus a constant independent of z.
+      const mixed = (z: number[][]) => tf.tidy(() => kdOf(tf.tensor2d(z), soft()).dataSync()[0]);
+      const reference = (z: number[][]) =>
+        tf.tidy(() =>
+          [0, 1].reduce((acc, i) => {
+            const zi = tf.tensor2d([z[i]]);
+            const la = kdOf(zi, tf.tensor1d([A[i]], 'int32')).dataSync()[0];
+            const lb = kdOf(zi, tf.tensor1d([B[i]], 'int32')).dataSync()[0];
+            return acc + (lam[i] * la + (1 - lam[i]) * lb) / 2;
+          }, 0),
+        );
+      const z2 = Z.map((r) => r.map((v, k) => v * 1.7 - k));
+      expect(mixed(Z) - reference(Z)).toBeCloseTo(mixed(z2) - reference(z2), 4);
+      expect(Math.abs(mixed(Z) - reference(Z))).toBeGreaterThan(1e-4); // a real offset: the mixture's entropy
+    });
+  }
+
+  it('one-hot soft targets give exactly the integer-label loss', () => {
+    for (const p of Object.values(VIRTUAL_VARIANTS)) {
+      const a = virtualTeacherLoss(tf.tensor2d(Z), tf.oneHot(tf.tensor1d(Y, 'int32'), 3).cast('float32'), p).dataSync()[0];
+      const b = virtualTeacherLoss(tf.tensor2d(Z), tf.tensor1d(Y, 'int32'), p).dataSync()[0];
+      expect(a).toBeCloseTo(b, 5);
+    }
+  });
+});

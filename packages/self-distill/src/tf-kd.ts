@@ -26,9 +26,26 @@ export interface VirtualTeacherParams {
 
 type TermParams = Omit<VirtualTeacherParams, 'alpha'>;
 
-/** log of the distribution the student is pulled to: log softmax(v / T) (`softenTeacher`) or log v. `[B, K]`. */
+/**
+ * log of the distribution the student is pulled to: log softmax(v / T) (`softenTeacher`) or log v. `[B, K]`.
+ *
+ * With soft targets t `[B, K]` (mixup/CutMix) it is the log of the targets' mixture of the per-label
+ * targets, Σ_c t_c·softmax(v(c) / T): softened per label, then mixed. The divergence to that mixture
+ * has the gradient of the mixup reference form λ·L(a) + (1 − λ)·L(b) (the divergence is the cross-
+ * entropy to the target minus its entropy, and the cross-entropy is linear in the target); its value
+ * differs from that form by a constant, the mixture's entropy minus the per-label target's.
+ */
 export function virtualTargetLog(labels: Tensor, numClasses: number, p: Pick<TermParams, 'correctProb' | 'temperature' | 'softenTeacher'>): Tensor {
   return tf.tidy(() => {
+    if (labels.rank === 2 && p.softenTeacher) {
+      // softmax(v(c) / T) is again `a'` on c and `rest'` elsewhere: one per-label pair, then mixed.
+      const [aSoft, restSoft] = tf.tidy(() => {
+        const one = logSoftmaxT(virtualTeacher(tf.tensor1d([0], 'int32'), numClasses, p.correctProb), p.temperature);
+        const v = tf.exp(one).dataSync();
+        return [v[0], v[1]];
+      });
+      return tf.log(tf.add(tf.mul(tf.cast(labels, 'float32'), aSoft - restSoft), restSoft));
+    }
     const v = virtualTeacher(labels, numClasses, p.correctProb);
     return p.softenTeacher ? logSoftmaxT(v, p.temperature) : tf.log(v);
   });
@@ -117,7 +134,7 @@ export const tfKdVirtualLoss = defineLoss({
   requires: (o) => ({ roles: [o.student] }),
   compute: (ctx, o) => {
     const p = resolveVirtual(o);
-    return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, ctx.batch.y, p), p.alpha);
+    return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), p), p.alpha);
   },
 });
 
@@ -141,7 +158,7 @@ export const tfKdCalibratedLoss = defineLoss({
     'calibrated Tf-KD (distillistic thesis; distillistic virtual_teacher.py with smooth_teacher off, T = 1): (1 − α)·CE + α·KL(v ‖ softmax(z)), v = a on the true class, (1 − a)/(K − 1) elsewhere; a = 0.9, α = 0.5',
   options: tfKdCalibratedSchema,
   requires: (o) => ({ roles: [o.student] }),
-  compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, ctx.batch.y, o.correctProb), o.alpha),
+  compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), o.correctProb), o.alpha),
 });
 
 export const tfKdSelfSchema = z
