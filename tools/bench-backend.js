@@ -26,6 +26,9 @@
  *   node tools/bench-backend.js --threads-vs=2 [--rounds=3]         # d/e at 1 vs N wasm threads (ABAB processes)
  *   node tools/bench-backend.js --profile [--batch=128]             # tf.profile per kernel of d and e
  *   node tools/bench-backend.js --ab-kernels [--rounds=5]           # d/e with the #19 kernels vs native, ABAB in-process
+ *   node tools/bench-backend.js --fold [--rounds=5] [--batch=128]   # frozen-teacher forward, batch norms folded vs not, ABAB in-process
+ *   node tools/bench-backend.js --engine-teacher [--rounds=5]       # the engine's KD step (Engine.stepper) with kd run's --teacher-worker /
+ *                                                                   # --teacher-fold-bn off/on, resnet-teacher -> resnet-student b64, ABCD in-process
  *
  * To add another implementation of a step (e.g. the "framework" column), push an entry onto
  * `IMPLEMENTATIONS` with the same `build(tf)` contract: returns { step(): void, dispose(): void }.
@@ -798,7 +801,142 @@ async function abKernelsMain() {
   process.exit(0);
 }
 
+/**
+ * --fold: the frozen-teacher forward (inference, b128) of the zoo's batch-norm models as built and
+ * with their batch norms folded (`foldBatchNorm` of @tfkd/models: conv + BN + ReLU → one FusedConv2D),
+ * alternated in one process (A B A B ...), n forwards per side per round. Batch-norm statistics are
+ * randomised (as a trained model's), and the folded outputs are checked against the original's.
+ */
+async function foldMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const { foldBatchNorm, MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const rounds = Number(option('rounds', '5'));
+  const batch = Number(option('batch', '128'));
+  const n = flag('quick') ? 1 : 3;
+  process.stderr.write(`fold: wasm x${threads}, b${batch}, ${rounds} rounds of ${n} forwards per side, load ${loadavg()}\n`);
+  const rows = [];
+  for (const [id, extra] of [['resnet-teacher', {}], ['resnet', {}], ['byot-resnet', { batchNorm: true }]]) {
+    const m = MODEL_ZOO.find((d) => d.id === id).build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1, ...extra });
+    const r = rng(31);
+    for (const l of m.layers.filter((x) => x.getClassName() === 'BatchNormalization')) {
+      const c = l.getWeights()[0].shape[0];
+      const ws = [0.5, -0.5, -0.2, 0.2].map((lo, k) => tf.tensor1d(Array.from({ length: c }, () => (k === 3 ? 0.2 + 1.5 * ((r() + 1) / 2) : lo + (r() + 1) / 2))));
+      l.setWeights(ws);
+      tf.dispose(ws);
+    }
+    const folded = await foldBatchNorm(m);
+    const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 23);
+    y.dispose();
+    const outs = (model) => {
+      const o = model.apply(x, { training: false });
+      return Array.isArray(o) ? o : [o];
+    };
+    const forward = (model) => () => tf.tidy(() => outs(model).forEach((t) => t.dataSync()));
+    const rel = tf.tidy(() => Math.max(...outs(m).map((a, i) => tf.max(tf.abs(tf.sub(a, outs(folded.model)[i]))).dataSync()[0] / tf.max(tf.abs(a)).dataSync()[0])));
+    const kernels = async (model) => (await tf.profile(forward(model))).kernels.length;
+    const [kA, kB] = [await kernels(m), await kernels(folded.model)];
+    for (let i = 0; i < 2; i++) [m, folded.model].forEach((mm) => forward(mm)());
+    const t = { built: [], folded: [] };
+    for (let k = 0; k < rounds; k++) {
+      for (const [side, model] of [['built', m], ['folded', folded.model]]) t[side].push(timeSteps(`${id} ${side}`, tf.getBackend(), forward(model), n, 0).ms);
+    }
+    const ratios = t.folded.map((v, i) => v / t.built[i]);
+    rows.push({ id, folds: folded.folds.length, kA, kB, built: median(t.built), folded: median(t.folded), ratio: median(ratios), spread: spread(ratios), rel });
+    process.stderr.write(`  ${id}: ${median(t.built).toFixed(1)} → ${median(t.folded).toFixed(1)} ms (load ${loadavg()})\n`);
+    x.dispose();
+    folded.model.dispose();
+    m.dispose();
+  }
+  console.log(`\nFrozen-teacher forward, batch norms folded — ${new Date().toISOString()}, wasm x${threads}, b${batch}, ${rounds} ABAB rounds of ${n}, load at end ${loadavg()}\n`);
+  console.log('| model | BNs folded | kernel calls as built → folded | as built ms (median) | folded ms (median) | ratio folded/built, median | per round | max rel. diff of outputs |');
+  console.log('|---|---:|---|---:|---:|---:|---|---:|');
+  for (const w of rows) console.log(`| ${w.id} | ${w.folds} | ${w.kA} → ${w.kB} | ${w.built.toFixed(1)} | ${w.folded.toFixed(1)} | ${w.ratio.toFixed(2)} | ${w.spread} | ${w.rel.toExponential(1)} |`);
+  process.exit(0);
+}
+
+/**
+ * --engine-teacher: the framework's KD step (`Engine.stepper()`, CE + Hinton KD, teacher-output cache
+ * off so the teacher is forwarded every step) with a frozen resnet-teacher (randomised BN statistics,
+ * handed over as `models`) and a resnet-student, b64, in four configurations of
+ * `EngineOptions.teacherForward` — none, worker (`--teacher-worker`), fold (`--teacher-fold-bn`), both —
+ * stepped alternately in one process (A B C D per round, n steps each). Checks that the worker's
+ * losses equal the plain ones bit for bit (and fold+worker the fold ones).
+ */
+async function engineTeacherMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const { RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
+  const { Engine } = require(path.join(ROOT, 'packages/engine/dist'));
+  const { teacherWorkerSource } = require(path.join(ROOT, 'packages/engine/dist/node'));
+  const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
+  const { foldBatchNorm, MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const rounds = Number(option('rounds', '5'));
+  const batch = Number(option('batch', '64'));
+  const n = flag('quick') ? 1 : 4;
+  const teacher = MODEL_ZOO.find((d) => d.id === 'resnet-teacher').build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
+  teacher.trainable = false;
+  const r = rng(37);
+  for (const l of teacher.layers.filter((x) => x.getClassName() === 'BatchNormalization')) {
+    const c = l.getWeights()[0].shape[0];
+    const ws = [0.5, -0.5, -0.2, 0.2].map((lo, k) => tf.tensor1d(Array.from({ length: c }, () => (k === 3 ? 0.2 + 1.5 * ((r() + 1) / 2) : lo + (r() + 1) / 2))));
+    l.setWeights(ws);
+    tf.dispose(ws);
+  }
+  const spec = RunSpec.parse({
+    seed: 1,
+    backend: 'wasm',
+    data: { name: 'synthetic', train: batch * 8, test: 8, numClasses: 10, shape: [28, 28, 1] },
+    teacher: { model: 'resnet-teacher' },
+    student: { model: 'resnet-student' },
+    train: { epochs: 1, batchSize: batch, optimizer: { name: 'adam', lr: 1e-3, weightDecay: 0 } },
+    plugins: [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { temperature: 4 } }],
+    teacherCache: 'off',
+  });
+  const backend = { name: 'wasm', label: 'bench', requested: 'wasm', skipped: [] };
+  const configs = [
+    ['sequential', {}],
+    ['worker', { worker: teacherWorkerSource }],
+    ['fold', { foldBatchNorm }],
+    ['worker + fold', { worker: teacherWorkerSource, foldBatchNorm }],
+  ];
+  process.stderr.write(`engine-teacher: wasm x${threads}, b${batch}, ${rounds} rounds of ${n} steps per configuration, load ${loadavg()}\n`);
+  const runs = [];
+  for (const [label, teacherForward] of configs) {
+    const engine = new Engine(spec, { registry: defaultRegistry(), backend, models: new Map([['teacher', teacher]]), teacherForward, log: () => undefined });
+    const stepper = await engine.stepper();
+    runs.push({ label, engine, stepper, ms: [], losses: [] });
+  }
+  const step = (x) => () => x.losses.push(x.stepper.step().loss);
+  for (const x of runs) for (let i = 0; i < 2; i++) step(x)();
+  for (let k = 0; k < rounds; k++) {
+    for (const x of runs) {
+      x.ms.push(timeSteps(x.label, 'wasm', step(x), n, 0).ms);
+      // A worker is still computing the next batch: let it finish before the next configuration is timed.
+      if (x.label.includes('worker')) await new Promise((res) => setTimeout(res, Math.max(500, 1.5 * x.ms[k])));
+    }
+    process.stderr.write(`  round ${k + 1}: ${runs.map((x) => `${x.label} ${x.ms[k].toFixed(0)}`).join(', ')} ms/step (load ${loadavg()})\n`);
+  }
+  const same = (a, b) => a.losses.length === b.losses.length && a.losses.every((v, i) => Object.is(v, b.losses[i]));
+  console.log(`\nEngine KD step with teacherForward options — ${new Date().toISOString()}, resnet-teacher (frozen) -> resnet-student, b${batch}, wasm x${threads}, ${rounds} rounds of ${n} steps, load at end ${loadavg()}\n`);
+  console.log('| teacherForward | ms/step median | min–max | vs sequential, median per round |');
+  console.log('|---|---:|---|---:|');
+  for (const x of runs) console.log(`| ${x.label} | ${median(x.ms).toFixed(1)} | ${spread(x.ms)} | ${median(x.ms.map((v, i) => v / runs[0].ms[i])).toFixed(2)} |`);
+  console.log(`\nworker losses = sequential losses bit for bit: ${same(runs[0], runs[1]) ? 'yes' : 'NO'}; worker + fold = fold: ${same(runs[2], runs[3]) ? 'yes' : 'NO'} (${runs[0].losses.length} steps each)`);
+  for (const x of runs) x.engine.dispose();
+  teacher.dispose();
+  process.exit(0);
+}
+
 async function main() {
+  if (flag('engine-teacher')) {
+    ensureBuilt();
+    return engineTeacherMain();
+  }
+  if (flag('fold')) {
+    ensureBuilt();
+    return foldMain();
+  }
   if (flag('ab-kernels')) {
     ensureBuilt();
     return abKernelsMain();

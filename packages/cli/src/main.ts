@@ -31,7 +31,9 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--quiet', 'no progress output')
     .option('--resume <dir>', 'continue an interrupted run from its last checkpoint: its run folder, or <out>.incomplete after a crash (same spec and --set values)')
     .option('--plan', 'check the spec and print every run it implies (teachers, generations, the run), in order, without training anything')
-    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir?: string; quiet?: boolean; resume?: string; plan?: boolean; overwrite?: boolean }) => {
+    .option('--teacher-worker', 'forward the frozen teacher in a worker thread, one batch ahead of the student (pays off with a free core; results bit-identical; not for runs whose batches a sampler or augmentation changes)')
+    .option('--teacher-fold-bn', "fold the frozen teacher's batch norms into its convolutions for its training-time forward (fewer kernels; equal to float32 precision, not bit for bit)")
+    .action(async (spec: string, o: { out?: string; set: string[]; backend?: string; cacheDir?: string; quiet?: boolean; resume?: string; plan?: boolean; overwrite?: boolean; teacherWorker?: boolean; teacherFoldBn?: boolean }) => {
       const { outDir, metrics, status, exitCode, plan } = await runCommand(spec, o);
       if (plan) {
         process.stdout.write(`${plan.join('\n')}\n`);

@@ -1,7 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkSameSpec, describePlan, executePlan, packageLines, planRun, resolvedSpec, type LoadedPackage, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
-import { peekCheckpoint, readCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
+import { peekCheckpoint, readCheckpoint, teacherWorkerSource, writeCheckpoint } from '@tfkd/engine/node';
+import { foldBatchNorm } from '@tfkd/models';
 import { KdError, isKdError, parseSpec, stringifySpec, type RunSpec } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
@@ -35,6 +36,13 @@ export interface RunOptions {
   plan?: boolean;
   /** Called with the bus of every engine the run creates (teachers, generations, the run): observers. */
   observe?: EngineOptions['observe'];
+  /**
+   * `--teacher-worker`: the frozen teacher's forward in a worker thread, one batch ahead (bit-identical
+   * results; off, with a warning, when a sampler or augmentation changes the batches).
+   */
+  teacherWorker?: boolean;
+  /** `--teacher-fold-bn`: the frozen teacher's batch norms folded into its convolutions (float32-equal, not bit-equal). */
+  teacherFoldBn?: boolean;
 }
 
 export interface RunOutcome {
@@ -165,6 +173,8 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
       opts.observe?.(bus, phase);
     },
     resume: state,
+    // --teacher-worker / --teacher-fold-bn: the frozen teacher's forward during training (engine/src/teacher-forward.ts).
+    teacherForward: { ...(opts.teacherWorker ? { worker: teacherWorkerSource } : {}), ...(opts.teacherFoldBn ? { foldBatchNorm } : {}) },
     shouldStop: () => stop.signal !== null,
     onCheckpoint: (s) => {
       if (!staged) return;

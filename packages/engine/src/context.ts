@@ -3,6 +3,7 @@ import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { OutputCache } from './cache';
 import { type Batch, type CostLedger, firstOutput, KdError, type LossTerm, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, type ViewSpec } from '@tfkd/kd-core';
 import type { RoleRuntime } from './roles';
+import type { FastTeacher } from './teacher-source';
 
 /** What the step context needs from the engine. */
 export interface StepHost {
@@ -15,6 +16,11 @@ export interface StepHost {
   rngOf(owner: string): Rng;
   /** Teacher-output caches by role (only for runs whose batches no sampler transforms). */
   caches?: Map<string, OutputCache>;
+  /**
+   * Frozen teachers' fast forward (`EngineOptions.teacherForward`): a folded model and/or a source
+   * holding the batch's outputs computed ahead (a worker). Consulted after the output cache.
+   */
+  teacherForward?: ReadonlyMap<string, FastTeacher>;
 }
 
 export interface RecordedTerm {
@@ -123,12 +129,18 @@ export class StepContextImpl implements StepContext {
     const cache = student ? undefined : self.host.caches?.get(role);
     const indices = self.transformed ? null : self.batch.indices;
     let list: Tensor[];
+    const fast = student ? undefined : self.host.teacherForward?.get(role);
     if (cache && indices && cache.has(indices)) {
       list = cache.get(indices);
       self.host.ledger.cacheHit(role, self.batch.size);
     } else {
-      const raw = r.tapped.apply(self.input(role), { training: student });
-      list = Array.isArray(raw) ? (raw as Tensor[]) : [raw as Tensor];
+      if (fast?.source && indices && fast.source.has(indices)) {
+        // Computed ahead (a worker): the same forward, counted as one.
+        list = fast.source.takeTensors(indices);
+      } else {
+        const raw = (fast?.model ?? r.tapped).apply(self.input(role), { training: student });
+        list = Array.isArray(raw) ? (raw as Tensor[]) : [raw as Tensor];
+      }
       self.host.ledger.forward(role, self.batch.size);
       if (cache && indices) cache.put(indices, list);
     }

@@ -20,11 +20,12 @@ import { learningRateAt, type RoleRuntime } from './roles';
 import { loadRunData } from './run-data';
 import { prepareRoles } from './setup';
 import { resolvePhases, type Phase } from './stages';
+import { TeacherForward } from './teacher-forward';
 import { captureState, checkResumable, restoreOptimizers, restoreState, type RunParts } from './state';
 import { evaluate, trainStep, type StepResult, type TrainHost } from './step';
 import type { EngineOptions, RunResult } from './types';
 
-export type { EngineOptions, RunResult } from './types';
+export type { EngineOptions, RunResult, TeacherForwardOptions, TeacherSource, TeacherSourceFactory, TeacherSourceRequest } from './types';
 
 /** Where a run stopped on request: the position, its phase and host, and the epoch's sums so far. */
 interface Stop {
@@ -53,6 +54,8 @@ export class Engine {
   private instances: Plugin[] = [];
   private teachers: RunResult['teachers'] = {};
   private prepared = false;
+  /** Frozen teachers' fast forward (`teacherForward` option), while a run or a stepper lasts. */
+  private forward: TeacherForward | null = null;
 
   constructor(
     readonly spec: RunSpec,
@@ -137,8 +140,14 @@ export class Engine {
     }
 
     let stop: Stop | null = null;
-    for (let pi = startPhase; pi < this.phases.length && !stop; pi++) {
-      stop = await this.runPhase(this.phases[pi], caches, progress, resume !== null && pi === startPhase ? resume : null);
+    this.forward = await this.startForward();
+    try {
+      for (let pi = startPhase; pi < this.phases.length && !stop; pi++) {
+        stop = await this.runPhase(this.phases[pi], caches, progress, resume !== null && pi === startPhase ? resume : null);
+      }
+    } finally {
+      // At the end, on an error and on a stop: no worker outlives the run.
+      await this.forward?.close();
     }
     if (staged) this.bus.setInactive([]);
     if (stop && this.opts.onCheckpoint) await this.opts.onCheckpoint(await this.snapshot(stop.host, stop.phase, stop.at, stop.progress, progress));
@@ -174,6 +183,8 @@ export class Engine {
     const ptrain = phase.train;
     const students = [...this.roles.values()].filter((r) => r.info.kind === 'student');
     const host = trainHost(this.parts, phase, caches, this.upTo);
+    const fwd = this.forward;
+    host.teacherForward = fwd?.roles;
     if (resume) await restoreOptimizers(this.parts, resume);
     if (this.spec.stages !== undefined) this.bus.setInactive(this.plugins.filter((p) => !phase.active.has(p.name)).map((p) => p.name));
     const batchesPerEpoch = this.batchesPerEpoch(phase);
@@ -194,6 +205,8 @@ export class Engine {
         const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
         let counted = carried?.counted ?? 0;
         const before = carried?.seconds ?? 0;
+        // Teacher outputs computed ahead: the epoch's (or the resumed position's) first batch, and the next.
+        fwd?.ahead(host, batches[first], batches[first + 1]);
         for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
           // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
           // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
@@ -203,6 +216,7 @@ export class Engine {
             return { at: { epoch, batchIndex }, phase, host, progress };
           }
           if (batchIndex === 0) await this.bus.emitAsync('epochStart', { phase: phase.name, epoch, epochs: ptrain.epochs });
+          fwd?.ahead(host, batches[batchIndex], batches[batchIndex + 1]);
           const r = trainStep(host, { phase: phase.name, epoch, epochs: ptrain.epochs, batchIndex, step: run.step, indices: batches[batchIndex] });
           frozen?.reset();
           run.step++;
@@ -217,6 +231,7 @@ export class Engine {
           });
         }
         const seconds = before + (Date.now() - te) / 1000;
+        await fwd?.idle(caches, n);
         this.ledger.phaseTime(phase.name, seconds, batches.length);
         const train = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, counted ? v / counted : NaN]));
         if (run.skipped > 0) train.skippedBatches = run.skipped;
@@ -256,16 +271,27 @@ export class Engine {
     // As a run: plugins get runStart first (factor transfer pre-trains its paraphraser there).
     await this.bus.emitAsync('runStart', this.runStartInfo());
     const host = trainHost(this.parts, this.phases[this.phases.length - 1], teacherCaches(this.parts), this.upTo);
+    const fwd = (this.forward ??= await this.startForward());
+    host.teacherForward = fwd?.roles;
     const batches = epochBatches(this.data.train.labels.length, { batchSize: this.spec.train.batchSize, seed: this.spec.seed, epoch: 1 });
     let step = 0;
     return {
       step: () => {
         const batchIndex = step % batches.length;
+        fwd?.ahead(host, batches[batchIndex], batches[(batchIndex + 1) % batches.length]);
         const r = trainStep(host, { phase: this.phase, epoch: 1, epochs: this.spec.train.epochs, batchIndex, step, indices: batches[batchIndex] });
         step++;
         return r;
       },
     };
+  }
+
+  /** The `teacherForward` option's folded teachers and teacher sources (null: none asked for or none applies). */
+  private startForward(): Promise<TeacherForward | null> {
+    return TeacherForward.start({
+      roles: this.roles, plugins: this.plugins, data: this.data, backend: this.backend, options: this.opts.teacherForward,
+      maxBatch: Math.max(...this.phases.map((p) => p.train.batchSize)), log: (l) => this.log(l), warn: this.opts.warn ?? ((l) => this.log(l)),
+    });
   }
 
   private batchesPerEpoch(ph: Phase): number {
@@ -311,6 +337,8 @@ export class Engine {
 
   /** Free the models (except those of the roles in `keep`), optimizers and plugin state. */
   dispose(keep: readonly string[] = []): void {
+    // A stepper's worker (a run closes its own): terminated, its folded models freed.
+    void this.forward?.close();
     for (const p of this.instances) p.dispose?.();
     const external = new Set(this.opts.models?.values() ?? []);
     for (const r of this.roles.values()) {

@@ -4,6 +4,9 @@ import type { SelectedBackend } from './backend';
 import type { RunPosition, TrainingState } from './checkpoint';
 import type { Registry } from './registry';
 import type { ProvidedTeacher } from './setup';
+import type { TeacherForwardOptions } from './teacher-source';
+
+export type { FastTeacher, TeacherForwardOptions, TeacherSource, TeacherSourceFactory, TeacherSourceRequest } from './teacher-source';
 
 export interface EngineOptions {
   registry: Registry;
@@ -50,6 +53,15 @@ export interface EngineOptions {
    * state at that step to `onCheckpoint`, and fires `runEnd`. Teacher training stops too (KD_INTERRUPTED).
    */
   shouldStop?: () => boolean;
+  /**
+   * How frozen teachers are forwarded during training (off by default; results do not depend on
+   * `worker`, bit for bit). `worker`: a factory of teacher sources — `teacherWorkerSource` from
+   * `@tfkd/engine/node` (a worker thread) — that compute batch i+1's teacher outputs while the student
+   * steps batch i. `foldBatchNorm`: fold batch norms into the preceding convolutions for the frozen
+   * forward (`foldBatchNorm` of `@tfkd/models`): equal to float32 precision, not bit for bit.
+   * See teacher-forward.ts.
+   */
+  teacherForward?: TeacherForwardOptions;
 }
 
 export interface RunResult {

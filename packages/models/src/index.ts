@@ -3,3 +3,4 @@ export * from './module';
 export * from './taps';
 export * from './flops';
 export * from './io';
+export * from './fold-bn';

@@ -12,6 +12,10 @@
  * so on the same backend its outputs are bit-identical to the caller's own forward (tested in
  * teacher-worker.spec.ts). Counting stays the caller's job: one forward per batch, as if run inline.
  *
+ * In a run: `EngineOptions.teacherForward.worker = teacherWorkerSource` (`kd run --teacher-worker`);
+ * the engine's `TeacherForward` (teacher-forward.ts) asks one batch ahead and drops stale requests
+ * (`retain`), and closes the worker when the run ends, fails or stops.
+ *
  * Protocol: two slots (double buffering). Per slot, an Int32 state (0 idle, 1 requested, 2 done,
  * 3 failed) and length in `ctrl`, the sample indices in `idx`, the outputs (each flattened, in model
  * output order) in `out`. The request itself is a message carrying the slot number.
@@ -22,6 +26,7 @@ import * as fs from 'fs';
 import { createRequire } from 'module';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
+import type { TeacherSource, TeacherSourceFactory } from '../teacher-source';
 
 export interface TeacherWorkerOptions {
   /** The frozen teacher (or its tapped view: every output is returned, in order). Its weights are copied once. */
@@ -122,7 +127,7 @@ async function artifactsOf(model: LayersModel): Promise<tf.io.ModelArtifacts> {
   return saved;
 }
 
-export class TeacherWorker {
+export class TeacherWorker implements TeacherSource {
   private readonly ctrl: Int32Array;
   private readonly idx: Int32Array;
   private readonly out: Float32Array;
@@ -130,6 +135,7 @@ export class TeacherWorker {
   private next = 0;
   private lastError: string | null = null;
   private closed = false;
+  private exited = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -146,6 +152,12 @@ export class TeacherWorker {
     worker.on('message', (m: { error?: string }) => {
       if (m.error) this.lastError = m.error;
     });
+    worker.once('exit', () => (this.exited = true));
+  }
+
+  /** True while the worker thread runs (false once `close()` has terminated it, or it died). */
+  get alive(): boolean {
+    return !this.exited;
   }
 
   /** Starts the worker and waits until it has its backend and the teacher. */
@@ -253,21 +265,54 @@ export class TeacherWorker {
     return this.take(indices).map((v, i) => tf.tensor(v, [n, ...this.outputShapes[i]], 'float32'));
   }
 
-  /** Stops the worker (outstanding requests are dropped). */
+  /**
+   * Drops every outstanding request except those for the batches in `keep` (a request being computed
+   * is waited for first: its slot is written until the worker is done with it).
+   */
+  retain(keep: readonly ArrayLike<number>[]): void {
+    for (let s = 0; s < SLOTS; s++) {
+      const p = this.pending[s];
+      if (p == null || keep.some((k) => sameIndices(p, k))) continue;
+      const at = s * 4;
+      const deadline = Date.now() + WAIT_LIMIT_MS;
+      while (Atomics.load(this.ctrl, at) === REQUESTED && Date.now() <= deadline) Atomics.wait(this.ctrl, at, REQUESTED, 1000);
+      this.pending[s] = null;
+      Atomics.store(this.ctrl, at, IDLE);
+    }
+  }
+
+  /** Stops the worker (outstanding requests are dropped); resolves once the thread has exited. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.worker.terminate();
+    this.exited = true;
   }
 
   private slotOf(indices: ArrayLike<number>): number {
     for (let s = 0; s < SLOTS; s++) {
       const p = this.pending[s];
-      if (p == null || p.length !== indices.length) continue;
-      let same = true;
-      for (let i = 0; i < p.length && same; i++) same = p[i] === indices[i];
-      if (same) return s;
+      if (p != null && sameIndices(p, indices)) return s;
     }
     return -1;
   }
 }
+
+function sameIndices(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The Node host's teacher source for `EngineOptions.teacherForward.worker` (`kd run --teacher-worker`):
+ * a {@link TeacherWorker} on the run's backend (wasm, or cpu), one batch ahead of the student.
+ */
+export const teacherWorkerSource: TeacherSourceFactory = (request) =>
+  TeacherWorker.start({
+    model: request.model,
+    images: request.images,
+    sampleShape: request.sampleShape,
+    maxBatch: request.maxBatch,
+    backend: request.backend === 'wasm' ? 'wasm' : 'cpu',
+  });
