@@ -103,8 +103,9 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--dir <dir>', 'working folder (spec copies, run folders with checkpoints)', '.kd-worker')
     .option('--cache-dir <dir>', 'teacher cache (default <dir>/.kd-cache)')
     .option('--lock-ms <ms>', 'job lock: a worker silent this long (killed) loses its job to another (default 30000)')
+    .option('--checkpoint-max-mb <mb>', "a running cell's checkpoints up to this size travel through Redis, so a worker on another machine resumes it (default 64; 0: they stay on this disk)")
     .option('--quiet', 'no log lines')
-    .action(async (o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; quiet?: boolean }) => {
+    .action(async (o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; checkpointMaxMb?: string; quiet?: boolean }) => {
       state.exitCode = await workerMain(o);
     });
   return p;

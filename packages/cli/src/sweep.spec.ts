@@ -41,6 +41,19 @@ axes:
 baseline: { stack: scratch }
 `;
 
+// Travelling checkpoints: 3 epochs of 64 steps (about a second each here), so a kill lands between
+// two epoch-end checkpoints of a cell; no teacher (the same spec as sweep-resume.spec.ts).
+const STEPS = `
+seed: 1
+backend: cpu
+data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
+student: { model: mlp, options: { hidden: [16] } }
+train: { epochs: 3, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
+plugins:
+  - use: loss/cross-entropy
+eval: [accuracy, ece]
+`;
+
 let tmp: string;
 const at = (...p: string[]) => path.join(tmp, ...p);
 
@@ -57,7 +70,12 @@ function start(args: string[]): ChildProcess {
 }
 const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
 const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
-const metricsOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as { eval: Record<string, Record<string, number>>; resumes?: number };
+const metricsOf = (dir: string) =>
+  JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as {
+    eval: Record<string, Record<string, number>>;
+    resumes?: number;
+    resumedFrom?: { epoch: number; batchIndex: number; step: number };
+  };
 
 async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
@@ -71,6 +89,7 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweep-'));
   fs.writeFileSync(at('base.yaml'), BASE);
   fs.writeFileSync(at('grid.yaml'), GRID);
+  fs.writeFileSync(at('steps.yaml'), STEPS);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -255,6 +274,82 @@ describe('kd worker on a shared Redis', () => {
       a.kill('SIGKILL');
       b?.kill('SIGTERM');
       await Promise.all([exited(a), ...(b ? [exited(b)] : [])]);
+      client.disconnect();
+    }
+  });
+
+  it('a worker SIGKILLed on one machine: one on another machine (no shared folder) resumes from the checkpoint that travelled through Redis', async () => {
+    fs.writeFileSync(at('travel.yaml'), 'spec: steps.yaml\naxes: { seed: [7] }\n');
+    const sub = kd(['sweep', 'travel.yaml', '--redis', redis.url, '--detach', '--quiet']);
+    expect(sub.status).toBe(0);
+    const cell = (JSON.parse(fs.readFileSync(at('sweeps', 'travel', 'sweep.json'), 'utf8')) as SweepPlan).cells[0];
+    const client = connection(redis.url);
+    const a = start(['worker', '--redis', redis.url, '--dir', at('machine-c'), '--lock-ms', '1500']);
+    let b: ChildProcess | null = null;
+    try {
+      // Machine C ships each checkpoint of the cell it runs; killed after the first.
+      await until('the first checkpoint in Redis', async () => Number(await client.hget(KEYS.checkpointMeta(cell.id), 'step')) > 0);
+      a.kill('SIGKILL');
+      await exited(a);
+      const shipped = await client.hgetall(KEYS.checkpointMeta(cell.id));
+      expect(shipped.worker).toBe(`${os.hostname()}:${a.pid}`);
+      expect(Number(shipped.bytes)).toBeGreaterThan(0);
+      // Machine D: its own folder, no checkpoint of the cell on its disk. BullMQ's stalled-job check
+      // (every 1.5 s here) gives it the job once C's lock has run out.
+      const bLog: string[] = [];
+      b = start(['worker', '--redis', redis.url, '--dir', at('machine-d'), '--lock-ms', '1500']);
+      b.stderr?.on('data', (d) => bLog.push(String(d)));
+      const queue = new Queue(QUEUE, { connection: client });
+      await until('the cell completed', async () => (await (await queue.getJob(cell.id))?.getState()) === 'completed');
+      await queue.close();
+      expect(bLog.join('')).toContain(`${cell.id}: resuming from the checkpoint fetched from Redis (written by ${shipped.worker}) at epoch ${shipped.epoch}, batch ${shipped.batchIndex} (step ${shipped.step})`);
+      const m = metricsOf(at('machine-d', 'runs', cell.id));
+      expect(m.resumes).toBe(1);
+      expect(m.resumedFrom).toMatchObject({ epoch: Number(shipped.epoch), batchIndex: Number(shipped.batchIndex), step: Number(shipped.step) });
+      expect(fs.readFileSync(at('machine-d', 'runs', cell.id, 'history.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+      // Machine C never finished it; the checkpoint is gone from Redis once the cell completed.
+      expect(fs.existsSync(at('machine-c', 'runs', cell.id, 'metrics.json'))).toBe(false);
+      expect(await client.exists(KEYS.checkpoint(cell.id), KEYS.checkpointMeta(cell.id))).toBe(0);
+      // The run C started and D finished is the uninterrupted run (same backend: bit for bit).
+      await runCommand(at('steps.yaml'), { set: cell.sets, out: at('alone-travel'), cacheDir: at('alone-cache'), quiet: true, signals: false });
+      expect(m.eval).toEqual(metricsOf(at('alone-travel')).eval);
+    } finally {
+      a.kill('SIGKILL');
+      b?.kill('SIGTERM');
+      await Promise.all([exited(a), ...(b ? [exited(b)] : [])]);
+      client.disconnect();
+    }
+  });
+
+  it('a worker that cannot write what it downloads fails the job with a coded error and its fix, which kd sweep reports', async () => {
+    fs.writeFileSync(at('coded.yaml'), 'spec: base.yaml\naxes:\n  stack:\n    kd: [{ use: loss/cross-entropy, weight: 0.5 }, { use: loss/hinton-kd, weight: 0.5, with: { temperature: 4 } }]\n  seed: [9]\n');
+    const sub = kd(['sweep', 'coded.yaml', '--redis', redis.url, '--detach', '--quiet', '--cache-dir', 'submit-cache']);
+    // The teacher is in Redis already (trained by a worker above): the cell is enqueued directly.
+    expect(lastJson(sub.stdout).submitted).toMatchObject({ cells: 1, enqueued: 1 });
+    const cell = (JSON.parse(fs.readFileSync(at('sweeps', 'coded', 'sweep.json'), 'utf8')) as SweepPlan).cells[0];
+    // Its teacher cache is a file: the teacher fetched from Redis cannot be written.
+    fs.writeFileSync(at('not-a-folder'), '');
+    const w = start(['worker', '--redis', redis.url, '--dir', at('machine-e'), '--cache-dir', at('not-a-folder'), '--lock-ms', '1500']);
+    const client = connection(redis.url);
+    const queue = new Queue(QUEUE, { connection: client });
+    try {
+      await until('the job failed three times', async () => (await (await queue.getJob(cell.id))?.getState()) === 'failed');
+      const job = await queue.getJob(cell.id);
+      expect(job?.attemptsMade).toBe(3);
+      const coded = new RegExp(`^KD_OUTPUT_WRITE at ${at('not-a-folder', 'teachers')}/[0-9a-f]+: could not write tfkd:teacher:[0-9a-f]+ into \\S+: ENOTDIR[^\\n]*\\n  fix: a file stands where a folder is expected .*give --cache-dir another folder$`);
+      expect(job?.failedReason).toMatch(coded);
+      const status = JSON.parse(kd(['sweep', 'status', 'coded.yaml', '--redis', redis.url, '--json']).stdout) as { cells: { state: string; error: string }[] };
+      expect(status.cells[0].state).toBe('failed');
+      expect(status.cells[0].error).toMatch(coded);
+      // Attached again, kd sweep retries it (three more attempts) and reports the coded cause.
+      const r = kd(['sweep', 'coded.yaml', '--redis', redis.url, '--quiet']);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^error KD_SWEEP_FAILED: cell kd seed 9 \\(${cell.id}\\) failed 3 times: KD_OUTPUT_WRITE at `, 'm'));
+      expect(r.stderr).toContain('fix: a file stands where a folder is expected');
+    } finally {
+      await queue.close();
+      w.kill('SIGTERM');
+      await exited(w);
       client.disconnect();
     }
   });

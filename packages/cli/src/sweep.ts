@@ -1,8 +1,11 @@
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { filter } from 'rxjs';
-import type { ObservedEvent } from '@tfkd/kd-core';
+import { KdError, type ObservedEvent } from '@tfkd/kd-core';
 import {
+  CHECKPOINT_MAX_MB,
+  alive,
   collectRuns,
   connection,
   defaultSweepOut,
@@ -160,10 +163,29 @@ export async function sweepTableCommand(file: string | undefined, o: { out?: str
   return (await import('fs')).readFileSync(path.join(out, 'table.md'), 'utf8').trimEnd();
 }
 
-/** `kd worker --redis URL`: take sweep jobs until SIGTERM/SIGINT (a run in progress stops with a checkpoint). */
-export async function workerMain(o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; quiet?: boolean }): Promise<number> {
+/** Whether the process `pid` (the `kd sweep` that started this worker) is gone: dead, or dead and not yet reaped. */
+function parentGone(pid: number): boolean {
+  if (!fs.existsSync('/proc/self/stat')) return !alive(pid);
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * `kd worker --redis URL`: take sweep jobs until SIGTERM/SIGINT (a run in progress stops with a
+ * checkpoint and its cell goes back to the queue). Started by `kd sweep` (`TFKD_SWEEP_PARENT`), it also
+ * stops so when that `kd sweep` is gone.
+ */
+export async function workerMain(o: { redis: string; dir?: string; cacheDir?: string; lockMs?: string; checkpointMaxMb?: string; quiet?: boolean }): Promise<number> {
   await probeRedis(o.redis);
   const log = o.quiet ? () => undefined : (l: string) => process.stderr.write(`[worker ${os.hostname()}:${process.pid}] ${l}\n`);
+  const maxMb = o.checkpointMaxMb !== undefined ? Number(o.checkpointMaxMb) : CHECKPOINT_MAX_MB;
+  if (!Number.isFinite(maxMb) || maxMb < 0) {
+    throw new KdError('KD_SPEC_INVALID', `--checkpoint-max-mb ${o.checkpointMaxMb} is not a size in MB`, { path: '--checkpoint-max-mb', fix: `give a number of megabytes (default ${CHECKPOINT_MAX_MB}; 0 keeps checkpoints on this machine)` });
+  }
   const redis = connection(o.redis);
   const worker = startWorker({
     connection: redis,
@@ -172,11 +194,26 @@ export async function workerMain(o: { redis: string; dir?: string; cacheDir?: st
     registry: defaultRegistry,
     runCell,
     lockMs: o.lockMs ? Number(o.lockMs) : undefined,
+    checkpointMaxBytes: Math.round(maxMb * 2 ** 20),
     log,
   });
   worker.on('failed', (job, err) => log(`${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
   worker.on('completed', (job) => log(`${job.id} completed`));
+  // e.g. a lock renewal racing a job just handed back: logged, not thrown.
+  worker.on('error', (e) => log(`warning: ${e.message}`));
   log(`joined ${o.redis}`);
+  const parent = Number(process.env.TFKD_SWEEP_PARENT);
+  let watch: NodeJS.Timeout | null = null;
+  if (Number.isInteger(parent) && parent > 0) {
+    watch = setInterval(() => {
+      if (!parentGone(parent)) return;
+      clearInterval(watch as NodeJS.Timeout);
+      log(`the kd sweep that started this worker (pid ${parent}) is gone: stopping`);
+      // As a SIGTERM does: the run in progress stops after its step with a checkpoint (run.ts listens for it).
+      process.kill(process.pid, 'SIGTERM');
+    }, 1000);
+    watch.unref();
+  }
   await new Promise<void>((resolve) => {
     const done = () => {
       process.off('SIGINT', done);
@@ -186,6 +223,7 @@ export async function workerMain(o: { redis: string; dir?: string; cacheDir?: st
     process.on('SIGINT', done);
     process.on('SIGTERM', done);
   });
+  if (watch) clearInterval(watch);
   await worker.close();
   redis.disconnect();
   log('stopped');

@@ -1,3 +1,5 @@
+export * from './checkpoints';
+export * from './errors';
 export * from './plan';
 export * from './queue';
 export * from './redis';

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { folderError, malformedError, redisError, type FolderFlag, type StoredKind } from './errors';
 import type { PlannedCell, SweepPlan } from './plan';
 
 /** One queue for every sweep: two sweeps that share a cell share its job and its result. */
@@ -18,6 +19,13 @@ export const KEYS = {
   completions: 'tfkd:completions',
   /** Hash: cell id → seconds of its last completed run (ETA). */
   seconds: 'tfkd:seconds',
+  /**
+   * Hash: the latest checkpoint of a cell's run (file → bytes), uploaded by the worker running it at
+   * every checkpoint save, so a worker on another machine resumes it; deleted when the cell completes.
+   */
+  checkpoint: (id: string) => `tfkd:checkpoint:${id}`,
+  /** Hash: what `checkpoint` holds (step, epoch, batchIndex, bytes, worker): only a later step replaces it. */
+  checkpointMeta: (id: string) => `tfkd:checkpoint:${id}:meta`,
 };
 
 /** Retries: a job failing three times is failed, with its error. */
@@ -73,7 +81,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     // Teachers this machine has cached already travel through Redis: no worker trains them again.
     if (opts.cacheUpload !== false) {
       for (const [key, t] of Object.entries(plan.teachers)) {
-        if (t.cached && !(await redis.exists(KEYS.teacher(key)))) await putFolder(redis, KEYS.teacher(key), t.cached);
+        if (t.cached && !(await redis.exists(KEYS.teacher(key)))) await putFolder(redis, KEYS.teacher(key), t.cached, undefined, '--cache-dir');
       }
     }
     const unique = [...new Map(plan.cells.map((c) => [c.id, c])).values()];
@@ -147,8 +155,10 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
       const entry: SweepStatus['cells'][number] = { id, state };
       if (await redis.exists(KEYS.run(id))) state = 'done';
       else {
-        const job = await queue.getJob(id);
-        const s = job ? await job.getState() : 'unknown';
+        // The state first, then the job: a job read before a state it has just entered would show
+        // that state with the attempts and error of the attempt before.
+        const s = await queue.getJobState(id);
+        const job = s === 'unknown' ? undefined : await queue.getJob(id);
         if (s === 'active') state = 'running';
         else if (s === 'failed') state = 'failed';
         else if (s === 'completed') state = 'done';
@@ -170,8 +180,8 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
   }
 }
 
-/** The files of a folder (recursively), relative path (with `/`) → bytes. */
-function readFolder(dir: string, skip: (rel: string) => boolean): [string, Buffer][] {
+/** The files of a folder (recursively), relative path (with `/`) → bytes; a read failure is coded (`flag` names the folder). */
+export function readFolder(dir: string, skip: (rel: string) => boolean = () => false, flag: FolderFlag = '--dir'): [string, Buffer][] {
   const files: [string, Buffer][] = [];
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
@@ -182,18 +192,35 @@ function readFolder(dir: string, skip: (rel: string) => boolean): [string, Buffe
       else if (e.isFile()) files.push([rel, fs.readFileSync(f)]);
     }
   };
-  walk(dir);
+  try {
+    walk(dir);
+  } catch (e) {
+    throw folderError(e, dir, 'read', flag);
+  }
   return files;
 }
 
 /** Store a folder in a Redis hash (relative path → bytes), written beside and renamed into place: whole or not at all. */
-export async function putFolder(redis: Redis, key: string, dir: string, skip: (rel: string) => boolean = () => false): Promise<number> {
-  const files = readFolder(dir, skip);
+export async function putFolder(redis: Redis, key: string, dir: string, skip: (rel: string) => boolean = () => false, flag: FolderFlag = '--dir'): Promise<number> {
+  const files = readFolder(dir, skip, flag);
   const tmp = `${key}:tmp:${process.pid}`;
   const multi = redis.multi().del(tmp);
   for (const [rel, buf] of files) multi.hset(tmp, rel, buf);
-  await multi.rename(tmp, key).exec();
+  await execOrThrow(multi.rename(tmp, key), key, 'store');
   return files.length;
+}
+
+/** `multi.exec()` whose failure — or a failed command inside it (OOM, …) — is a coded error. */
+export async function execOrThrow(multi: ReturnType<Redis['multi']>, key: string, what: string): Promise<void> {
+  let replies: [Error | null, unknown][] | null;
+  try {
+    replies = await multi.exec();
+  } catch (e) {
+    throw redisError(e, key, what);
+  }
+  const failed = replies?.find(([err]) => err !== null)?.[0];
+  if (failed) throw redisError(failed, key, what);
+  if (replies === null) throw redisError(new Error('the transaction was aborted'), key, what);
 }
 
 // Store-once: the first finished attempt's folder is the result; a later one (a job wrongly taken for
@@ -210,25 +237,85 @@ export async function storeRun(redis: Redis, id: string, dir: string): Promise<b
   const tmp = `${KEYS.run(id)}:tmp:${process.pid}`;
   const multi = redis.multi().del(tmp);
   for (const [rel, buf] of files) multi.hset(tmp, rel, buf);
-  await multi.exec();
-  return (await redis.eval(STORE_ONCE, 3, tmp, KEYS.run(id), KEYS.completions, id)) === 1;
+  await execOrThrow(multi, KEYS.run(id), 'store');
+  try {
+    return (await redis.eval(STORE_ONCE, 3, tmp, KEYS.run(id), KEYS.completions, id)) === 1;
+  } catch (e) {
+    throw redisError(e, KEYS.run(id), 'store');
+  }
 }
 
-/** Write a stored folder to `dir` (through `dir.tmp-<pid>`, renamed into place). False if Redis has no such key. */
-export async function getFolder(redis: Redis, key: string, dir: string): Promise<boolean> {
-  const files = await redis.hgetallBuffer(key);
-  if (Object.keys(files).length === 0) return false;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  for (const [rel, buf] of Object.entries(files)) {
-    const f = path.join(tmp, ...rel.split('/'));
-    fs.mkdirSync(path.dirname(f), { recursive: true });
-    fs.writeFileSync(f, buf);
+/** A stored file name that stays inside its folder once written back (no absolute path, no `..`). */
+function safeRelative(rel: string): boolean {
+  const parts = rel.split('/');
+  return rel.length > 0 && !rel.includes('\\') && !rel.includes('\0') && !path.isAbsolute(rel) && parts.every((p) => p !== '' && p !== '.' && p !== '..');
+}
+
+export interface GetFolderOptions {
+  /** What the folder is (the code of a malformed one); default `run`. */
+  kind?: StoredKind;
+  /** The flag naming the folder written into (the fix of a write failure); default `--dir`. */
+  flag?: FolderFlag;
+}
+
+/**
+ * Write a stored folder to `dir` (through `dir.tmp-<pid>`, renamed into place). False if Redis has no
+ * such key. Every failure is coded: Redis (`KD_REDIS_UNAVAILABLE`), the disk (`KD_OUTPUT_WRITE`
+ * naming `flag`), a stored file name outside the folder (by `kind`: `KD_MODEL_LOAD`, `KD_CHECKPOINT_INVALID`, …).
+ */
+export async function getFolder(redis: Redis, key: string, dir: string, opts: GetFolderOptions = {}): Promise<boolean> {
+  const flag = opts.flag ?? '--dir';
+  let files: Record<string, Buffer>;
+  try {
+    files = await redis.hgetallBuffer(key);
+  } catch (e) {
+    throw redisError(e, key, 'read');
   }
-  fs.mkdirSync(path.dirname(dir), { recursive: true });
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
+  if (Object.keys(files).length === 0) return false;
+  const bad = Object.keys(files).find((rel) => !safeRelative(rel));
+  if (bad !== undefined) throw malformedError(opts.kind ?? 'run', key, `it names the file ${JSON.stringify(bad)}, outside its folder`);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    for (const [rel, buf] of Object.entries(files)) {
+      const f = path.join(tmp, ...rel.split('/'));
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, buf);
+    }
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // the write's own error is the one to report
+    }
+    throw folderError(e, dir, `write ${key} into`, flag);
+  }
   return true;
+}
+
+/**
+ * A private Redis just started on a sweep folder's data (no client but this one): the jobs it lists as
+ * running were held by workers of a previous `kd sweep` that died with it (SIGKILL, power loss). Their
+ * locks are dropped and the jobs marked stalled, so the first worker's start-up check (BullMQ's own
+ * script) puts them back at once instead of after the lock runs out; the stall is not counted against
+ * the job (`stc`). Returns their ids. Never for a shared Redis, where live workers hold locks.
+ */
+export async function releaseOrphanedJobs(redis: Redis): Promise<string[]> {
+  const prefix = `bull:${QUEUE}:`;
+  const active = await redis.lrange(`${prefix}active`, 0, -1);
+  if (active.length === 0) return [];
+  const multi = redis.multi();
+  for (const id of active) {
+    multi.del(`${prefix}${id}:lock`);
+    multi.sadd(`${prefix}stalled`, id);
+    multi.hincrby(`${prefix}${id}`, 'stc', -1);
+  }
+  multi.del(`${prefix}stalled-check`);
+  await execOrThrow(multi, `${prefix}active`, 'release the running jobs of');
+  return active;
 }
 
 /** The folder of a cell's run inside a sweep folder: `<row>-seed<N>` (as protocol runs were named). */
@@ -243,7 +330,7 @@ export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, 
       n++;
       continue;
     }
-    if (await getFolder(redis, KEYS.run(c.id), dir)) n++;
+    if (await getFolder(redis, KEYS.run(c.id), dir, { kind: 'run', flag: '--out' })) n++;
   }
   return n;
 }

@@ -5,7 +5,7 @@ import * as path from 'path';
 import { nodeStorage } from '@tfkd/engine/node';
 import { KdError, storageError } from '@tfkd/kd-core';
 import { planSweep, type SweepPlan, type SweepPlanOptions } from './plan';
-import { collectRuns, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
+import { collectRuns, releaseOrphanedJobs, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
 import { connection, probeRedis, readJson, startEmbeddedRedis, type EmbeddedRedis } from './redis';
 import { loadSweepFile } from './sweep-file';
 import { sweepTable, tableCsv, tableMarkdown, tableSvg, type CellMetrics, type SweepTable } from './table';
@@ -66,18 +66,41 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
   const workers: ChildProcess[] = [];
   let interrupted = false;
   try {
+    // A private server started afresh on the folder's data: the cells its data lists as running were
+    // run by workers that died with the previous `kd sweep` (SIGKILL, power loss): they go back now.
+    if (embedded && !embedded.reused) {
+      const orphans = await releaseOrphanedJobs(redis);
+      if (orphans.length > 0) log(`${orphans.length === 1 ? '1 cell' : `${orphans.length} cells`} left running by a previous kd sweep ${orphans.length === 1 ? 'goes' : 'go'} back to the queue (resumed from ${orphans.length === 1 ? 'its checkpoint' : 'their checkpoints'} if any)`);
+    }
     const submitted = await submitSweep(plan, redis);
     log(`sweep ${plan.id}: ${submitted.cells} cells — ${submitted.done} done, ${submitted.pending} pending, ${submitted.retried} retried, ${submitted.enqueued} jobs enqueued`);
     if (opts.detach) return { out, plan, submitted, status: await sweepStatus(plan, redis), table: null, interrupted: false };
     const n = opts.workers ?? (opts.redis ? 0 : os.cpus().length);
     const workDir = path.join(out, 'work');
+    // The local workers share one folder, so checkpoints need not travel through a private Redis.
+    const ship = embedded ? ['--checkpoint-max-mb', '0'] : [];
     for (let i = 0; i < n; i++) {
       const [cmd, ...args] = opts.workerCommand;
-      const child = spawn(cmd, [...args, '--redis', url, '--dir', workDir, '--cache-dir', path.resolve(opts.cacheDir ?? '.kd-cache'), ...(opts.workerArgs ?? [])], {
-        stdio: ['ignore', 'ignore', fs.openSync(path.join(out, `worker-${i + 1}.log`), 'a')],
+      const logFile = path.join(out, `worker-${i + 1}.log`);
+      let fd: number;
+      try {
+        fd = fs.openSync(logFile, 'a');
+      } catch (e) {
+        throw storageError(e, logFile, 'write');
+      }
+      // Each worker in a process group of its own: a Ctrl-C at the terminal reaches `kd sweep` only,
+      // which stops the workers with one SIGTERM each (a second signal would stop a run at once, without
+      // its checkpoint). A worker whose `kd sweep` is gone (killed hard) stops by itself
+      // (TFKD_SWEEP_PARENT: it checks every second), with a checkpoint, handing its cell back.
+      const child = spawn(cmd, [...args, '--redis', url, '--dir', workDir, '--cache-dir', path.resolve(opts.cacheDir ?? '.kd-cache'), ...ship, ...(opts.workerArgs ?? [])], {
+        stdio: ['ignore', 'ignore', fd],
+        detached: true,
+        env: { ...process.env, TFKD_SWEEP_PARENT: String(process.pid) },
       });
+      fs.closeSync(fd);
       workers.push(child);
     }
+    if (n > 0) writeOut(path.join(out, 'workers.json'), JSON.stringify(workers.map((w, i) => ({ pid: w.pid, log: `worker-${i + 1}.log` }))) + '\n');
     if (n > 0) log(`started ${n} local worker${n === 1 ? '' : 's'} (logs in ${out}/worker-*.log)`);
     let stopped = false;
     void opts.stop?.then(() => (stopped = true));

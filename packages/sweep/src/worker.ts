@@ -1,10 +1,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
+import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { parseSpec } from '@tfkd/kd-core';
 import { planRun, startPlan, type Registry } from '@tfkd/engine';
 import type { Redis } from 'ioredis';
+import { CHECKPOINT_MAX_MB, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints } from './checkpoints';
+import { folderError, jobError, redisError } from './errors';
 import { JOB_OPTIONS, KEYS, QUEUE, getFolder, putFolder, storeRun, type CellJob, type ReleaseJob, type TeacherJob } from './queue';
 
 /** What a worker does with one cell: `kd run` of its spec into `outDir` (the CLI passes `runCommand`). */
@@ -25,8 +27,16 @@ export interface WorkerOptions {
   cacheDir?: string;
   registry: () => Registry;
   runCell: RunCell;
-  /** BullMQ lock: a worker silent this long (killed) loses its job to the stalled-job check. */
+  /** BullMQ lock: a worker silent this long (killed) loses its job to the stalled-job check (run every `lockMs` too). */
   lockMs?: number;
+  /**
+   * Checkpoints travel: each new checkpoint of a running cell up to this size is uploaded to Redis, and
+   * a worker taking the job up elsewhere resumes from it (default 64 MB; 0: they stay on this disk —
+   * the local workers of a `kd sweep` on its private Redis share one folder).
+   */
+  checkpointMaxBytes?: number;
+  /** How often a running cell's checkpoint folder is looked at for a new checkpoint (default 1000 ms). */
+  checkpointPollMs?: number;
   log?: (line: string) => void;
 }
 
@@ -39,16 +49,13 @@ function completedRun(dir: string): boolean {
   }
 }
 
-/** A checkpoint to resume in the run folder or its staging folder (`<out>.incomplete`). */
-function hasCheckpoint(outDir: string): boolean {
-  return [`${outDir}.incomplete`, outDir].some((d) => ['checkpoint', 'checkpoint.old'].some((c) => fs.existsSync(path.join(d, c, 'checkpoint.json'))));
-}
-
 /**
  * A BullMQ worker (concurrency 1: one run uses one core) for the sweep queue. Jobs:
  * - `cell`: the cell's teachers fetched from Redis into the local cache, then `runCell` into
- *   `runs/<id>` — resumed when a checkpoint of an earlier attempt is there (a worker killed on
- *   this machine), started over otherwise — then the run folder stored in Redis.
+ *   `runs/<id>` — resumed from the latest checkpoint of an earlier attempt: on this disk (a worker
+ *   killed on this machine) or in Redis (one killed on another machine), started over otherwise;
+ *   while it runs, each new checkpoint is uploaded — then the run folder stored in Redis, and the
+ *   checkpoint there deleted. Failures are coded (`KD_…` with a fix) in the failed job.
  * - `teacher`: the teacher trained into the local cache (or found there), then stored in Redis.
  * - `release`: (after its teacher child) enqueues the cells waiting for that teacher.
  */
@@ -57,53 +64,94 @@ export function startWorker(opts: WorkerOptions): Worker {
   const dir = path.resolve(opts.dir);
   const cacheDir = path.resolve(opts.cacheDir ?? path.join(dir, '.kd-cache'));
   const log = opts.log ?? (() => undefined);
+  const me = `${os.hostname()}:${process.pid}`;
+  const maxBytes = opts.checkpointMaxBytes ?? CHECKPOINT_MAX_MB * 2 ** 20;
+  const exists = async (key: string) => {
+    try {
+      return (await redis.exists(key)) > 0;
+    } catch (e) {
+      throw redisError(e, key, 'look up');
+    }
+  };
   const specFile = (name: string, text: string, id: string) => {
     const f = path.join(dir, 'specs', id, `${name}.yaml`);
-    fs.mkdirSync(path.dirname(f), { recursive: true });
-    fs.writeFileSync(f, text);
+    try {
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, text);
+    } catch (e) {
+      throw folderError(e, f, 'write the spec copy', '--dir');
+    }
     return f;
   };
   const fetchTeachers = async (keys: string[]) => {
     for (const key of keys) {
       const local = path.join(cacheDir, 'teachers', key);
-      if (!fs.existsSync(path.join(local, 'model.json')) && (await getFolder(redis, KEYS.teacher(key), local))) log(`teacher ${key}: fetched from Redis`);
+      if (!fs.existsSync(path.join(local, 'model.json')) && (await getFolder(redis, KEYS.teacher(key), local, { kind: 'teacher', flag: '--cache-dir' }))) log(`teacher ${key}: fetched from Redis`);
+    }
+  };
+  const clear = (d: string) => {
+    try {
+      fs.rmSync(d, { recursive: true, force: true });
+    } catch (e) {
+      throw folderError(e, d, 'clear', '--dir');
     }
   };
   const queue = new Queue(QUEUE, { connection: redis });
 
   const processCell = async (job: Job, token: string | undefined) => {
     const data = job.data as CellJob;
-    if (await redis.exists(KEYS.run(data.id))) return { id: data.id, shared: true };
+    if (await exists(KEYS.run(data.id))) {
+      await dropCheckpoint(redis, data.id);
+      return { id: data.id, shared: true };
+    }
     const outDir = path.join(dir, 'runs', data.id);
     await fetchTeachers(data.teachers);
     if (!completedRun(outDir)) {
-      const resume = hasCheckpoint(outDir);
+      const local = localCheckpoint(outDir);
+      // A later checkpoint in Redis (the attempt of a worker on another machine) replaces this disk's.
+      const fetched = maxBytes > 0 ? await fetchCheckpoint(redis, data.id, outDir, local?.step ?? -1, log) : null;
+      const from = fetched?.summary ?? local;
       // An earlier attempt that left no checkpoint (killed before its first epoch end) starts over.
-      if (!resume) for (const d of [outDir, `${outDir}.incomplete`]) fs.rmSync(d, { recursive: true, force: true });
-      log(`${data.id}: ${resume ? 'resuming from its checkpoint' : 'running'} (attempt ${job.attemptsMade + 1})`);
+      if (!from) for (const d of [outDir, `${outDir}.incomplete`]) clear(d);
+      const where = fetched ? `the checkpoint fetched from Redis (written by ${fetched.remote.worker})` : 'its checkpoint';
+      log(`${data.id}: ${from ? `resuming from ${where} at epoch ${from.next.epoch}, batch ${from.next.batchIndex} (step ${from.step})` : 'running'} (attempt ${job.attemptsMade + 1})`);
       const started = Date.now();
-      const r = await opts.runCell({
-        specFile: specFile(data.specName, data.specText, data.id),
-        outDir,
-        cacheDir,
-        resume,
-        progress: (p) => void job.updateProgress(p).catch(() => undefined),
-      });
+      const shipper = maxBytes > 0 ? shipCheckpoints(redis, data.id, outDir, { maxBytes, worker: me, pollMs: opts.checkpointPollMs, log }) : null;
+      let r: Awaited<ReturnType<RunCell>>;
+      try {
+        r = await opts.runCell({
+          specFile: specFile(data.specName, data.specText, data.id),
+          outDir,
+          cacheDir,
+          resume: from !== null,
+          progress: (p) => void job.updateProgress(p).catch(() => undefined),
+        });
+      } finally {
+        // The newest checkpoint (an interrupted run's stop checkpoint, or a failed attempt's last one) goes too.
+        await shipper?.stop();
+      }
       if (r.status === 'interrupted') {
-        // Stopped by a signal: back to the queue (delayed, no attempt used); the checkpoint stays here.
-        await job.moveToDelayed(Date.now() + 100, token);
-        throw new DelayedError();
+        // Stopped by a signal: back to the head of the queue (no attempt used), so it is the next cell
+        // taken; the checkpoint stays here (and in Redis).
+        await job.moveToWait(token);
+        throw new WaitingError();
       }
       await redis.hset(KEYS.seconds, data.id, String((Date.now() - started) / 1000));
     }
     const stored = await storeRun(redis, data.id, outDir);
-    const metrics = JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as { eval: unknown; wallSeconds: number };
-    return { id: data.id, stored, eval: metrics.eval, wallSeconds: metrics.wallSeconds, worker: `${os.hostname()}:${process.pid}` };
+    await dropCheckpoint(redis, data.id);
+    let metrics: { eval: unknown; wallSeconds: number };
+    try {
+      metrics = JSON.parse(fs.readFileSync(path.join(outDir, 'metrics.json'), 'utf8')) as typeof metrics;
+    } catch (e) {
+      throw folderError(e, path.join(outDir, 'metrics.json'), 'read', '--dir');
+    }
+    return { id: data.id, stored, eval: metrics.eval, wallSeconds: metrics.wallSeconds, worker: me };
   };
 
   const processTeacher = async (job: Job) => {
     const data = job.data as TeacherJob;
-    if (await redis.exists(KEYS.teacher(data.key))) return { key: data.key, shared: true };
+    if (await exists(KEYS.teacher(data.key))) return { key: data.key, shared: true };
     const local = path.join(cacheDir, 'teachers', data.key);
     if (!fs.existsSync(path.join(local, 'model.json'))) {
       log(`teacher ${data.key}: training`);
@@ -113,7 +161,7 @@ export function startWorker(opts: WorkerOptions): Worker {
       // Trains (and caches) the plan's teachers, then prepares the main run, which is not needed here.
       (await startPlan(plan, { registry, log })).dispose();
     }
-    await putFolder(redis, KEYS.teacher(data.key), local);
+    await putFolder(redis, KEYS.teacher(data.key), local, undefined, '--cache-dir');
     return { key: data.key, trained: true };
   };
 
@@ -133,9 +181,14 @@ export function startWorker(opts: WorkerOptions): Worker {
     QUEUE,
     async (job, token) => {
       const kind = (job.data as { kind: string }).kind;
-      if (kind === 'cell') return processCell(job, token);
-      if (kind === 'teacher') return processTeacher(job);
-      if (kind === 'release') return processRelease(job);
+      try {
+        if (kind === 'cell') return await processCell(job, token);
+        if (kind === 'teacher') return await processTeacher(job);
+        if (kind === 'release') return await processRelease(job);
+      } catch (e) {
+        if (e instanceof WaitingError) throw e;
+        throw jobError(e);
+      }
       throw new Error(`unknown job kind ${kind}`);
     },
     { connection: redis, concurrency: 1, lockDuration: lockMs, stalledInterval: lockMs, maxStalledCount: 2, autorun: true },
