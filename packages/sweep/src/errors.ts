@@ -52,10 +52,11 @@ export function redisError(e: unknown, key: string, what: string): KdError {
 }
 
 /** What a stored folder is, for the error a malformed one gives. */
-export type StoredKind = 'teacher' | 'checkpoint' | 'run';
+export type StoredKind = 'teacher' | 'model' | 'checkpoint' | 'run';
 
 const MALFORMED: Record<StoredKind, { code: KdErrorCode; noun: string }> = {
   teacher: { code: 'KD_MODEL_LOAD', noun: 'the cached teacher' },
+  model: { code: 'KD_MODEL_LOAD', noun: 'a saved model the cell loads' },
   checkpoint: { code: 'KD_CHECKPOINT_INVALID', noun: "the cell's run checkpoint" },
   run: { code: 'KD_SWEEP_FAILED', noun: "the cell's result" },
 };

@@ -1,7 +1,9 @@
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { planRun, sha256Hex, specHash, type Registry } from '@tfkd/engine';
 import { KdError, isKdError, parseSpec, stringifySpec } from '@tfkd/kd-core';
+import { readFolder } from './queue';
 import { baselineOf, type Sweep, type SweepCell } from './sweep-file';
 
 /** A cell, planned: its resolved spec (what travels to a worker) and the teachers it trains from labels. */
@@ -14,6 +16,12 @@ export interface PlannedCell extends SweepCell {
   specText: string;
   /** Cache keys of the teachers the cell trains from labels (hash of each teacher's recipe). */
   teachers: string[];
+  /**
+   * Saved models the cell `load:`s (a pre-trained teacher, a student to fine-tune), by content hash →
+   * the folder on the submitting machine. In `specText` each such `load:` reads `models/<hash>`, relative
+   * to the worker's copy of the spec, where the worker puts the folder it fetches from Redis.
+   */
+  models: Record<string, string>;
   /** The equivalent one-off command. */
   command: string;
 }
@@ -68,6 +76,7 @@ export async function planSweep(sweep: Sweep, opts: SweepPlanOptions): Promise<S
       }
       const spec = parseSpec(fs.readFileSync(cell.specFile, 'utf8'), cell.specFile, cell.sets);
       const plan = await planRun(spec, { registry: opts.registry(), specDir: path.dirname(cell.specFile), cacheDir: opts.cacheDir });
+      const models = contentAddressLoads(spec, path.dirname(cell.specFile));
       const id = `c-${specHash(spec)}`;
       for (const t of plan.teachers) {
         teachers[t.key] ??= { cells: [], cached: null };
@@ -81,6 +90,7 @@ export async function planSweep(sweep: Sweep, opts: SweepPlanOptions): Promise<S
         specName: path.basename(cell.specFile, path.extname(cell.specFile)),
         specText: stringifySpec(spec),
         teachers: plan.teachers.map((t) => t.key),
+        models,
         command: `kd run ${path.relative(process.cwd(), cell.specFile)} ${cell.sets.map((s) => `--set ${quote(s)}`).join(' ')}`,
       });
       opts.log?.(`planned ${where}: ${id}${plan.teachers.length ? ` (teacher ${plan.teachers.map((t) => t.key).join(', ')})` : ''}`);
@@ -110,4 +120,37 @@ export async function planSweep(sweep: Sweep, opts: SweepPlanOptions): Promise<S
     cells,
     teachers,
   };
+}
+
+/** Where a spec's roles `load:` saved models: the teacher, the student, each of `students`. */
+function loadingRoles(spec: ReturnType<typeof parseSpec>): { load?: string }[] {
+  return [spec.teacher, spec.student, ...(spec.students ?? [])].filter((r): r is NonNullable<typeof r> => r !== undefined);
+}
+
+/** `m-` + sha256 of a folder's files (sorted relative paths, sizes and bytes), 16 hex digits. */
+export function modelFolderHash(dir: string): string {
+  const h = crypto.createHash('sha256');
+  for (const [rel, buf] of readFolder(dir).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    h.update(`${rel}\0${buf.length}\0`);
+    h.update(buf);
+  }
+  return `m-${h.digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Content-address the spec's `load:` folders, in place: each becomes `models/<hash of its files>`
+ * (resolved by the worker against its copy of the spec, where it fetches the folder from Redis).
+ * The cell's id then names the weights, not a path of this machine: two machines submitting the same
+ * teacher share the cell, and retrained weights make a new cell. Returns hash → the folder here.
+ */
+function contentAddressLoads(spec: ReturnType<typeof parseSpec>, specDir: string): Record<string, string> {
+  const models: Record<string, string> = {};
+  for (const role of loadingRoles(spec)) {
+    if (!role.load) continue;
+    const dir = path.resolve(specDir, role.load);
+    const hash = modelFolderHash(dir);
+    models[hash] = dir;
+    role.load = `models/${hash}`;
+  }
+  return models;
 }

@@ -13,6 +13,8 @@ export const KEYS = {
   run: (id: string) => `tfkd:run:${id}`,
   /** Hash: a teacher's cache folder (`model.json`, `weights.bin`, `teacher.json`). */
   teacher: (key: string) => `tfkd:teacher:${key}`,
+  /** Hash: a saved model a cell `load:`s (its folder's files), by content hash (`m-…`). */
+  model: (hash: string) => `tfkd:model:${hash}`,
   /** String: a sweep's plan (JSON), so `status`/`table` work from any machine. */
   sweep: (id: string) => `tfkd:sweep:${id}`,
   /** List: a cell id per run completed and stored (the exactly-once ledger tests read). */
@@ -38,12 +40,15 @@ export interface CellJob {
   specName: string;
   specText: string;
   teachers: string[];
+  /** Content hashes of the saved models the spec `load:`s (`models/<hash>`), fetched from Redis. */
+  models?: string[];
 }
 export interface TeacherJob {
   kind: 'teacher';
   key: string;
   specName: string;
   specText: string;
+  models?: string[];
 }
 export interface ReleaseJob {
   kind: 'release';
@@ -51,7 +56,14 @@ export interface ReleaseJob {
   cells: CellJob[];
 }
 
-export const cellJob = (c: PlannedCell): CellJob => ({ kind: 'cell', id: c.id, specName: c.specName, specText: c.specText, teachers: c.teachers });
+export const cellJob = (c: PlannedCell): CellJob => ({
+  kind: 'cell',
+  id: c.id,
+  specName: c.specName,
+  specText: c.specText,
+  teachers: c.teachers,
+  ...(Object.keys(c.models ?? {}).length > 0 ? { models: Object.keys(c.models) } : {}),
+});
 
 export interface SubmitResult {
   sweep: string;
@@ -82,6 +94,12 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     if (opts.cacheUpload !== false) {
       for (const [key, t] of Object.entries(plan.teachers)) {
         if (t.cached && !(await redis.exists(KEYS.teacher(key)))) await putFolder(redis, KEYS.teacher(key), t.cached, undefined, '--cache-dir');
+      }
+    }
+    // Saved models the cells load travel through Redis too (content-addressed: stored once).
+    for (const c of plan.cells) {
+      for (const [hash, dir] of Object.entries(c.models ?? {})) {
+        if (!(await redis.exists(KEYS.model(hash)))) await putFolder(redis, KEYS.model(hash), dir, undefined, '--dir');
       }
     }
     const unique = [...new Map(plan.cells.map((c) => [c.id, c])).values()];
@@ -118,7 +136,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
         continue;
       }
       const first = plan.cells.find((c) => c.id === cells[0].id) as PlannedCell;
-      const teacher: TeacherJob = { kind: 'teacher', key, specName: first.specName, specText: first.specText };
+      const teacher: TeacherJob = { kind: 'teacher', key, specName: first.specName, specText: first.specText, ...(cellJob(first).models ? { models: cellJob(first).models } : {}) };
       await flows.add({
         name: 'release',
         queueName: QUEUE,

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Queue, WaitingError, Worker, type Job } from 'bullmq';
-import { parseSpec } from '@tfkd/kd-core';
+import { KdError, parseSpec } from '@tfkd/kd-core';
 import { planRun, startPlan, type Registry } from '@tfkd/engine';
 import type { Redis } from 'ioredis';
 import { CHECKPOINT_MAX_MB, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints } from './checkpoints';
@@ -73,6 +73,20 @@ export function startWorker(opts: WorkerOptions): Worker {
       throw redisError(e, key, 'look up');
     }
   };
+  /** The saved models a spec `load:`s as `models/<hash>`, fetched from Redis beside the spec copy. */
+  const fetchModels = async (hashes: readonly string[] | undefined, id: string) => {
+    for (const hash of hashes ?? []) {
+      const local = path.join(dir, 'specs', id, 'models', hash);
+      if (fs.existsSync(local)) continue;
+      if (!(await getFolder(redis, KEYS.model(hash), local, { kind: 'model', flag: '--dir' }))) {
+        throw new KdError('KD_SWEEP_FAILED', `the saved model ${hash} this cell loads is not in Redis (${KEYS.model(hash)})`, {
+          path: KEYS.model(hash),
+          fix: 'submit the sweep again from a machine that has the `load:` folder: `kd sweep` uploads it',
+        });
+      }
+      log(`model ${hash}: fetched from Redis`);
+    }
+  };
   const specFile = (name: string, text: string, id: string) => {
     const f = path.join(dir, 'specs', id, `${name}.yaml`);
     try {
@@ -106,6 +120,7 @@ export function startWorker(opts: WorkerOptions): Worker {
     }
     const outDir = path.join(dir, 'runs', data.id);
     await fetchTeachers(data.teachers);
+    await fetchModels(data.models, data.id);
     if (!completedRun(outDir)) {
       const local = localCheckpoint(outDir);
       // A later checkpoint in Redis (the attempt of a worker on another machine) replaces this disk's.
@@ -155,6 +170,7 @@ export function startWorker(opts: WorkerOptions): Worker {
     const local = path.join(cacheDir, 'teachers', data.key);
     if (!fs.existsSync(path.join(local, 'model.json'))) {
       log(`teacher ${data.key}: training`);
+      await fetchModels(data.models, `t-${data.key}`);
       const file = specFile(data.specName, data.specText, `t-${data.key}`);
       const registry = opts.registry();
       const plan = await planRun(parseSpec(data.specText, file), { registry, specDir: path.dirname(file), cacheDir });
