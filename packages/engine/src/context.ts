@@ -120,6 +120,15 @@ export class StepContextImpl implements StepContext {
     return stopGradient(out);
   }
 
+  apply(role: string, x: Tensor, opts: { training?: boolean; backward?: boolean } = {}): Tensor {
+    const self = this.root();
+    const r = self.roleRuntime(role);
+    const n = x.shape[0] as number;
+    self.host.ledger.forward(role, n);
+    if (opts.backward) self.host.ledger.backward(role, n);
+    return firstOutput(r.model.apply(x, { training: opts.training ?? false }) as Tensor | Tensor[]);
+  }
+
   outputs(role: string): RoleOutputs {
     const self = this.root();
     const hit = self.outputsCache.get(role);

@@ -179,6 +179,16 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
           .filter((l) => !documented || documented.length === 0 || documented.includes(l.name))
           .map((l) => ({ layer: l.name, shape: (l.outputShape as (number | null)[]).slice(1) as number[] }));
       },
+      model(role: string) {
+        const rt = roles.get(role);
+        if (!rt) {
+          throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' asked for the model of role '${role}', and the run has no such role (roles: ${roleNames.join(', ')})`, {
+            path: p.specPath,
+            fix: "name one of the run's roles",
+          });
+        }
+        return rt.model;
+      },
       tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
     });
     made.push({ dispose: () => instance.dispose?.() });

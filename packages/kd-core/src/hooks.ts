@@ -95,6 +95,14 @@ export interface StepContext {
   input(role: string): Tensor;
   /** Inference outside the loss (no gradient), counted in the ledger. `training` selects dropout/BN mode. */
   predict(role: string, x: Tensor, opts?: { training?: boolean }): Tensor;
+  /**
+   * The role's logits for a given input `x` (as `input(role)` gives it: the role's view applied) **on the
+   * step's gradient tape**: nothing is stopped, so a loss can differentiate through it with respect to
+   * `x` (input gradients: gradient-based attention) — a frozen teacher's weights still are not trained.
+   * Counted in the ledger as a forward of `x`'s images, plus a backward with `backward: true` (for a loss
+   * that takes a gradient through it). `training` selects dropout/BN mode (default false).
+   */
+  apply(role: string, x: Tensor, opts?: { training?: boolean; backward?: boolean }): Tensor;
   /** Lazy forward of the current batch; teachers without gradient, students with. Cached per step. */
   outputs(role: string): RoleOutputs;
   addLoss(term: LossTerm): void;

@@ -1,4 +1,5 @@
 import type { Variable } from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { z } from 'zod';
 import type { HookHandler, HookName, RoleInfo, Stage } from './hooks';
 import type { Rng } from './rng';
@@ -56,6 +57,13 @@ export interface PluginDeps {
    * role's model, declared in `requires().taps` or not. Set by the engine; absent in hand-made deps.
    */
   tapFlops?(taps: string | readonly string[]): number;
+  /**
+   * A role's model as the run built or loaded it (the weights `ctx.outputs(role)` forwards with), for
+   * a method that computes with the weights itself: NetAug reads the student's kernels inside its
+   * loss as the leading slice of wider layers, so the gradient reaches them. Read it; never change its
+   * structure or its weights from a tensor hook. Set by the engine; absent in hand-made deps.
+   */
+  model?(role: string): LayersModel;
   /**
    * The training set and the roles' forward outside a step (the engine always provides it; hand-built
    * deps in unit tests may not): for a pre-training stage run on `runStart` (FT's paraphraser), or

@@ -18,6 +18,14 @@ export {
 export { FT_FEATURE_CACHE_BYTES, factorTransferLoss, factorTransferLossDef, factorTransferSchema, ftFactor, type FactorMode } from './factor-transfer';
 export { fitnetsLoss, fitnetsSchema, hintLoss } from './fitnets';
 export { fspLoss, fspLossDef, fspMatrix, fspSchema } from './fsp';
+export {
+  gradientAttention,
+  gradientAttentionLoss,
+  gradientAttentionSchema,
+  inputGradient,
+  tapedInputGradient,
+  type GradientAttentionOptions,
+} from './gradient-attention';
 export { FEATURE_LOSSES, featureLossesModule, kdModule } from './module';
 export { channelSamples, nstLoss, nstLossDef, nstSchema, polyKernel } from './nst';
 export { adaptiveAvgPool2d, adaptivePoolMatrix, flatten2d, l2Normalize, poolToSmaller, safeNorm, smoothL1 } from './ops';
@@ -32,6 +40,14 @@ export {
   translator,
   type PretrainOptions,
 } from './paraphraser';
+export {
+  SECOND_ORDER_KERNELS,
+  crossEntropySum,
+  maxPoolSelect,
+  registerSecondOrderGradients,
+  secondOrderBlockers,
+  type SecondOrderBlocker,
+} from './second-order';
 export { PKT_EPS, pktLoss, pktLossDef, pktProbabilities, pktSchema } from './pkt';
 export { PDIST_EPS, normalisedDistances, pairwiseDistances, rkdAngle, rkdDistance, rkdLoss, rkdLossDef, rkdSchema, tripletAngles, type RkdOptions } from './rkd';
 export { similarityLoss, similarityLossDef, similarityMatrix, similaritySchema } from './similarity';

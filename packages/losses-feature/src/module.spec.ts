@@ -6,10 +6,10 @@ import { Container } from 'inversify';
 import * as path from 'path';
 import { featureLossesModule, kdModule } from './module';
 
-const IDS = ['loss/attention', 'loss/fitnets', 'loss/nst', 'loss/factor-transfer', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd'];
+const IDS = ['loss/attention', 'loss/gradient-attention', 'loss/fitnets', 'loss/nst', 'loss/factor-transfer', 'loss/sp', 'loss/pkt', 'loss/rkd', 'loss/fsp', 'loss/activation-boundary', 'loss/crd'];
 
 describe('featureLossesModule', () => {
-  it('binds the ten loss definitions to PLUGIN_DEFINITION, each with a description of every option', () => {
+  it('binds the eleven loss definitions to PLUGIN_DEFINITION, each with a description of every option', () => {
     const c = new Container();
     c.load(featureLossesModule);
     const defs = c.getAll<PluginDefinition>(PLUGIN_DEFINITION);

@@ -6,6 +6,7 @@ import { crdLoss } from './crd';
 import { factorTransferLossDef } from './factor-transfer';
 import { fitnetsLoss } from './fitnets';
 import { fspLossDef } from './fsp';
+import { gradientAttentionLoss } from './gradient-attention';
 import { nstLossDef } from './nst';
 import { pktLossDef } from './pkt';
 import { rkdLossDef } from './rkd';
@@ -14,6 +15,7 @@ import { similarityLossDef } from './similarity';
 /** Every plugin definition of this package, in the order `kd list` shows them. */
 export const FEATURE_LOSSES: readonly PluginDefinition[] = [
   attentionLossDef,
+  gradientAttentionLoss,
   fitnetsLoss,
   nstLossDef,
   factorTransferLossDef,
