@@ -7,6 +7,7 @@ import { featureLossesModule } from '@tfkd/losses-feature';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
 import { modelsModule } from '@tfkd/models';
+import { netaugModule } from '@tfkd/netaug';
 import { onlineDmlModule } from '@tfkd/online-dml';
 import { selfDistillModule } from '@tfkd/self-distill';
 import { unixSamplersModule } from '@tfkd/samplers-unix';
@@ -25,6 +26,7 @@ export const BUILTIN_MODULES: readonly { name: string; module: ContainerModule }
   { name: '@tfkd/augment', module: augmentModule },
   { name: '@tfkd/online-dml', module: onlineDmlModule },
   { name: '@tfkd/self-distill', module: selfDistillModule },
+  { name: '@tfkd/netaug', module: netaugModule },
 ];
 
 /** The `kd` command's registry: the built-in packages, files as storage, `packages:` loaded from node_modules or paths. */

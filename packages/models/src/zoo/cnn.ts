@@ -1,6 +1,7 @@
 import type { ModelBuildOptions, ModelDefinition } from '@tfkd/kd-core';
 import { input, layers, model, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { checkCommonOptions, glorot, he, intOption, layerSeed, rateOption } from './common';
+import { scaleByWidth, zooWidth } from './mlp';
 
 function conv(seed: number, name: string, filters: number, x: SymbolicTensor): SymbolicTensor {
   return layers
@@ -37,11 +38,18 @@ function logitsLayer(seed: number, numClasses: number, x: SymbolicTensor): Symbo
  */
 export function buildCnnSmall(opts: ModelBuildOptions): LayersModel {
   const c = checkCommonOptions('cnn-small', opts);
+  const width = zooWidth('cnn-small', opts);
   const x0 = input({ shape: c.inputShape, name: 'input' });
-  let x = pool('block1', conv(c.seed, 'conv1', 16, x0));
-  x = pool('block2', conv(c.seed, 'conv2', 32, x));
+  let x = pool('block1', conv(c.seed, 'conv1', scaleByWidth(16, width), x0));
+  x = pool('block2', conv(c.seed, 'conv2', scaleByWidth(32, width), x));
   x = layers.flatten({ name: 'embedding' }).apply(x) as SymbolicTensor;
   return model({ inputs: x0, outputs: logitsLayer(c.seed, c.numClasses, x), name: 'cnn-small' });
+}
+
+/** Options of cnn-small on top of {@link ModelBuildOptions}. */
+export interface CnnSmallOptions extends ModelBuildOptions {
+  /** Multiplier of both convolutions' channels (16 and 32, rounded), default 1. */
+  width?: number;
 }
 
 /** Options of cnn-large on top of {@link ModelBuildOptions}. */
@@ -50,6 +58,8 @@ export interface CnnLargeOptions extends ModelBuildOptions {
   embeddingSize?: number;
   /** Dropout rate between `embedding` and `logits` (training only), default 0. */
   dropout?: number;
+  /** Multiplier of every convolution's channels (rounded), default 1; `embeddingSize` is not scaled. */
+  width?: number;
 }
 
 /**
@@ -61,9 +71,10 @@ export function buildCnnLarge(opts: ModelBuildOptions): LayersModel {
   const c = checkCommonOptions('cnn-large', opts);
   const embeddingSize = intOption('cnn-large', opts, 'embeddingSize', 256);
   const dropout = rateOption('cnn-large', opts, 'dropout', 0);
+  const width = zooWidth('cnn-large', opts);
   const x0 = input({ shape: c.inputShape, name: 'input' });
   let x: SymbolicTensor = x0;
-  [32, 64, 128].forEach((filters, i) => {
+  [32, 64, 128].map((f) => scaleByWidth(f, width)).forEach((filters, i) => {
     const b = i + 1;
     x = conv(c.seed, `conv${b}a`, filters, x);
     x = conv(c.seed, `conv${b}b`, filters, x);
@@ -90,8 +101,9 @@ export const cnnSmallDefinition: ModelDefinition = {
   id: 'cnn-small',
   describe:
     'Small CNN: conv 3x3x16 + ReLU → maxpool 2 → conv 3x3x32 + ReLU → maxpool 2 → flatten → dense logits ' +
-    '(same padding). Taps block1, block2 (post-ReLU, post-pool block outputs; the pre-pool activations are ' +
-    'the layers conv1, conv2) and embedding (the flattened block2).',
+    '(same padding); option `width` (default 1) multiplies the channels (0.25: 4 and 8). Taps block1, block2 ' +
+    '(post-ReLU, post-pool block outputs; the pre-pool activations are the layers conv1, conv2) and embedding ' +
+    '(the flattened block2).',
   taps: ['block1', 'block2', 'embedding'],
   build: buildCnnSmall,
 };
@@ -100,7 +112,8 @@ export const cnnLargeDefinition: ModelDefinition = {
   id: 'cnn-large',
   describe:
     'Larger VGG-style CNN: 3 blocks of two 3x3 ReLU convs (32, 64, 128 channels) + maxpool 2, then a 256-unit ' +
-    'ReLU dense `embedding` and dense logits (options `embeddingSize`, `dropout`). Taps block1..block3 ' +
+    'ReLU dense `embedding` and dense logits (options `embeddingSize`, `dropout`; `width`, default 1, multiplies ' +
+    'the convolutions\' channels). Taps block1..block3 ' +
     '(post-pool) and embedding.',
   taps: ['block1', 'block2', 'block3', 'embedding'],
   build: buildCnnLarge,

@@ -1,6 +1,34 @@
-import type { ModelBuildOptions, ModelDefinition } from '@tfkd/kd-core';
+import { KdError, type ModelBuildOptions, type ModelDefinition } from '@tfkd/kd-core';
 import { input, layers, model, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { checkCommonOptions, glorot, intListOption, layerSeed, rateOption } from './common';
+
+/**
+ * Reads the optional `width` multiplier of a zoo model (a positive number; absent = 1, the model as
+ * it always was — the option is never filled in, so specs without it keep their hashes).
+ */
+export function zooWidth(modelId: string, opts: ModelBuildOptions): number {
+  const v = opts.width;
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new KdError('KD_SPEC_INVALID', `model '${modelId}': width must be a positive number, got ${JSON.stringify(v)}`, {
+      path: 'options.width',
+      fix: 'pass e.g. width: 0.25 (a quarter of the units or channels), or omit it (1)',
+    });
+  }
+  return v;
+}
+
+/**
+ * A layer width scaled by a multiplier, rounded as NetAug's reference rounds its widths
+ * (mit-han-lab/tinyml `make_divisible(v, 1)`: half up, at least 1, never more than 10 % below v).
+ * `scaleByWidth(n, 1)` is n.
+ */
+export function scaleByWidth(n: number, width: number): number {
+  const v = n * width;
+  let out = Math.max(1, Math.floor(v + 0.5));
+  if (out < 0.9 * v) out += 1;
+  return out;
+}
 
 /** Options of the `mlp` family on top of {@link ModelBuildOptions}. */
 export interface MlpOptions extends ModelBuildOptions {
@@ -8,6 +36,8 @@ export interface MlpOptions extends ModelBuildOptions {
   hidden?: number[];
   /** Dropout rate after every hidden layer (training only), default 0 = no dropout layers. */
   dropout?: number;
+  /** Multiplier of every hidden width (`hidden` × width, rounded), default 1. */
+  width?: number;
 }
 
 /**
@@ -21,7 +51,8 @@ export function buildMlp(
   defaults: { hidden: number[]; dropout: number },
 ): LayersModel {
   const c = checkCommonOptions(id, opts);
-  const hidden = intListOption(id, opts, 'hidden', defaults.hidden);
+  const width = zooWidth(id, opts);
+  const hidden = intListOption(id, opts, 'hidden', defaults.hidden).map((u) => scaleByWidth(u, width));
   const dropout = rateOption(id, opts, 'dropout', defaults.dropout);
   const x0 = input({ shape: c.inputShape, name: 'input' });
   let x = layers.flatten({ name: 'flatten' }).apply(x0) as SymbolicTensor;
@@ -62,7 +93,8 @@ export const mlpDefinition: ModelDefinition = {
   id: 'mlp',
   describe:
     'Multi-layer perceptron: flatten → Dense+ReLU hidden layers fc1..fcN (option `hidden`, default [128, 128]) → ' +
-    'logits. Option `dropout` (default 0) adds dropout after every hidden layer. Taps fc1..fcN and embedding ' +
+    'logits. Option `dropout` (default 0) adds dropout after every hidden layer; `width` (default 1) multiplies ' +
+    'every hidden width. Taps fc1..fcN and embedding ' +
     '(= last hidden activation). Taps listed are for the default 2 hidden layers.',
   taps: mlpTaps(2),
   build: (opts) => buildMlp('mlp', opts, { hidden: [128, 128], dropout: 0 }),
@@ -72,14 +104,16 @@ export const mlpTeacherDefinition: ModelDefinition = {
   id: 'mlp-teacher',
   describe:
     'Hinton et al. (2015) MNIST teacher: 784-1200-1200-10 MLP (ReLU) with dropout 0.2 on both hidden layers. ' +
-    'Taps fc1, fc2, embedding (= fc2).',
+    'Option `width` (default 1) multiplies the hidden widths. Taps fc1, fc2, embedding (= fc2).',
   taps: mlpTaps(2),
   build: (opts) => buildMlp('mlp-teacher', opts, { hidden: [1200, 1200], dropout: 0.2 }),
 };
 
 export const mlpStudentDefinition: ModelDefinition = {
   id: 'mlp-student',
-  describe: 'Small MNIST student: 784-128-128-10 MLP (ReLU), no dropout. Taps fc1, fc2, embedding (= fc2).',
+  describe:
+    'Small MNIST student: 784-128-128-10 MLP (ReLU), no dropout. Option `width` (default 1) multiplies the hidden ' +
+    'widths (0.25: 784-32-32-10). Taps fc1, fc2, embedding (= fc2).',
   taps: mlpTaps(2),
   build: (opts) => buildMlp('mlp-student', opts, { hidden: [128, 128], dropout: 0 }),
 };
