@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Publishing smoke test: pack every package (npm pack: only dist, types, README, LICENSE, data),
-# install the tarballs into an empty folder with no workspace links (tfjs peers from the registry),
-# and run a small spec through the installed `kd`. Needs a build first (npm run build).
+# Publishing smoke test, by hand and without a registry: pack every package (npm pack: only dist,
+# types, README, LICENSE, data), install the tarballs into an empty folder with no workspace links
+# (tfjs peers from the registry), and run a small spec through the installed `kd`. Needs a build
+# first (npm run build). `npm test` runs packages/cli/src/registry.spec.ts instead, which covers this
+# through a real local registry (changeset publish, npm create @tfkd/plugin, one copy of kd-core).
 # Usage: tools/pack-smoke.sh [work-dir]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-$(mktemp -d)}"
 mkdir -p "$WORK/tarballs" "$WORK/app"
-# The repository's packages (git's index): a test may have a temporary package in packages/.
-for f in $(git -C "$ROOT" ls-files 'packages/*/package.json'); do
-  (cd "$ROOT/$(dirname "$f")" && npm pack --silent --pack-destination "$WORK/tarballs" >/dev/null)
+# The repository's packages (git's index) and the workspace packages they depend on (a new one before
+# its first commit) — not whatever else is in packages/: a test may have a temporary package there.
+DIRS=$(cd "$ROOT" && git ls-files 'packages/*/package.json' | node -e '
+  const fs = require("fs"), path = require("path");
+  const all = new Map(fs.readdirSync("packages").filter((d) => fs.existsSync(`packages/${d}/package.json`))
+    .map((d) => { const j = JSON.parse(fs.readFileSync(`packages/${d}/package.json`, "utf8")); return [j.name, { d, j }]; }));
+  const keep = new Set(fs.readFileSync(0, "utf8").split("\n").filter(Boolean).map((f) => JSON.parse(fs.readFileSync(f, "utf8")).name));
+  for (const n of keep) for (const f of ["dependencies", "peerDependencies", "optionalDependencies"])
+    for (const dep of Object.keys(all.get(n)?.j[f] ?? {})) if (all.has(dep)) keep.add(dep);
+  console.log([...keep].filter((n) => !all.get(n).j.private).map((n) => all.get(n).d).join("\n"));')
+for d in $DIRS; do
+  (cd "$ROOT/packages/$d" && npm pack --silent --pack-destination "$WORK/tarballs" >/dev/null)
 done
 cd "$WORK/app"
 npm init -y >/dev/null

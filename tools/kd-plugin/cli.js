@@ -2,6 +2,8 @@
 'use strict';
 // Without Nx: `node tools/kd-plugin/cli.js my-loss [--id loss/my-loss] [--directory packages]`
 // (also `npm run generate:plugin -- my-loss`). Then `npm install` links the new workspace package.
+// A package outside this repository: `npm create @tfkd/plugin my-loss` (packages/create-plugin), whose
+// sources and README these share (files.js).
 const fs = require('fs');
 const path = require('path');
 const { pluginFiles } = require('./files');
@@ -16,13 +18,21 @@ function main(argv) {
   }
   if (!opts.name) {
     console.error('usage: kd-plugin <name> [--id loss/<name>] [--directory packages] [--scope @tfkd]');
+    console.error('(a package outside this repository: npm create @tfkd/plugin <name>, packages/create-plugin)');
     return 2;
   }
   const root = path.resolve(__dirname, '..', '..');
-  const files = pluginFiles(opts);
+  let files;
+  try {
+    files = pluginFiles(opts);
+  } catch (e) {
+    if (typeof e.format !== 'function') throw e;
+    console.error(`error ${e.format()}`);
+    return 2;
+  }
   for (const [file] of files) {
     if (fs.existsSync(path.join(root, file))) {
-      console.error(`error: ${file} exists; choose another name`);
+      console.error(`error KD_CREATE_EXISTS: ${file} exists. fix: choose another name`);
       return 2;
     }
   }

@@ -1,31 +1,59 @@
 'use strict';
-// The files of a new plugin package, as [relative path, content] pairs. Shared by the Nx generator
-// (generator.js) and the plain-node CLI (cli.js).
+// The files of a new plugin package inside this repository (a workspace package under packages/), as
+// [path relative to the repository, content] pairs. Shared by the Nx generator (generator.js) and the
+// plain-node CLI (cli.js). The loss, module, tests and README come from the standalone generator,
+// @tfkd/create-plugin (packages/create-plugin/src/plugin-files.ts, transpiled here with SWC, so no
+// build is needed); only the workspace wiring (tsconfig extending the base, the jest preset) is here.
+const fs = require('fs');
+const path = require('path');
 
-function camel(name) {
-  return name.replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
+const ROOT = path.resolve(__dirname, '..', '..');
+const SOURCE = path.join(ROOT, 'packages', 'create-plugin', 'src', 'plugin-files.ts');
+
+let loaded;
+/** packages/create-plugin/src/plugin-files.ts, a self-contained module (it imports nothing). */
+function templates() {
+  if (!loaded) {
+    const swc = require('@swc/core');
+    const { code } = swc.transformSync(fs.readFileSync(SOURCE, 'utf8'), { filename: SOURCE, ...require(path.join(ROOT, 'swc.options.js')), sourceMaps: false });
+    const module = { exports: {} };
+    const noImports = (id) => {
+      throw new Error(`${SOURCE} must stay self-contained; it imports '${id}'`);
+    };
+    new Function('exports', 'require', 'module', '__filename', '__dirname', code)(module.exports, noImports, module, SOURCE, path.dirname(SOURCE));
+    loaded = module.exports;
+  }
+  return loaded;
 }
 
+function workspaceVersion(pkg) {
+  return JSON.parse(fs.readFileSync(path.join(ROOT, 'packages', pkg, 'package.json'), 'utf8')).version;
+}
+
+/** Throws the generator's coded error (CreatePluginError: `e.format()`) for a bad name or id. */
 function pluginFiles({ name, id, directory = 'packages', scope = '@tfkd' }) {
-  if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`name '${name}' must be kebab-case (a-z, 0-9, -)`);
-  const pluginId = id || `loss/${name}`;
-  const fn = camel(name);
+  const t = templates();
+  if (typeof name !== 'string' || name.includes('/')) {
+    throw new t.CreatePluginError('KD_CREATE_NAME', `'${name}' is not a package folder name (the scope is --scope).`, 'give a kebab-case name, e.g. cosine-kd');
+  }
+  const names = t.pluginNames(`${scope}/${name}`, id);
   const root = `${directory}/${name}`;
   const rel = [...directory.split('/').filter(Boolean), name].map(() => '..').join('/');
   const pkg = {
-    name: `${scope}/${name}`,
+    name: names.packageName,
     version: '0.1.0',
-    description: `tfkd plugin ${pluginId}`,
+    description: `tfkd plugin ${names.id}`,
     license: 'Apache-2.0',
     main: 'dist/index.js',
     types: 'dist/index.d.ts',
     exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './package.json': './package.json' },
-    files: ['dist', '!dist/**/*.spec.*', 'README.md'],
+    files: ['dist', '!dist/**/*.spec.*', 'README.md', 'LICENSE', '!dist/.tsbuildinfo'],
     scripts: { build: 'tsc -p tsconfig.lib.json', test: 'jest', lint: 'eslint src' },
-    // kd-core is the whole contract a plugin package needs; the engine only runs its contract tests.
-    dependencies: { '@tfkd/kd-core': '^0.1.0', inversify: '^7.11.0', zod: '^4.6.7' },
-    peerDependencies: { '@tensorflow/tfjs-core': '^4.22.0' },
-    devDependencies: { '@tfkd/engine': '^0.1.0' },
+    // kd-core and tfjs-core are the host's (peers: one copy of each at run time); the engine only
+    // runs the contract tests.
+    dependencies: { inversify: t.TOOL_VERSIONS.inversify, zod: t.TOOL_VERSIONS.zod },
+    peerDependencies: { '@tfkd/kd-core': `^${workspaceVersion('kd-core')}`, '@tensorflow/tfjs-core': t.TOOL_VERSIONS['@tensorflow/tfjs-core'] },
+    devDependencies: { '@tfkd/engine': `^${workspaceVersion('engine')}` },
   };
   return [
     [`${root}/package.json`, JSON.stringify(pkg, null, 2) + '\n'],
@@ -43,109 +71,18 @@ function pluginFiles({ name, id, directory = 'packages', scope = '@tfkd' }) {
       ) + '\n',
     ],
     [`${root}/jest.config.ts`, `/* eslint-disable */\nconst preset = require('${rel}/jest.preset.js');\nexport default { ...preset, displayName: '${name}', rootDir: __dirname };\n`],
-    [
-      `${root}/src/${name}.ts`,
-      `import * as tf from '@tensorflow/tfjs-core';
-import { defineLoss, studentOption, targetLogits, teacherOption } from '@tfkd/kd-core';
-import { z } from 'zod';
-
-/**
- * ${pluginId}: mean squared difference between the student's and the teacher's softened
- * probabilities, mean over batch and classes: mean((softmax(z_s/T) − softmax(z_t/T))²).
- * Replace with your method; keep the math a pure function of tensors.
- */
-export function ${fn}(zs: tf.Tensor, zt: tf.Tensor, opts: { temperature: number }): tf.Scalar {
-  return tf.tidy(() => {
-    const ps = tf.softmax(tf.div(zs, opts.temperature));
-    const pt = tf.softmax(tf.div(zt, opts.temperature));
-    return tf.mean(tf.squaredDifference(ps, pt)) as tf.Scalar;
-  });
-}
-
-// One definition: the roles it reads are declared once in \`requires\` (kd-core checks them at
-// start-up); a loss with adapters or other state builds them in \`setup(options, deps)\` and gets
-// them back as \`compute\`'s fourth argument (docs/writing-a-plugin.md).
-export const ${fn}Loss = defineLoss({
-  id: '${pluginId}',
-  describe: 'mean squared difference of softened student and teacher probabilities',
-  options: z
-    .object({
-      temperature: z.number().positive().default(4).describe('softmax temperature T'),
-      student: studentOption,
-      teacher: teacherOption,
-    })
-    .strict(),
-  requires: (o) => ({ roles: [o.student, o.teacher] }),
-  compute: (ctx, o) => ${fn}(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), o),
-});
-`,
-    ],
-    [
-      `${root}/src/index.ts`,
-      `import { PLUGIN_DEFINITION } from '@tfkd/kd-core';
-import { ContainerModule } from 'inversify';
-import { ${fn}Loss } from './${name}';
-
-export { ${fn}, ${fn}Loss } from './${name}';
-
-/** Load with a spec's \`packages: ['${scope}/${name}']\`. */
-export const kdModule = new ContainerModule((o) => {
-  o.bind(PLUGIN_DEFINITION).toConstantValue(${fn}Loss);
-});
-`,
-    ],
-    [
-      `${root}/src/${name}.spec.ts`,
-      `import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import { describePluginContract } from '@tfkd/engine/testing';
-import { finiteDifferenceCheck } from '@tfkd/kd-core/testing';
-import { ${fn} } from './${name}';
-import { kdModule } from './index';
-
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-});
-
-describe('${fn}', () => {
-  it('matches a hand-computed value', () => {
-    // T = 1, one sample. z_s = [0, 0] → p_s = [0.5, 0.5]; z_t = [ln 3, 0] → p_t = [0.75, 0.25].
-    // mean((0.5 − 0.75)², (0.5 − 0.25)²) = 0.0625.
-    const v = ${fn}(tf.tensor2d([[0, 0]]), tf.tensor2d([[Math.log(3), 0]]), { temperature: 1 });
-    expect(v.dataSync()[0]).toBeCloseTo(0.0625, 6);
-  });
-
-  it('has the gradient of finite differences', () => {
-    const zt = tf.tensor2d([[0.3, -1.2, 2.0], [1.1, 0.4, -0.5]]);
-    const r = finiteDifferenceCheck((zs) => ${fn}(zs, zt, { temperature: 2 }), [0.5, -0.2, 1.0, -0.7, 0.9, 0.1], [2, 3]);
-    expect(r.maxRelError).toBeLessThan(1e-2);
-  });
-});
-
-describePluginContract({ module: kdModule, id: '${pluginId}', options: { temperature: 4 } });
-`,
-    ],
+    ...t.sourceFiles(names).map(([file, content]) => [`${root}/${file}`, content]),
     [
       `${root}/README.md`,
-      `# ${scope}/${name}
-
-A tfkd plugin package: \`${pluginId}\`, mean((softmax(z_s/T) − softmax(z_t/T))²).
-
-\`\`\`yaml
-packages: ['${scope}/${name}']
-plugins:
-  - use: loss/cross-entropy
-    weight: 0.5
-  - use: ${pluginId}
-    with: { temperature: 4 }
-    weight: 0.5
-\`\`\`
-
-\`npm test\` runs the value test, the finite-difference gradient check and the plugin contract (\`@tfkd/engine/testing\`)
-(registration, option errors, no tensor leaks, stacking with a sampler). See docs/writing-a-plugin.md.
-`,
+      t.readme(names, {
+        test: `\`npm test\` runs the value test, the finite-difference gradient check and the plugin contract (\`@tfkd/engine/testing\`)
+(registration, option errors, no tensor leaks, stacking with a sampler).`,
+        docs: 'docs/writing-a-plugin.md',
+      }),
     ],
+    // what packages/cli/src/pack.spec.ts expects of every package of the repository
+    [`${root}/LICENSE`, fs.readFileSync(path.join(ROOT, 'LICENSE'), 'utf8')],
   ];
 }
 
-module.exports = { pluginFiles };
+module.exports = { pluginFiles, templates };
