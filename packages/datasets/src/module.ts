@@ -4,6 +4,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { readCifar } from './cifar';
 import { loadFashionMnist } from './fashion-mnist';
+import { fashionScenesDataset, SCENE_DATASET_DEFINITION } from './fashion-scenes';
 import { loadIdxDataset } from './idx';
 import { syntheticSplits } from './synthetic';
 
@@ -105,5 +106,6 @@ export const DATASETS: readonly DatasetDefinition[] = [fashionMnistDataset, synt
 /** Binds every dataset definition to DATASET_DEFINITION. */
 export const datasetsModule = new ContainerModule((o) => {
   for (const d of DATASETS) o.bind<DatasetDefinition>(DATASET_DEFINITION).toConstantValue(d);
+  o.bind(SCENE_DATASET_DEFINITION).toConstantValue(fashionScenesDataset); // dense tasks: its own token until the engine has tasks
 });
 export const kdModule = datasetsModule;

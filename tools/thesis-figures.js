@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+/**
+ * The figures of docs/results.md, "The distillistic thesis' experiments", from the committed run folders
+ * of their sweeps (sweeps/<name>/runs/<row>-seed<N>/history.jsonl and metrics.json) — no training:
+ *
+ *   (a) docs/img/thesis-dml-curves.svg   every DML peer's test accuracy per epoch, each seed, with and
+ *                                        without augmentation (sweeps/thesis-dml)
+ *   (c) docs/img/thesis-downscale.svg    test accuracy against the student's input resolution: the
+ *                                        student from labels, cross-quality KD, the low-resolution DML
+ *                                        peer; mean ± sample std over seeds (sweeps/thesis-downscale,
+ *                                        sweeps/thesis-downscale-dml)
+ *
+ * Usage: node tools/thesis-figures.js [--sweeps sweeps] [--out docs/img]   (after `npm run build`)
+ * A figure whose sweep has no finished run yet is skipped with a line saying so.
+ */
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const vega = require('vega');
+const vl = require('vega-lite');
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const ROOT = path.resolve(__dirname, '..');
+const SWEEPS = path.resolve(ROOT, opt('--sweeps', 'sweeps'));
+const OUT = path.resolve(ROOT, opt('--out', path.join('docs', 'img')));
+
+const CONFIG = {
+  font: 'sans-serif',
+  view: { stroke: '#dddddd' },
+  axis: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 'normal', grid: true, gridColor: '#eeeeee' },
+  legend: { labelFontSize: 11, titleFontSize: 11, orient: 'bottom', direction: 'horizontal' },
+  title: { fontSize: 13, anchor: 'start' },
+};
+
+async function renderSvg(spec) {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Finished runs of a sweep: { row, seed, dir, metrics, history }. */
+function runsOf(sweep) {
+  const dir = path.join(SWEEPS, sweep, 'runs');
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .map((name) => ({ name, m: /^(.*)-seed(\d+)$/.exec(name) }))
+    .filter(({ m, name }) => m && fs.existsSync(path.join(dir, name, 'metrics.json')))
+    .map(({ name, m }) => ({
+      row: m[1],
+      seed: Number(m[2]),
+      metrics: JSON.parse(fs.readFileSync(path.join(dir, name, 'metrics.json'), 'utf8')),
+      history: fs
+        .readFileSync(path.join(dir, name, 'history.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    }))
+    .filter((r) => r.metrics.status === 'completed');
+}
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const std = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+
+async function dmlCurves() {
+  const runs = runsOf('thesis-dml');
+  if (runs.length === 0) return console.log('(a) skipped: no finished run in sweeps/thesis-dml/runs');
+  const values = [];
+  for (const r of runs)
+    for (const e of r.history)
+      for (const [role, ev] of Object.entries(e.eval ?? {}))
+        if (role.startsWith('student.') && typeof ev.accuracy === 'number')
+          values.push({ setting: r.row, epoch: e.epoch, accuracy: 100 * ev.accuracy, peer: `${role}, seed ${r.seed}` });
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: 'DML, two mlp-students: every peer, every seed (test accuracy per epoch)', subtitle: `${runs.length} runs` },
+    background: 'white',
+    padding: 12,
+    config: CONFIG,
+    data: { values },
+    facet: { column: { field: 'setting', type: 'nominal', title: null, sort: ['augmented', 'plain'] } },
+    spec: {
+      width: 320,
+      height: 220,
+      mark: { type: 'line', point: { size: 14 }, strokeWidth: 1.3 },
+      encoding: {
+        x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
+        y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy %', scale: { zero: false } },
+        color: { field: 'peer', type: 'nominal', title: 'peer' },
+      },
+    },
+  };
+  const file = path.join(OUT, 'thesis-dml-curves.svg');
+  fs.writeFileSync(file, await renderSvg(spec));
+  console.log(`(a) ${path.relative(ROOT, file)}: ${runs.length} runs`);
+}
+
+async function downscale() {
+  const points = [];
+  const add = (runs, method, role) => {
+    const by = new Map();
+    for (const r of runs) {
+      const m = /^(?:(.*)-)?px(\d+)$/.exec(r.row);
+      if (!m) continue;
+      const px = Number(m[2]);
+      const name = method(m[1]);
+      const acc = r.metrics.eval?.[role]?.accuracy;
+      if (typeof acc !== 'number') continue;
+      const key = `${name}@${px}`;
+      if (!by.has(key)) by.set(key, { method: name, px, accs: [] });
+      by.get(key).accs.push(100 * acc);
+    }
+    for (const p of by.values()) points.push({ method: p.method, px: p.px, mean: mean(p.accs), low: mean(p.accs) - std(p.accs), high: mean(p.accs) + std(p.accs), seeds: p.accs.length });
+  };
+  add(runsOf('thesis-downscale'), (spec) => (spec === 'scratch' ? 'student from labels' : 'cross-quality KD'), 'student');
+  add(runsOf('thesis-downscale-dml'), () => 'DML (low-resolution peer)', 'student.1');
+  if (points.length === 0) return console.log('(c) skipped: no finished run in sweeps/thesis-downscale{,-dml}/runs');
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: 'Downscaling series: test accuracy against the student\'s input resolution', subtitle: 'mean ± sample std over seeds (seeds per point in the table)' },
+    background: 'white',
+    padding: 12,
+    config: CONFIG,
+    width: 420,
+    height: 260,
+    data: { values: points },
+    encoding: {
+      x: { field: 'px', type: 'quantitative', title: 'student input (pixels per side, bilinear down + up to 28)', scale: { domain: [6, 29] }, axis: { values: [7, 10, 14, 21, 28] } },
+      color: { field: 'method', type: 'nominal', title: null },
+    },
+    layer: [
+      { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test accuracy %', scale: { zero: false } } } },
+      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' } } },
+    ],
+  };
+  const file = path.join(OUT, 'thesis-downscale.svg');
+  fs.writeFileSync(file, await renderSvg(spec));
+  console.log(`(c) ${path.relative(ROOT, file)}: ${points.length} points`);
+  for (const p of points.sort((a, b) => a.method.localeCompare(b.method) || b.px - a.px))
+    console.log(`    ${p.method.padEnd(28)} ${String(p.px).padStart(2)} px: ${p.mean.toFixed(2)} ± ${((p.high - p.low) / 2).toFixed(2)} (${p.seeds} seeds)`);
+}
+
+(async () => {
+  fs.mkdirSync(OUT, { recursive: true });
+  await dmlCurves();
+  await downscale();
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
