@@ -1,9 +1,8 @@
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { planRun, sha256Hex, specHash, type Registry } from '@tfkd/engine';
 import { KdError, isKdError, parseSpec, stringifySpec } from '@tfkd/kd-core';
-import { readFolder } from './queue';
+import { modelFolderHash } from './folders';
 import { baselineOf, type Sweep, type SweepCell } from './sweep-file';
 
 /** A cell, planned: its resolved spec (what travels to a worker) and the teachers it trains from labels. */
@@ -127,15 +126,6 @@ function loadingRoles(spec: ReturnType<typeof parseSpec>): { load?: string }[] {
   return [spec.teacher, spec.student, ...(spec.students ?? [])].filter((r): r is NonNullable<typeof r> => r !== undefined);
 }
 
-/** `m-` + sha256 of a folder's files (sorted relative paths, sizes and bytes), 16 hex digits. */
-export function modelFolderHash(dir: string): string {
-  const h = crypto.createHash('sha256');
-  for (const [rel, buf] of readFolder(dir).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    h.update(`${rel}\0${buf.length}\0`);
-    h.update(buf);
-  }
-  return `m-${h.digest('hex').slice(0, 16)}`;
-}
 
 /**
  * Content-address the spec's `load:` folders, in place: each becomes `models/<hash of its files>`

@@ -4,6 +4,9 @@ import { FlowProducer, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { folderError, malformedError, redisError, type FolderFlag, type StoredKind } from './errors';
 import type { PlannedCell, SweepPlan } from './plan';
+import { readFolder } from './folders';
+
+export { readFolder } from './folders';
 
 /** One queue for every sweep: two sweeps that share a cell share its job and its result. */
 export const QUEUE = 'kd-sweep';
@@ -198,25 +201,6 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
   }
 }
 
-/** The files of a folder (recursively), relative path (with `/`) → bytes; a read failure is coded (`flag` names the folder). */
-export function readFolder(dir: string, skip: (rel: string) => boolean = () => false, flag: FolderFlag = '--dir'): [string, Buffer][] {
-  const files: [string, Buffer][] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const f = path.join(d, e.name);
-      const rel = path.relative(dir, f).split(path.sep).join('/');
-      if (skip(rel)) continue;
-      if (e.isDirectory()) walk(f);
-      else if (e.isFile()) files.push([rel, fs.readFileSync(f)]);
-    }
-  };
-  try {
-    walk(dir);
-  } catch (e) {
-    throw folderError(e, dir, 'read', flag);
-  }
-  return files;
-}
 
 /** Store a folder in a Redis hash (relative path → bytes), written beside and renamed into place: whole or not at all. */
 export async function putFolder(redis: Redis, key: string, dir: string, skip: (rel: string) => boolean = () => false, flag: FolderFlag = '--dir'): Promise<number> {
