@@ -332,7 +332,48 @@ export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, 
       n++;
       continue;
     }
-    if (await getFolder(redis, KEYS.run(c.id), dir, { kind: 'run', flag: '--out' })) n++;
+    if (await getFolder(redis, KEYS.run(c.id), dir, { kind: 'run', flag: '--out' })) {
+      writeCellMark(dir, c.id);
+      n++;
+    }
   }
   return n;
+}
+
+/** `cell.json` in a collected run folder: which cell (spec hash) the folder is the result of. */
+export const CELL_MARK = 'cell.json';
+
+function writeCellMark(dir: string, id: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, CELL_MARK), `${JSON.stringify({ id })}\n`);
+  } catch (e) {
+    throw folderError(e, dir, 'write', '--out');
+  }
+}
+
+/**
+ * Results kept in `<out>/runs/` (committed with the repository, say) go back into a Redis that lacks
+ * them — a new machine, a fresh private server — so submitting the sweep there does not run them
+ * again. Only folders whose `cell.json` names the cell's id (its spec hash) and whose run completed
+ * count; what travels is what the folder holds (without the student's weights if they were not kept).
+ */
+export async function restoreRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
+  let n = 0;
+  for (const c of plan.cells) {
+    const dir = path.join(out, 'runs', runFolderName(c));
+    const mark = readJsonFile<{ id?: string }>(path.join(dir, CELL_MARK));
+    const metrics = readJsonFile<{ status?: string }>(path.join(dir, 'metrics.json'));
+    if (mark?.id !== c.id || metrics?.status !== 'completed') continue;
+    if (await redis.exists(KEYS.run(c.id))) continue;
+    if (await storeRun(redis, c.id, dir)) n++;
+  }
+  return n;
+}
+
+function readJsonFile<T>(file: string): T | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
 }

@@ -5,7 +5,7 @@ import * as path from 'path';
 import { nodeStorage } from '@tfkd/engine/node';
 import { KdError, storageError } from '@tfkd/kd-core';
 import { planSweep, type SweepPlan, type SweepPlanOptions } from './plan';
-import { collectRuns, releaseOrphanedJobs, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
+import { collectRuns, releaseOrphanedJobs, restoreRuns, runFolderName, submitSweep, sweepStatus, type SubmitResult, type SweepStatus } from './queue';
 import { connection, probeRedis, readJson, startEmbeddedRedis, type EmbeddedRedis } from './redis';
 import { loadSweepFile } from './sweep-file';
 import { sweepTable, tableCsv, tableMarkdown, tableSvg, type CellMetrics, type SweepTable } from './table';
@@ -72,6 +72,8 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
       const orphans = await releaseOrphanedJobs(redis);
       if (orphans.length > 0) log(`${orphans.length === 1 ? '1 cell' : `${orphans.length} cells`} left running by a previous kd sweep ${orphans.length === 1 ? 'goes' : 'go'} back to the queue (resumed from ${orphans.length === 1 ? 'its checkpoint' : 'their checkpoints'} if any)`);
     }
+    const restored = await restoreRuns(plan, redis, out);
+    if (restored > 0) log(`${restored === 1 ? '1 result' : `${restored} results`} kept in ${path.join(out, 'runs')} ${restored === 1 ? 'goes' : 'go'} back to Redis (not run again)`);
     const submitted = await submitSweep(plan, redis);
     log(`sweep ${plan.id}: ${submitted.cells} cells — ${submitted.done} done, ${submitted.pending} pending, ${submitted.retried} retried, ${submitted.enqueued} jobs enqueued`);
     if (opts.detach) return { out, plan, submitted, status: await sweepStatus(plan, redis), table: null, interrupted: false };
