@@ -1,6 +1,6 @@
 import { KdError, type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, like, defineAugment, type Images } from './image';
+import { at, like, defineAugment, type Images, viewOption } from './image';
 
 export type PadMode = 'zero' | 'reflect';
 
@@ -50,6 +50,7 @@ export const randomCropSchema = z
   .object({
     padding: z.number().int().min(1).default(4).describe('pixels of padding per side (torchvision RandomCrop(32, padding=4) on CIFAR; 2–4 suits 28×28)'),
     mode: z.enum(['zero', 'reflect']).default('zero').describe("'zero' fills the padding with 0 (torchvision padding_mode='constant'); 'reflect' mirrors without repeating the edge"),
+    view: viewOption,
   })
   .strict();
 export type RandomCropOptions = z.output<typeof randomCropSchema>;

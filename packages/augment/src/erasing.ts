@@ -1,6 +1,6 @@
 import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, defineAugment, type Images } from './image';
+import { at, defineAugment, type Images, viewOption } from './image';
 
 /** Per sample (top, left, height, width) of the erased box; height 0 = not erased. */
 export type Boxes = Int32Array;
@@ -79,6 +79,7 @@ export const randomErasingSchema = z
       .nullable()
       .default(null)
       .describe('Cutout: a size×size square centred on a uniform pixel, clipped at the border (DeVries & Taylor: 16 on CIFAR); null = random erasing'),
+    view: viewOption,
   })
   .strict();
 export type RandomErasingOptions = z.output<typeof randomErasingSchema>;

@@ -1,6 +1,6 @@
 import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { at, like, defineAugment, type Images } from './image';
+import { at, like, defineAugment, type Images, viewOption } from './image';
 
 /** Horizontal flip of the images whose `flips[i]` is 1 (column j ↔ w − 1 − j); the others are copied. */
 export function horizontalFlip(img: Images, flips: Uint8Array): Images {
@@ -28,6 +28,7 @@ export function drawFlips(rng: Rng, n: number, p: number): Uint8Array {
 export const flipSchema = z
   .object({
     p: z.number().min(0).max(1).default(0.5).describe('probability that an image is flipped (torchvision RandomHorizontalFlip p=0.5)'),
+    view: viewOption,
   })
   .strict();
 export type FlipOptions = z.output<typeof flipSchema>;

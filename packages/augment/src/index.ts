@@ -1,7 +1,7 @@
 export { drawCropOffsets, randomCrop, randomCropAugment, randomCropSchema, type PadMode, type RandomCropOptions } from './crop';
 export { drawErasingBoxes, eraseBoxes, randomErasingAugment, randomErasingSchema, type Boxes, type ErasingDraw, type RandomErasingOptions } from './erasing';
 export { drawFlips, flipAugment, flipSchema, horizontalFlip, type FlipOptions } from './flip';
-export { like, readImages, readTargets, replaceImages, type Images } from './image';
+export { defineAugment, like, readImages, readTargets, replaceImages, viewOf, viewOption, type Images } from './image';
 export {
   cutmix,
   cutmixAugment,

@@ -1,4 +1,4 @@
-import { definePlugin, type Plugin, type PluginDefinition, type Rng, type StepContext } from '@tfkd/kd-core';
+import { type BatchWriter, definePlugin, KdError, type Plugin, type PluginDefinition, type Rng, type StepContext, ViewName } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { at, readImages, readTargets, replaceImages, type Images } from './image';
 
@@ -82,6 +82,17 @@ export interface MixPlugin extends Plugin {
   lastMix(): MixRecord | null;
 }
 
+/**
+ * mixup and CutMix take no view: their soft targets are the batch's, shared by every image variant,
+ * so mixing one view (its own λ and partners) would leave the targets wrong for the others. The key
+ * exists so that `view:` gets this explanation (KD_PLUGIN_OPTIONS at planning), not "unknown key".
+ */
+const mixViewOption = ViewName.nullish()
+  .refine((v) => v === null || v === undefined, {
+    message: 'a mixing augmentation cannot mix one image view: its soft targets are the batch’s, shared by every view. Remove `view:`; it mixes the main images, and listed before the augmentations that write views, every view starts from the mixed images',
+  })
+  .describe('not supported (leave it out): the soft targets are shared by every view, so a mixing plugin mixes the main images; list it before the augmentations that write views and every view starts from the mixed images');
+
 const alphaOption = (what: string) => z.number().min(0).default(1).describe(what);
 const probOption = (d: number, what: string) => z.number().min(0).max(1).default(d).describe(what);
 
@@ -89,6 +100,7 @@ export const mixupSchema = z
   .object({
     alpha: alphaOption('λ ~ Beta(α, α), one λ per batch; α = 0 gives λ = 1 (no mixing). Default 1 (mixup-cifar10 --alpha 1)'),
     p: probOption(1, 'probability that a batch is mixed (the reference mixes every batch)'),
+    view: mixViewOption,
   })
   .strict();
 export type MixupOptions = z.output<typeof mixupSchema>;
@@ -97,6 +109,7 @@ export const cutmixSchema = z
   .object({
     alpha: alphaOption('λ ~ Beta(α, α) before the box is drawn; default 1 (CutMix-PyTorch --beta 1.0)'),
     p: probOption(0.5, 'probability that a batch is cut-mixed (CutMix-PyTorch --cutmix_prob 0.5 on CIFAR, 1.0 on ImageNet)'),
+    view: mixViewOption,
   })
   .strict();
 export type CutmixOptions = z.output<typeof cutmixSchema>;
@@ -106,8 +119,19 @@ function drawLambda(rng: Rng, alpha: number): number {
   return alpha > 0 ? rng.beta(alpha, alpha) : 1;
 }
 
+/** Mixing after a view was written would leave the view unmixed under mixed targets: refused. */
+function refuseViews(ctx: StepContext, who: string): void {
+  const views = Object.keys(ctx.batch.views ?? {});
+  if (views.length === 0) return;
+  throw new KdError('KD_PLUGIN_DEPENDENCY', `'${who}' mixes the batch after the image views ${views.map((v) => `'${v}'`).join(', ')} were written: its soft targets would not describe them`, {
+    path: 'plugins',
+    fix: `list '${who}' before the augmentations that write views (\`view:\`), so every view starts from the mixed images`,
+  });
+}
+
 /** One mixup step on `ctx.batch` (draws: applied?, λ, permutation). */
 export function mixupStep(ctx: StepContext, o: MixupOptions, who: string): MixRecord {
+  refuseViews(ctx, who);
   const img = readImages(ctx, who);
   if (!(ctx.rng.next() < o.p)) return noMix(ctx, img);
   const lambda = drawLambda(ctx.rng, o.alpha);
@@ -119,6 +143,7 @@ export function mixupStep(ctx: StepContext, o: MixupOptions, who: string): MixRe
 
 /** One CutMix step on `ctx.batch` (draws: applied?, λ, permutation, box centre). */
 export function cutmixStep(ctx: StepContext, o: CutmixOptions, who: string): MixRecord {
+  refuseViews(ctx, who);
   const img = readImages(ctx, who);
   if (!(ctx.rng.next() < o.p)) return noMix(ctx, img);
   const perm = ctx.rng.permutation(img.n);
@@ -137,12 +162,13 @@ function noMix(ctx: StepContext, img: Images): MixRecord {
 function mixPlugin<S extends z.ZodType>(
   def: { id: string; describe: string; options: S },
   step: (ctx: StepContext, o: z.output<S>, who: string) => MixRecord,
-): PluginDefinition<S> {
-  return definePlugin({
+): PluginDefinition<S> & BatchWriter<z.output<S>> {
+  const plugin: PluginDefinition<S> & BatchWriter<z.output<S>> = {
     ...def,
     kind: 'sampler',
     stage: 'sample',
     transformsBatch: true,
+    writes: () => ({ targets: true }),
     create(o, deps): MixPlugin {
       let last: MixRecord | null = null;
       return {
@@ -153,7 +179,8 @@ function mixPlugin<S extends z.ZodType>(
         lastMix: () => last,
       };
     },
-  });
+  };
+  return definePlugin(plugin) as PluginDefinition<S> & BatchWriter<z.output<S>>;
 }
 
 /** `augment/mixup`: mixes images and soft targets. */

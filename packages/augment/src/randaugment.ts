@@ -1,6 +1,6 @@
 import { type PluginDefinition, type Rng } from '@tfkd/kd-core';
 import { z } from 'zod';
-import { defineAugment, type Images } from './image';
+import { defineAugment, type Images, viewOption } from './image';
 
 /** One image, HWC, values in [0, 1]. */
 export interface Image {
@@ -260,6 +260,7 @@ export const randAugmentSchema = z
       .nullable()
       .default(null)
       .describe('the op list; null = every op that makes sense for the images (all 14; `color` left out on grayscale)'),
+    view: viewOption,
   })
   .strict()
   .refine((o) => o.magnitude < o.bins, { message: 'magnitude must be below bins', path: ['magnitude'] });

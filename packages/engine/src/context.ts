@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { OutputCache } from './cache';
-import { type Batch, type CostLedger, firstOutput, KdError, type LossTerm, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, type ViewSpec } from '@tfkd/kd-core';
+import { type Batch, type CostLedger, firstOutput, KdError, type LossTerm, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, ViewName, type ViewSpec } from '@tfkd/kd-core';
 import type { RoleRuntime } from './roles';
 import type { FastTeacher } from './teacher-source';
 
@@ -33,6 +33,12 @@ export interface RecordedTerm {
 /** One step's context. `scoped(owner)` gives the view a plugin's handler receives. */
 export class StepContextImpl implements StepContext {
   batch: Batch;
+  /**
+   * Whether the main images `x` were transformed (`replaceBatch(…, { transformed: true })`). Per image
+   * variant: a named view that a plugin wrote is always transformed; one no plugin wrote this step is
+   * `x`, transformed or not as `x` is (`transformedFor`). A teacher whose images are untransformed is
+   * served by the teacher-output cache.
+   */
   transformed = false;
   readonly terms: RecordedTerm[] = [];
   private readonly outputsCache = new Map<string, RoleOutputs>();
@@ -71,7 +77,10 @@ export class StepContextImpl implements StepContext {
     return view;
   }
 
-  replaceBatch(b: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null }, opts: { transformed: boolean }): void {
+  replaceBatch(
+    b: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null; views?: Readonly<Record<string, Tensor>> | null },
+    opts: { transformed: boolean },
+  ): void {
     const self = this.root();
     if (self.outputsCache.size > 0) {
       throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() after outputs() were computed for this step', {
@@ -91,6 +100,21 @@ export class StepContextImpl implements StepContext {
     if (targets && (targets.rank !== 2 || targets.shape[0] !== b.x.shape[0] || targets.shape[1] !== self.host.numClasses)) {
       throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: soft targets must be [${b.x.shape[0]}, ${self.host.numClasses}], got [${targets.shape}]`);
     }
+    const had = Object.keys(self.batch.views ?? {});
+    const views = b.views ?? undefined;
+    if (had.length > 0 && !views) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', `replaceBatch() without views on a batch that has the image views ${had.map((v) => `'${v}'`).join(', ')}: they would be lost`, {
+        path: 'plugins',
+        fix: 'list this sampler before the augmentations that write views (`view:`) in the spec (plugins of stage `sample` run in spec order), or carry the views on (`views`)',
+      });
+    }
+    if (had.length > 0 && targets !== self.batch.targets) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', `soft label targets set after the image views ${had.map((v) => `'${v}'`).join(', ')} were written: the targets would describe the main images only`, {
+        path: 'plugins',
+        fix: 'list the mixing augmentation (augment/mixup, augment/cutmix) before the augmentations that write views, so every view starts from the mixed images',
+      });
+    }
+    for (const [name, v] of Object.entries(views ?? {})) checkViewShape(name, v, b.x, 'replaceBatch');
     self.inputCache.clear();
     self.transformed = self.transformed || opts.transformed;
     self.batch = {
@@ -99,17 +123,47 @@ export class StepContextImpl implements StepContext {
       indices: opts.transformed ? null : (b.indices ?? null),
       size: b.x.shape[0] as number,
       ...(targets ? { targets } : {}),
+      ...(views && Object.keys(views).length > 0 ? { views: { ...views } } : {}),
     };
   }
 
-  input(role: string): Tensor {
+  setView(name: string, x: Tensor): void {
     const self = this.root();
-    const cached = self.inputCache.get(role);
-    if (cached) return cached;
+    if (self.outputsCache.size > 0) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', 'setView() after outputs() were computed for this step', {
+        fix: 'samplers must run at stage `sample` in batchStart, before any loss asks for outputs',
+      });
+    }
+    if (!ViewName.safeParse(name).success) {
+      throw new KdError('KD_PLUGIN_OPTIONS', `setView: '${name}' is not a view name`, { fix: 'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)' });
+    }
+    checkViewShape(name, x, self.batch.x, 'setView');
+    self.inputCache.clear();
+    self.batch = { ...self.batch, views: { ...(self.batch.views ?? {}), [name]: x } };
+  }
+
+  input(role: string, view?: string | null): Tensor {
+    const self = this.root();
     const r = self.roleRuntime(role);
-    const x = viewFor(r, self.batch.x);
-    self.inputCache.set(role, x);
+    const variant = view === undefined ? (r.spec.input ?? null) : view;
+    const key = variant === null ? role : `${role}\u0000${variant}`;
+    const cached = self.inputCache.get(key);
+    if (cached) return cached;
+    const x = viewFor(r, self.imagesOf(variant));
+    self.inputCache.set(key, x);
     return x;
+  }
+
+  /** The images of a variant: a named view (the main images when no plugin wrote it this step), or null: `x`. */
+  imagesOf(variant: string | null): Tensor {
+    const self = this.root();
+    return (variant !== null ? self.batch.views?.[variant] : undefined) ?? self.batch.x;
+  }
+
+  /** Whether a variant's images are transformed: a written view always; otherwise as `x` is. */
+  transformedFor(variant: string | null): boolean {
+    const self = this.root();
+    return (variant !== null && self.batch.views?.[variant] !== undefined) || self.transformed;
   }
 
   predict(role: string, x: Tensor, opts: { training?: boolean } = {}): Tensor {
@@ -136,7 +190,9 @@ export class StepContextImpl implements StepContext {
     const r = self.roleRuntime(role);
     const student = r.info.kind === 'student';
     const cache = student ? undefined : self.host.caches?.get(role);
-    const indices = self.transformed ? null : self.batch.indices;
+    // Per image variant: a teacher that sees untransformed images (the main ones, while only views
+    // were augmented) is still served by the cache.
+    const indices = self.transformedFor(r.spec.input ?? null) ? null : self.batch.indices;
     let list: Tensor[];
     const fast = student ? undefined : self.host.teacherForward?.get(role);
     if (cache && indices && cache.has(indices)) {
@@ -211,6 +267,15 @@ export class StepContextImpl implements StepContext {
       });
     }
     return r;
+  }
+}
+
+/** A view must hold the batch's samples in its order, at the batch's image shape. */
+function checkViewShape(name: string, v: Tensor, x: Tensor, what: string): void {
+  if (v.rank !== x.rank || v.shape.some((d, i) => d !== x.shape[i])) {
+    throw new KdError('KD_SHAPE_MISMATCH', `${what}: view '${name}' is [${v.shape}] but the batch's images are [${x.shape}]`, {
+      fix: 'a view holds the same samples as the batch, in the same order and at the same image shape',
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { type CostLedger, type DataSplits, KdError, parseTap, type Plugin, Rng, type RoleSpec, type RunSpec } from '@tfkd/kd-core';
+import { batchWrites, type CostLedger, type DataSplits, didYouMean, KdError, parseTap, type Plugin, Rng, type RoleSpec, type RunSpec } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 import type { ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
@@ -79,6 +79,9 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
       if (!list.includes(layer)) list.push(layer);
     }
   }
+
+  // The image views roles read (`input:`) must be written by some plugin; soft targets after a view.
+  checkImageViews(declared, ctx.plugins);
 
   const roles = new Map<string, RoleRuntime>();
   const teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }> = {};
@@ -195,6 +198,42 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
     return instance;
   });
   return { roles, teachers, instances };
+}
+
+/**
+ * Named image views, checked at planning: every role's `input: <view>` names a view some plugin
+ * declares it writes (`BatchWrites.views`, e.g. `augment/flip` with `view: <name>`), with a
+ * did-you-mean and the list of views the plugins write; and in the main `plugins:` list, no plugin
+ * that sets soft targets (mixup, CutMix) comes after one that writes a view (the targets would
+ * describe the main images only; the step refuses it too).
+ */
+export function checkImageViews(roles: readonly { name: string; spec: RoleSpec; specPath: string }[], plugins: readonly ResolvedPlugin[]): void {
+  const writers = new Map<string, string[]>();
+  let firstView: ResolvedPlugin | null = null;
+  for (const p of plugins) {
+    const w = batchWrites(p.def, p.options);
+    const main = p.specPath.startsWith('plugins[');
+    if (w.targets && main && firstView) {
+      throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' sets soft label targets after '${firstView.name}' (${firstView.specPath}) writes an image view: the targets would describe the main images only`, {
+        path: p.specPath,
+        fix: `list '${p.name}' before the augmentations that write views (\`view:\`), so every view starts from the mixed images`,
+      });
+    }
+    for (const v of w.views ?? []) {
+      writers.set(v, [...(writers.get(v) ?? []), p.name]);
+      if (main && !firstView) firstView = p;
+    }
+  }
+  const known = [...writers.keys()];
+  for (const r of roles) {
+    const want = r.spec.input;
+    if (want === undefined || writers.has(want)) continue;
+    const made = known.length ? `the plugins write the views ${known.map((v) => `'${v}' (${(writers.get(v) as string[]).join(', ')})`).join(', ')}` : 'no plugin writes an image view';
+    throw new KdError('KD_SPEC_INVALID', `role '${r.name}' reads the image view '${want}', and no plugin writes it (${made})`, {
+      path: `${r.specPath}.input`,
+      fix: `${didYouMean(want, known)}${known.length ? `name one of: ${known.join(', ')}; or ` : ''}give an augmentation \`view: ${want}\` (e.g. \`- use: augment/flip\` \`with: { view: ${want} }\`), or drop \`input:\` to see the batch's main images`,
+    });
+  }
 }
 
 /**

@@ -60,6 +60,38 @@ export interface Batch {
    * Losses that train on labels read `labelTargets(batch)` (kd-core), which prefers these.
    */
   targets?: Tensor;
+  /**
+   * Named image views (`weak`, `strong`, …): the same samples as `x`, in the same order and of the
+   * same shape, each transformed by its own augmentations (`ctx.setView`; `augment/*` with
+   * `view: <name>`). A role whose spec says `input: <name>` sees that view instead of `x`. A view no
+   * plugin wrote in this step (its plugins are inactive in a stage) is absent here, and a role
+   * reading it sees `x`. Tensors of the step: freed with it, like `x`.
+   */
+  views?: Readonly<Record<string, Tensor>>;
+}
+
+/**
+ * What a plugin of stage `sample` writes into the batch, declared so the plan can check it before
+ * anything trains: the image views it writes (`ctx.setView`) and whether it sets soft targets. A
+ * `PluginDefinition` may carry it as an extra member `writes(options)` (`@tfkd/augment` does);
+ * `batchWrites(def, options)` reads it.
+ */
+export interface BatchWrites {
+  /** Names of the image views the plugin writes (a role's `input:` may name them). */
+  views?: readonly string[];
+  /** Whether it sets soft label targets (`augment/mixup`, `augment/cutmix`). */
+  targets?: boolean;
+}
+
+/** A plugin definition that declares what it writes into the batch (see `BatchWrites`). */
+export interface BatchWriter<O = never> {
+  writes(options: O): BatchWrites;
+}
+
+/** What a definition declares it writes into the batch with these options (`{}`: nothing declared). */
+export function batchWrites(def: unknown, options: unknown): BatchWrites {
+  const w = (def as Partial<BatchWriter<unknown>> | null)?.writes;
+  return typeof w === 'function' ? w.call(def, options) : {};
 }
 
 export interface LossTerm {
@@ -90,9 +122,25 @@ export interface StepContext {
    * `targets` [n, K] sets soft label targets; a batch that has them can only be replaced by one that
    * carries them on (an error otherwise: the soft targets would be lost silently).
    */
-  replaceBatch(batch: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null }, opts: { transformed: boolean }): void;
-  /** The batch as `role` sees it (its view: resized for cross-quality KD, reshaped to its input). */
-  input(role: string): Tensor;
+  replaceBatch(
+    batch: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null; views?: Readonly<Record<string, Tensor>> | null },
+    opts: { transformed: boolean },
+  ): void;
+  /**
+   * Samplers: set the named image view `name` (`batch.views[name]`), leaving `x` and the other views
+   * as they are. `x` must have the batch's shape (the same samples, in the same order). A view is
+   * always a transformed image: a role reading it gets no teacher-output cache. To continue a view,
+   * read it first: `ctx.batch.views?.[name] ?? ctx.batch.x` (a view starts as the main images as they
+   * are when it is first written). Views survive `replaceBatch` only when it carries them on (`views`).
+   */
+  setView(name: string, x: Tensor): void;
+  /**
+   * The batch as `role` sees it: the role's images — the view its spec names (`input: strong`), else
+   * `x` — with its `view:` applied (resized for cross-quality KD) and reshaped to its input. `view`
+   * picks other images for the role: a view's name (`x` when no plugin wrote it this step), or null
+   * for the main images `x`; for a loss that runs a role on several views itself (`ctx.apply`).
+   */
+  input(role: string, view?: string | null): Tensor;
   /** Inference outside the loss (no gradient), counted in the ledger. `training` selects dropout/BN mode. */
   predict(role: string, x: Tensor, opts?: { training?: boolean }): Tensor;
   /**

@@ -65,6 +65,15 @@ export const ViewSpec = z
   .strict();
 export type ViewSpec = z.output<typeof ViewSpec>;
 
+/**
+ * The name of an image view (`weak`, `strong`): a letter, then letters, digits, `_` or `-`. Written
+ * by sample-stage plugins (`augment/*` with `view: <name>`), read by a role with `input: <name>`.
+ */
+export const ViewName = z
+  .string()
+  .max(64)
+  .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)');
+
 export const RoleSpec = z
   .object({
     /** Zoo id (`kd list` shows them). */
@@ -76,6 +85,11 @@ export const RoleSpec = z
     /** Teachers: train from labels first (cached by the hash of this spec). Students: overrides of `train`. */
     train: TrainOverride.optional(),
     view: ViewSpec.optional(),
+    /**
+     * The image view this role sees (a name an augmentation writes with `view: <name>`): absent, the
+     * batch's main images. Its `view:` (resize) then applies to that view.
+     */
+    input: ViewName.optional(),
     /** Initialisation (and, for a trained teacher, training) seed; default: the run's seed. */
     seed: z.number().int().min(0).optional(),
   })
