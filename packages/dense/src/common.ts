@@ -1,4 +1,5 @@
-import { KdError, type ModelBuildOptions } from '@tfkd/kd-core';
+import { KdError, type ModelBuildOptions, type ModelDefinition } from '@tfkd/kd-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { initializers, layers, type SymbolicTensor } from '@tensorflow/tfjs-layers';
 
 /** Validated common build options of the dense zoo models. */
@@ -62,4 +63,19 @@ export function conv(seed: number, name: string, x: SymbolicTensor, c: ConvSpec)
       biasInitializer: c.bias ? initializers.constant({ value: c.bias }) : 'zeros',
     })
     .apply(x) as SymbolicTensor;
+}
+
+/**
+ * A dense model's three zoo entries: `<id>` and `<id>-student` at the student width, `<id>-teacher` at
+ * the teacher's; each builds with its own name and default width.
+ */
+export function sizedDefinitions(
+  id: string,
+  widths: { student: number; teacher: number },
+  describe: (width: number) => string,
+  taps: string[],
+  build: (o: ModelBuildOptions, name: string, width: number) => LayersModel,
+): [ModelDefinition, ModelDefinition, ModelDefinition] {
+  const def = (name: string, width: number): ModelDefinition => ({ id: name, describe: describe(width), taps, build: (o) => build(o, name, width) });
+  return [def(id, widths.student), def(`${id}-teacher`, widths.teacher), def(`${id}-student`, widths.student)];
 }

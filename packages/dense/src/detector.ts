@@ -8,11 +8,11 @@
  * per side (l, t, r, b) logits of a distribution over the distances 0..n strides (GFL, n = regMax).
  * Outputs, in order: cls_p3, box_p3, cls_p4, box_p4. Taps: c3, c4 (backbone), p3, p4 (neck).
  */
-import type { ModelBuildOptions, ModelDefinition } from '@tfkd/kd-core';
+import type { ModelBuildOptions } from '@tfkd/kd-core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Tensor } from '@tensorflow/tfjs-core';
 import { input, layers, model, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { checkDenseOptions, conv } from './common';
+import { checkDenseOptions, conv, sizedDefinitions } from './common';
 import { makeLayout, type DetectorLayout } from './layout';
 
 export interface DetectorOptions extends ModelBuildOptions {
@@ -60,24 +60,7 @@ const describeDetector = (w: number): string =>
   `FPN-lite neck p3 (stride 4) + p4 (stride 8), per-level tower + cls_<p> [h,w,K] and box_<p> [h,w,4(n+1)] outputs; ` +
   'options width, regMax (8). Taps c3, c4, p3, p4.';
 
-export const detectorDefinition: ModelDefinition = {
-  id: 'detector',
-  describe: describeDetector(8),
-  taps: DETECTOR_TAPS,
-  build: (o) => buildDetector(o, 'detector', 8),
-};
-export const detectorTeacherDefinition: ModelDefinition = {
-  id: 'detector-teacher',
-  describe: describeDetector(16),
-  taps: DETECTOR_TAPS,
-  build: (o) => buildDetector(o, 'detector-teacher', 16),
-};
-export const detectorStudentDefinition: ModelDefinition = {
-  id: 'detector-student',
-  describe: describeDetector(8),
-  taps: DETECTOR_TAPS,
-  build: (o) => buildDetector(o, 'detector-student', 8),
-};
+export const [detectorDefinition, detectorTeacherDefinition, detectorStudentDefinition] = sizedDefinitions('detector', { student: 8, teacher: 16 }, describeDetector, DETECTOR_TAPS, buildDetector);
 
 /** The heads of all levels, flattened: cls [N, L, K] logits and box [N, L, 4, n+1] logits. */
 export interface DetectorHeads {

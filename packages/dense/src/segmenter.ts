@@ -6,9 +6,9 @@
  * `dec2` 3×3·2w ReLU; `up2` = 1×1·w(dec2) bilinear ×2, added to enc1, `dec1` 3×3·w ReLU; `logits`
  * 1×1·K. Taps enc1, enc2, enc3, dec2, dec1. For fashion-scenes K = 11 (background + 10 classes).
  */
-import type { ModelBuildOptions, ModelDefinition } from '@tfkd/kd-core';
+import type { ModelBuildOptions } from '@tfkd/kd-core';
 import { input, layers, model, type LayersModel, type SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { checkDenseOptions, conv } from './common';
+import { checkDenseOptions, conv, sizedDefinitions } from './common';
 
 export interface SegmenterOptions extends ModelBuildOptions {
   /** Base width w (channels w, 2w, 4w). */
@@ -41,21 +41,4 @@ const describeSegmenter = (w: number): string =>
   `Encoder–decoder segmenter, width ${w}: 3 encoder stages (w, 2w, 4w; max-pool 2), bilinear up-sampling with ` +
   'additive 1×1-projected skips, per-pixel logits [H, W, K] (K = 11 for fashion-scenes). Taps enc1, enc2, enc3, dec2, dec1.';
 
-export const segmenterDefinition: ModelDefinition = {
-  id: 'segmenter',
-  describe: describeSegmenter(8),
-  taps: SEGMENTER_TAPS,
-  build: (o) => buildSegmenter(o, 'segmenter', 8),
-};
-export const segmenterTeacherDefinition: ModelDefinition = {
-  id: 'segmenter-teacher',
-  describe: describeSegmenter(16),
-  taps: SEGMENTER_TAPS,
-  build: (o) => buildSegmenter(o, 'segmenter-teacher', 16),
-};
-export const segmenterStudentDefinition: ModelDefinition = {
-  id: 'segmenter-student',
-  describe: describeSegmenter(8),
-  taps: SEGMENTER_TAPS,
-  build: (o) => buildSegmenter(o, 'segmenter-student', 8),
-};
+export const [segmenterDefinition, segmenterTeacherDefinition, segmenterStudentDefinition] = sizedDefinitions('segmenter', { student: 8, teacher: 16 }, describeSegmenter, SEGMENTER_TAPS, buildSegmenter);
