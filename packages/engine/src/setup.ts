@@ -225,6 +225,15 @@ export function checkImageViews(roles: readonly { name: string; spec: RoleSpec; 
     }
   }
   const known = [...writers.keys()];
+  for (const p of plugins) {
+    const missing = (p.requirements.views ?? []).filter((v) => !writers.has(v));
+    if (missing.length === 0) continue;
+    const made = known.length ? `the plugins write the views ${known.map((v) => `'${v}' (${(writers.get(v) as string[]).join(', ')})`).join(', ')}` : 'no plugin writes an image view';
+    throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' reads the image view${missing.length === 1 ? '' : 's'} ${missing.map((v) => `'${v}'`).join(' and ')}, and no plugin writes ${missing.length === 1 ? 'it' : 'them'} (${made})`, {
+      path: p.specPath,
+      fix: `${didYouMean(missing[0], known)}give augmentations \`view: ${missing[0]}\` before '${p.name}' (e.g. \`- use: augment/flip\` \`with: { view: ${missing[0]} }\`), or point the plugin's view options at views the spec makes`,
+    });
+  }
   for (const r of roles) {
     const want = r.spec.input;
     if (want === undefined || writers.has(want)) continue;

@@ -14,6 +14,8 @@ export interface PluginRequirements {
   roles?: string[];
   /** Taps as `role.layerName` (`student.block2`, `teacher.block3`). */
   taps?: string[];
+  /** Named image views the plugin reads (`weak`, `strong`): some plugin before it must write each (checked at start-up). */
+  views?: string[];
 }
 
 /** The bus as one plugin sees it: subscriptions are attributed to the plugin for ordering and errors. */

@@ -1,5 +1,6 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { describePluginContract } from '@tfkd/engine/testing';
+import { VIEW_WRITERS, viewWritersModule } from './__fixtures__/views';
 import { kdModule } from './module';
 
 // The contract-test kit of kd-core, one line per plugin.
@@ -11,3 +12,6 @@ describePluginContract({ module: kdModule, id: 'loss/nkd', options: { temperatur
 describePluginContract({ module: kdModule, id: 'loss/ttm', options: { gamma: 0.1 } });
 describePluginContract({ module: kdModule, id: 'loss/wttm', options: { gamma: 0.2 } });
 describePluginContract({ module: kdModule, id: 'loss/ctkd', options: { lambdaEpochs: 1 }, invalidOptions: { lambdaEpochs: 0 } });
+// MLKD reads the image views `weak` and `strong`: two writers (test fixtures standing in for
+// @tfkd/augment, which depends on this package) come before it in every contract run.
+describePluginContract({ module: kdModule, id: 'loss/mlkd', modules: [viewWritersModule], stack: VIEW_WRITERS, invalidOptions: { weakView: 'same', strongView: 'same' } });

@@ -17,6 +17,21 @@ export { DKD_MASK, dkd, dkdLoss, dkdParts, dkdSchema, dkdWarmup, type DkdOptions
 export { hintonKd, hintonKdLoss, hintonKdSchema, type TemperatureOptions } from './hinton-kd';
 export { logitMse, logitMseLoss, logitMseSchema } from './logit-mse';
 export { LOGIT_STD_EPS, logitStdKd, logitStdKdLoss, logitStdKdSchema, zScoreLogits } from './logit-std-kd';
+export {
+  batchCorrelationLoss,
+  classCorrelationLoss,
+  fractionAtOrBelowPercentile,
+  mlkd,
+  mlkdLogits,
+  mlkdLoss,
+  mlkdMaskFractions,
+  mlkdParts,
+  mlkdSchema,
+  type MlkdLogits,
+  type MlkdOptions,
+  type MlkdParts,
+  type MlkdTerms,
+} from './mlkd';
 export { LOGIT_LOSSES, kdModule, logitLossesModule } from './module';
 export { nkd, nkdLabels, nkdLoss, nkdParts, nkdSchema, nonTargetLogits, type NkdOptions } from './nkd';
 export { softTargetCe, softTargetCeLoss, softTargetCeSchema } from './soft-target-ce';

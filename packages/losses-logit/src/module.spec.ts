@@ -18,10 +18,11 @@ const IDS = [
   'loss/ttm',
   'loss/wttm',
   'loss/ctkd',
+  'loss/mlkd',
 ];
 
 describe('logitLossesModule', () => {
-  it('binds the twelve loss definitions to PLUGIN_DEFINITION', () => {
+  it('binds the thirteen loss definitions to PLUGIN_DEFINITION', () => {
     const c = new Container();
     c.load(logitLossesModule);
     const defs = c.getAll<PluginDefinition>(PLUGIN_DEFINITION);

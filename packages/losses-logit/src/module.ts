@@ -7,6 +7,7 @@ import { dkdLoss } from './dkd';
 import { hintonKdLoss } from './hinton-kd';
 import { logitMseLoss } from './logit-mse';
 import { logitStdKdLoss } from './logit-std-kd';
+import { mlkdLoss } from './mlkd';
 import { nkdLoss } from './nkd';
 import { softTargetCeLoss } from './soft-target-ce';
 import { ttmLoss, wttmLoss } from './ttm';
@@ -25,6 +26,7 @@ export const LOGIT_LOSSES: readonly PluginDefinition[] = [
   ttmLoss,
   wttmLoss,
   ctkdLoss,
+  mlkdLoss,
 ];
 
 /** Binds each definition to kd-core's `PLUGIN_DEFINITION` (a multi-binding). */
