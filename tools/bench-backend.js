@@ -29,6 +29,15 @@
  *   node tools/bench-backend.js --fold [--rounds=5] [--batch=128]   # frozen-teacher forward, batch norms folded vs not, ABAB in-process
  *   node tools/bench-backend.js --engine-teacher [--rounds=5]       # the engine's KD step (Engine.stepper) with kd run's --teacher-worker /
  *                                                                   # --teacher-fold-bn off/on, resnet-teacher -> resnet-student b64, ABCD in-process
+ *   node tools/bench-backend.js --kernel-calls [--only=b,d]         # kernel calls per train step, tf.train.adam vs the fused Adam (no timing)
+ *   node tools/bench-backend.js --ab-fused [--rounds=9] [--only=b,d] # before (tf.train.adam + JS loops) vs after (fused Adam + SIMD loops), ABAB in-process
+ *   node tools/bench-backend.js --run=b [--steps=40]                # one step kind in its own process, then exit (whole-process timing from outside)
+ *
+ * Options of every mode: --adam=tfjs (the steps' optimizer: tf.train.adam; default: kd-core's
+ * FusedAdamOptimizer, bit-identical results), --simd=off (@tfkd/backend-wasm-train's JS loops instead
+ * of its wasm SIMD loops, same results), --relu-grad=tfjs (ReLU's gradient as tfjs's Step → Cast →
+ * Multiply instead of the one-kernel TfkdReluGrad, same results), --from-source (load the @tfkd
+ * packages from their TypeScript sources, build nothing), --threads=N.
  *
  * To add another implementation of a step (e.g. the "framework" column), push an entry onto
  * `IMPLEMENTATIONS` with the same `build(tf)` contract: returns { step(): void, dispose(): void }.
@@ -40,7 +49,6 @@ const fs = require('fs');
 const { execFileSync } = require('child_process');
 
 const ROOT = path.resolve(__dirname, '..');
-const PKG = path.join(ROOT, 'packages/backend-wasm-train');
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(`--${name}`);
 const option = (name, dflt) => {
@@ -48,9 +56,43 @@ const option = (name, dflt) => {
   return a ? a.slice(name.length + 3) : dflt;
 };
 
+/**
+ * --from-source: load the @tfkd packages from their TypeScript sources (SWC, as jest does) instead of
+ * their dist folders — nothing is built. Otherwise each package's dist (built by ensureBuilt).
+ */
+const FROM_SOURCE = flag('from-source');
+if (FROM_SOURCE) require(path.join(ROOT, 'packages/cli/src/__fixtures__/register-source.js'));
+/** `pkg('engine', 'node')` = @tfkd/engine/node, from src or dist. */
+function pkg(name, sub = '') {
+  return FROM_SOURCE ? require(`@tfkd/${name}${sub ? `/${sub}` : ''}`) : require(path.join(ROOT, 'packages', name, 'dist', sub));
+}
+
+/**
+ * The steps' optimizer: `--adam=fused` (default; kd-core's FusedAdamOptimizer, what the engine's
+ * makeOptimizer makes: one kernel call per step, bit-identical to tfjs Adam) or `--adam=tfjs`
+ * (tf.train.adam, ~15 kernel calls per variable — the optimizer before #19's fused update).
+ */
+let adamChoice = option('adam', 'fused');
+function makeAdam(tf, lr = 1e-3) {
+  if (adamChoice === 'tfjs') return tf.train.adam(lr);
+  const { FusedAdamOptimizer } = pkg('kd-core');
+  if (FusedAdamOptimizer == null) throw new Error('kd-core has no FusedAdamOptimizer: rebuild @tfkd/kd-core (and @tfkd/backend-wasm-train), or pass --from-source');
+  return new FusedAdamOptimizer(lr);
+}
+/** Builds with the given Adam ('tfjs' | 'fused') whatever --adam says. */
+function withAdam(which, build) {
+  const keep = adamChoice;
+  adamChoice = which;
+  try {
+    return build();
+  } finally {
+    adamChoice = keep;
+  }
+}
+
 /** Builds kd-core and the engine (if they have no dist) and this package (incremental tsc), unless --no-build. */
 function ensureBuilt() {
-  if (flag('no-build')) return;
+  if (flag('no-build') || FROM_SOURCE) return;
   const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
   for (const dir of ['packages/kd-core', 'packages/engine', 'packages/backend-wasm-train']) {
     const abs = path.join(ROOT, dir);
@@ -139,7 +181,7 @@ function buildMlpKd(tf) {
   const teacher = mlp(tf, [784, 1200, 1200, 10], 1, false);
   const student = mlp(tf, [784, 128, 128, 10], 100, true);
   const { x, y } = batchData(tf, [128, 784], 10, 7);
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   const vars = params(student.layers);
   return {
     step() {
@@ -163,7 +205,7 @@ function buildCnn(tf) {
     d: dense(tf, 5 * 5 * 32, 10, 13, true),
   };
   const { x, y } = batchData(tf, [64, 28, 28, 1], 10, 8);
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   const vars = params(p);
   const forward = (inp) => {
     let h = tf.maxPool(tf.relu(tf.add(tf.conv2d(inp, p.c1.w, 1, 'valid'), p.c1.b)), 2, 2, 'valid');
@@ -213,7 +255,7 @@ function buildResnetKd(tf) {
   const teacher = resnet(tf, [32, 64, 128], 300, false);
   const student = resnet(tf, [16, 32, 64], 400, true);
   const { x, y } = batchData(tf, [64, 28, 28, 1], 10, 9);
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   const vars = params(student.p);
   return {
     step() {
@@ -242,9 +284,9 @@ const STEPS = [
  * batch norm; the hand-written (c) has none, so (c) compares similar, not identical, networks.
  */
 async function buildFramework(tf, id) {
-  const { RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
-  const { prepareRun } = require(path.join(ROOT, 'packages/engine/dist'));
-  const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
+  const { RunSpec } = pkg('kd-core');
+  const { prepareRun } = pkg('engine');
+  const { defaultRegistry } = pkg('cli');
   const adam = { name: 'adam', lr: 1e-3, weightDecay: 0 };
   const kd = [{ use: 'loss/cross-entropy' }, { use: 'loss/hinton-kd', with: { temperature: 4 } }];
   const teacherTrain = { epochs: 1, maxBatches: 1, batchSize: 64, optimizer: adam };
@@ -282,7 +324,7 @@ async function buildFramework(tf, id) {
  * framework column).
  */
 function buildLayersLoop(tf, id) {
-  const { MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const { MODEL_ZOO } = pkg('models');
   const zoo = (name, options = {}) =>
     MODEL_ZOO.find((d) => d.id === name).build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1, ...options });
   const setups = {
@@ -293,7 +335,7 @@ function buildLayersLoop(tf, id) {
   const { student, teacher, batch } = setups[id];
   const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 3);
   const vars = student.trainableWeights.map((w) => w.read());
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   return {
     step() {
       tf.tidy(() => {
@@ -333,8 +375,9 @@ const IMPLEMENTATIONS = [
 async function runBackend(backend, threads) {
   const tf = require('@tensorflow/tfjs');
   if (backend === 'wasm') {
-    const { initWasmBackend, wasmThreadsCount } = require(path.join(PKG, 'dist'));
+    const { initWasmBackend, registerWasmTrainingKernels, wasmThreadsCount } = pkg('backend-wasm-train');
     if (!(await initWasmBackend({ threads }))) throw new Error('wasm backend failed to initialise');
+    applyKernelOptions(registerWasmTrainingKernels);
     threads = wasmThreadsCount();
   } else {
     await tf.setBackend('cpu');
@@ -379,7 +422,7 @@ function table(rows, threadRows) {
 // Conv steps (#19): cnn-large train / forward, cnn-large -> cnn-small KD (sequential and overlapped).
 
 function zooModel(name) {
-  const { MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const { MODEL_ZOO } = pkg('models');
   return MODEL_ZOO.find((d) => d.id === name).build({ inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
 }
 
@@ -407,7 +450,7 @@ function buildCnnLargeTrain(tf, batch = 128) {
   const m = zooModel('cnn-large');
   const { x, y } = batchData(tf, [batch, 28, 28, 1], 10, 21);
   const vars = m.trainableWeights.map((w) => w.read());
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   return {
     step() {
       tf.tidy(() => {
@@ -449,11 +492,11 @@ async function buildCnnKd(tf, mode, batch = 128, nBatches = 4) {
   const student = zooModel('cnn-small');
   const data = convData(tf, batch, nBatches);
   const vars = student.trainableWeights.map((w) => w.read());
-  const opt = tf.train.adam(1e-3);
+  const opt = makeAdam(tf);
   const fixedT = mode === 'student' ? data.order.map((idx) => tf.tidy(() => teacher.apply(data.gather(idx).x, { training: false }))) : null;
   let worker = null;
   if (mode === 'overlap') {
-    const { TeacherWorker } = require(path.join(ROOT, 'packages/engine/dist/node/teacher-worker'));
+    const { TeacherWorker } = pkg('engine', 'node');
     worker = await TeacherWorker.start({ model: teacher, images: data.images, sampleShape: [28, 28, 1], maxBatch: batch });
   }
   let k = 0;
@@ -518,9 +561,24 @@ async function timeBuilt(tf, s, n) {
 }
 
 async function initWasm(threads) {
-  const { initWasmBackend, wasmThreadsCount } = require(path.join(PKG, 'dist'));
+  const { initWasmBackend, registerWasmTrainingKernels, wasmThreadsCount } = pkg('backend-wasm-train');
   if (!(await initWasmBackend({ threads }))) throw new Error('wasm backend failed to initialise');
+  applyKernelOptions(registerWasmTrainingKernels);
   return wasmThreadsCount();
+}
+
+/** --simd and --relu-grad, after the wasm backend is up. */
+function applyKernelOptions(registerWasmTrainingKernels) {
+  // --simd=off: the package's JS loops instead of its wasm SIMD loops (same results).
+  if (option('simd', 'on') === 'off') registerWasmTrainingKernels({ simd: false });
+  // ReLU's gradient: the one-kernel TfkdReluGrad (default here, as in the engine's wasm provider;
+  // opt-in in the package), or with --relu-grad=tfjs tfjs's Step → Cast → Multiply (same results).
+  useFusedReluGrad(option('relu-grad', 'fused') !== 'tfjs');
+}
+
+/** The one-kernel ReLU gradient on (true) or tfjs's three kernels (false). */
+function useFusedReluGrad(on) {
+  pkg('backend-wasm-train').registerWasmTrainingKernels({ fusedReluGradient: on });
 }
 
 /** --conv: every conv step, in rounds (each round times every step once: ABAB across steps). */
@@ -723,7 +781,13 @@ async function profileMain() {
     cpu = require('os').cpus()[0]?.model ?? '';
   }
   console.log(`Profile ${new Date().toISOString()}, ${cpu}, ${require('os').cpus().length} cpus, wasm x${threads}, batch ${batch}, load ${loadavg()}`);
-  for (const [label, s] of [['cnn-large train step', buildCnnLargeTrain(tf, batch)], ['cnn-large forward', buildCnnLargeForward(tf, batch)]]) {
+  const cases = [
+    ['(b) small CNN train step, b64', () => buildCnn(tf)],
+    ['cnn-large train step', () => buildCnnLargeTrain(tf, batch)],
+    ['cnn-large forward', () => buildCnnLargeForward(tf, batch)],
+  ];
+  for (const [label, build] of cases) {
+    const s = build();
     s.step();
     s.step();
     const t0 = process.hrtime.bigint();
@@ -741,7 +805,7 @@ async function profileMain() {
       agg.set(k.name, a);
     }
     const inner = new Set(['Conv2D', 'Transpose', 'PadV2', 'Slice', 'Reverse', 'Reshape', 'Concat', 'BatchMatMul']);
-    console.log(`\n${label}, b${batch}: ${wall.toFixed(1)} ms/step (wall, mean of 3); ${prof.kernels.length} kernel calls (nested ones included)\n`);
+    console.log(`\n${label}${label.startsWith('cnn-large') ? `, b${batch}` : ''}: ${wall.toFixed(1)} ms/step (wall, mean of 3); ${prof.kernels.length} kernel calls (nested ones included)\n`);
     console.log('| kernel | ms | calls |');
     console.log('|---|---:|---:|');
     for (const [name, a] of [...agg].sort((p, q) => q[1].ms - p[1].ms)) {
@@ -760,7 +824,7 @@ async function profileMain() {
  */
 async function abKernelsMain() {
   const tf = require('@tensorflow/tfjs');
-  const { registerWasmTrainingKernels } = require(path.join(PKG, 'dist'));
+  const { registerWasmTrainingKernels } = pkg('backend-wasm-train');
   await initWasm(1);
   const names = ['MaxPoolGrad', 'Sum', 'Identity'];
   registerWasmTrainingKernels({ replaceSlowKernels: false });
@@ -810,7 +874,7 @@ async function abKernelsMain() {
 async function foldMain() {
   const tf = require('@tensorflow/tfjs');
   const threads = await initWasm(Number(option('threads', '1')));
-  const { foldBatchNorm, MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const { foldBatchNorm, MODEL_ZOO } = pkg('models');
   const rounds = Number(option('rounds', '5'));
   const batch = Number(option('batch', '128'));
   const n = flag('quick') ? 1 : 3;
@@ -866,11 +930,11 @@ async function foldMain() {
 async function engineTeacherMain() {
   const tf = require('@tensorflow/tfjs');
   const threads = await initWasm(Number(option('threads', '1')));
-  const { RunSpec } = require(path.join(ROOT, 'packages/kd-core/dist'));
-  const { Engine } = require(path.join(ROOT, 'packages/engine/dist'));
-  const { teacherWorkerSource } = require(path.join(ROOT, 'packages/engine/dist/node'));
-  const { defaultRegistry } = require(path.join(ROOT, 'packages/cli/dist'));
-  const { foldBatchNorm, MODEL_ZOO } = require(path.join(ROOT, 'packages/models/dist'));
+  const { RunSpec } = pkg('kd-core');
+  const { Engine } = pkg('engine');
+  const { teacherWorkerSource } = pkg('engine', 'node');
+  const { defaultRegistry } = pkg('cli');
+  const { foldBatchNorm, MODEL_ZOO } = pkg('models');
   const rounds = Number(option('rounds', '5'));
   const batch = Number(option('batch', '64'));
   const n = flag('quick') ? 1 : 4;
@@ -928,7 +992,120 @@ async function engineTeacherMain() {
   process.exit(0);
 }
 
+/** The steps the #19 modes below know, by id. */
+const NAMED_STEPS = {
+  a: { name: '(a) Hinton MLP KD step b128', build: (tf) => buildMlpKd(tf) },
+  b: { name: '(b) small CNN train step b64', build: (tf) => buildCnn(tf) },
+  c: { name: '(c) ResNet KD step b64', build: (tf) => buildResnetKd(tf) },
+  d: { name: 'cnn-large train step b128', build: (tf) => buildCnnLargeTrain(tf) },
+  'layers-b': { name: 'cnn-small (zoo) train step b64, layers loop', build: (tf) => buildLayersLoop(tf, 'b') },
+};
+
+/** Kernel calls of one step (tf.profile; nested calls inside composed kernels included), by kernel. */
+async function kernelCalls(tf, step) {
+  const prof = await tf.profile(() => step());
+  const by = new Map();
+  for (const k of prof.kernels) by.set(k.name, (by.get(k.name) ?? 0) + 1);
+  return { total: prof.kernels.length, by: [...by].sort((p, q) => q[1] - p[1] || (p[0] < q[0] ? -1 : 1)) };
+}
+
+/**
+ * --kernel-calls [--only=b,d]: kernel calls per train step with tfjs's Adam and with the fused one
+ * (the count the #19 work is judged by; time-free, so it can be taken on a loaded machine).
+ */
+async function kernelCallsMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const ids = option('only', 'b,d').split(',');
+  console.log(`Kernel calls per train step, wasm x${threads}, ${new Date().toISOString()} (tf.profile; calls inside composed kernels included)\n`);
+  for (const id of ids) {
+    const row = {};
+    for (const adam of ['tfjs', 'fused']) {
+      const s = withAdam(adam, () => NAMED_STEPS[id].build(tf));
+      s.step();
+      s.step();
+      row[adam] = await kernelCalls(tf, () => s.step());
+      s.dispose();
+    }
+    console.log(`${NAMED_STEPS[id].name}: ${row.tfjs.total} kernel calls with tf.train.adam → ${row.fused.total} with the fused Adam`);
+    for (const adam of ['tfjs', 'fused']) console.log(`  ${adam}: ${row[adam].by.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  }
+  process.exit(0);
+}
+
+/**
+ * --ab-fused [--rounds=9] [--only=b,d] [--threads=N]: the #19 speed work against its baseline in one
+ * process, alternated step by step (A B A B ...): A = tf.train.adam, the JS loops of MaxPoolGrad/Sum
+ * and tfjs's 3-kernel ReLU gradient (before), B = the fused Adam, the wasm SIMD loops and the one-kernel
+ * ReLU gradient (after). Each side has its own model and optimizer. (The one-pass first-layer dW is in both.)
+ */
+async function abFusedMain() {
+  const tf = require('@tensorflow/tfjs');
+  const { registerWasmTrainingKernels } = pkg('backend-wasm-train');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const rounds = Number(option('rounds', '9'));
+  const ids = option('only', 'b,d').split(',');
+  process.stderr.write(`ab-fused: wasm x${threads}, ${rounds} pairs per step, load ${loadavg()}\n`);
+  for (const id of ids) {
+    const sides = [
+      { label: 'before', simd: false, s: withAdam('tfjs', () => NAMED_STEPS[id].build(tf)), ms: [] },
+      { label: 'after', simd: true, s: withAdam('fused', () => NAMED_STEPS[id].build(tf)), ms: [] },
+    ];
+    const use = (side) => {
+      registerWasmTrainingKernels({ simd: side.simd });
+      useFusedReluGrad(side.simd);
+    };
+    for (const side of sides) {
+      use(side);
+      side.s.step();
+      side.s.step();
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const side of sides) {
+        use(side);
+        const t0 = process.hrtime.bigint();
+        side.s.step();
+        side.ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    use(sides[1]);
+    const ratios = sides[1].ms.map((v, i) => v / sides[0].ms[i]);
+    console.log(`${NAMED_STEPS[id].name}: before (tf.train.adam, JS MaxPoolGrad/Sum loops, 3-kernel ReLU gradient) ${median(sides[0].ms).toFixed(1)} ms, after (fused Adam, SIMD loops, fused ReLU gradient) ${median(sides[1].ms).toFixed(1)} ms, ratio after/before ${median(ratios).toFixed(2)} (per pair ${spread(ratios)}), ${rounds} pairs, wasm x${threads}, load ${loadavg()}`);
+    sides.forEach((side) => side.s.dispose());
+  }
+  process.exit(0);
+}
+
+/**
+ * --run=<a|b|c|d> [--steps=N] [--adam=tfjs|fused] [--simd=off] [--relu-grad=tfjs] [--threads=N]: one step kind, N steps
+ * after 2 warm-ups, then exit — for timing whole processes from outside (before/after as two commands).
+ */
+async function runOneMain() {
+  const tf = require('@tensorflow/tfjs');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const id = option('run', 'b');
+  const n = Number(option('steps', '40'));
+  const s = NAMED_STEPS[id].build(tf);
+  const r = timeSteps(id, 'wasm', () => s.step(), n, 2);
+  s.dispose();
+  console.log(`${NAMED_STEPS[id].name}: ${r.ms.toFixed(2)} ms/step over ${n} steps, wasm x${threads}, adam ${adamChoice}, simd ${option('simd', 'on')}, relu-grad ${option('relu-grad', 'fused')}${r.leak ? ' LEAK' : ''}`);
+  await tf.removeBackend?.('wasm');
+  process.exit(r.leak ? 1 : 0);
+}
+
 async function main() {
+  if (flag('kernel-calls')) {
+    ensureBuilt();
+    return kernelCallsMain();
+  }
+  if (flag('ab-fused')) {
+    ensureBuilt();
+    return abFusedMain();
+  }
+  if (args.some((a) => a.startsWith('--run='))) {
+    ensureBuilt();
+    return runOneMain();
+  }
   if (flag('engine-teacher')) {
     ensureBuilt();
     return engineTeacherMain();

@@ -85,6 +85,33 @@ describe('Conv2DBackpropFilter on wasm', () => {
     expect(await compare(c)).toBeLessThanOrEqual(1e-5);
   });
 
+  it.each<[string, Partial<Case>]>([
+    ['a first layer: 1 channel, 28x28, valid (the small CNN)', { n: 6, h: 28, w: 28, cin: 1, cout: 16, pad: 'valid' }],
+    ['a first layer: 1 channel, 28x28, same', { n: 4, h: 28, w: 28, cin: 1, cout: 32, pad: 'same' }],
+    ['3 channels, 5x5 filter, explicit padding', { n: 3, h: 12, w: 11, cin: 3, cout: 6, fh: 5, fw: 5, pad: [2, 1] }],
+    ['4 channels, padding larger than the filter reach', { n: 2, h: 4, w: 5, cin: 4, cout: 3, fh: 2, fw: 3, pad: 2 }],
+  ])('im2col path (Cin <= 4, stride 1): %s', async (_name, over) => {
+    const c: Case = { n: 2, h: 7, w: 9, cin: 1, cout: 4, fh: 3, fw: 3, stride: 1, dil: 1, pad: 'same', seed: 11, ...over };
+    expect(await compare(c)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('im2col path: two kernel calls (itself and one BatchMatMul), and no leak over 100 calls', async () => {
+    await useBackend('wasm');
+    const x = tf.tensor(plain([4, 12, 12, 1], 5).values, [4, 12, 12, 1]);
+    const dy = tf.tensor(plain([4, 10, 10, 8], 6).values, [4, 10, 10, 8]);
+    const attrs = { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 1, 8] };
+    const prof = await tf.profile(() => tf.engine().runKernel<tf.Tensor>(K, { x, dy }, attrs).dispose());
+    expect(prof.kernels.map((k) => k.name)).toEqual(['BatchMatMul', K]);
+    const before = memorySnapshot();
+    for (let i = 0; i < 100; i++) tf.engine().runKernel<tf.Tensor>(K, { x, dy }, attrs).dispose();
+    expect(memorySnapshot()).toEqual(before);
+    const out = tf.engine().runKernel<tf.Tensor>(K, { x, dy }, attrs);
+    expect(out.shape).toEqual([3, 3, 1, 8]);
+    expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers + 1);
+    out.dispose();
+    tf.dispose([x, dy]);
+  });
+
   it('rejects NCHW with a KdError that says how to fix it', async () => {
     await useBackend('wasm');
     const x = tf.zeros([1, 2, 5, 5]);

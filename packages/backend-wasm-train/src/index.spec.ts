@@ -1,7 +1,7 @@
 import { tf, useBackend } from './__fixtures__/harness';
-import { initWasmBackend, registerWasmTrainingKernels, WASM_KERNEL_REPLACEMENTS, WASM_TRAINING_KERNELS, wasmThreadsCount } from './index';
+import { initWasmBackend, registerWasmTrainingKernels, WASM_KERNEL_REPLACEMENTS, WASM_FUSED_KERNELS, WASM_TRAINING_KERNELS, wasmThreadsCount } from './index';
 import { conv2DBackpropInputWasmConfig } from './conv2d-backprop-input';
-import { prepareNodeThreads } from './threads';
+import { capturedSharedMemory, prepareNodeThreads } from './threads';
 
 /** Kernels we do not need for training (complex numbers, FFT, ragged, strings, drawing). */
 const NOT_NEEDED = new Set([
@@ -26,14 +26,15 @@ describe('registration', () => {
   it('is idempotent and returns the kernel names', () => {
     const first = registerWasmTrainingKernels();
     const second = registerWasmTrainingKernels();
-    expect(first).toEqual([...WASM_TRAINING_KERNELS, ...WASM_KERNEL_REPLACEMENTS]);
+    expect(first).toEqual([...WASM_TRAINING_KERNELS, ...WASM_FUSED_KERNELS, ...WASM_KERNEL_REPLACEMENTS]);
+    expect(WASM_FUSED_KERNELS).toEqual(['TfkdFusedAdam', 'TfkdFusedSgd', 'TfkdReluGrad']);
     expect(second).toEqual(first);
   });
 
   it('replaces the slow native Conv2DBackpropInput, and can restore it', () => {
     registerWasmTrainingKernels();
     expect(tf.getKernel('Conv2DBackpropInput', 'wasm')?.kernelFunc).toBe(conv2DBackpropInputWasmConfig.kernelFunc);
-    expect(registerWasmTrainingKernels({ replaceSlowKernels: false })).toEqual([...WASM_TRAINING_KERNELS]);
+    expect(registerWasmTrainingKernels({ replaceSlowKernels: false })).toEqual([...WASM_TRAINING_KERNELS, ...WASM_FUSED_KERNELS]);
     const native = tf.getKernel('Conv2DBackpropInput', 'wasm');
     expect(native?.kernelFunc).not.toBe(conv2DBackpropInputWasmConfig.kernelFunc);
     registerWasmTrainingKernels();
@@ -78,14 +79,21 @@ describe('initWasmBackend', () => {
     const os = require('os') as typeof import('os');
     const cpus = os.cpus().length;
     const create = URL.createObjectURL;
+    const wa = (globalThis as unknown as { WebAssembly: { Memory: new (d: object) => object } }).WebAssembly;
+    const Memory = wa.Memory;
     const calls: number[] = [];
     const restore = prepareNodeThreads({ setThreadsCount: (n) => calls.push(n) }, 3);
     expect(restore).not.toBeNull();
     expect(os.cpus()).toHaveLength(6);
     expect(calls).toEqual([3]);
+    // The shared memory the threaded build creates is recorded (the SIMD loops are instantiated on it).
+    const shared = new wa.Memory({ initial: 1, maximum: 2, shared: true });
+    expect(shared).toBeInstanceOf(Memory);
+    expect(capturedSharedMemory()).toBe(shared);
     restore?.();
     expect(os.cpus()).toHaveLength(cpus);
     expect(URL.createObjectURL).toBe(create);
+    expect(wa.Memory).toBe(Memory);
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   });
 });

@@ -4,9 +4,10 @@
  */
 import { registerWasmTrainingKernels } from './register';
 
-export { registerWasmTrainingKernels, WASM_KERNEL_REPLACEMENTS, WASM_TRAINING_KERNELS } from './register';
+export { registerWasmTrainingKernels, WASM_KERNEL_REPLACEMENTS, WASM_FUSED_KERNELS, WASM_TRAINING_KERNELS } from './register';
 export type { RegisterOptions } from './register';
 export { initWasmBackend, wasmThreadsCount } from './init';
+export { fusedReluGradient, RELU_GRAD_KERNEL } from './relu-grad';
 export type { InitWasmOptions } from './init';
 export { conv2DBackpropFilterWasm } from './conv2d-backprop-filter';
 export type { Conv2DBackpropFilterWasmAttrs } from './conv2d-backprop-filter';

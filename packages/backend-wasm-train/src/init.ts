@@ -10,6 +10,8 @@ export interface InitWasmOptions {
    * one thread. Only effective if the wasm backend has not been initialised yet in this process.
    */
   threads?: number;
+  /** Use the one-kernel ReLU gradient (see `RegisterOptions.fusedReluGradient`); unchanged when absent. */
+  fusedReluGradient?: boolean;
 }
 
 let lastThreads = 0;
@@ -39,7 +41,7 @@ export async function initWasmBackend(opts: InitWasmOptions = {}): Promise<boole
   } catch {
     return false;
   }
-  registerWasmTrainingKernels();
+  registerWasmTrainingKernels(opts.fusedReluGradient != null ? { fusedReluGradient: opts.fusedReluGradient } : {});
   const threads = Math.max(1, Math.floor(opts.threads ?? 1));
   const fresh = findBackend('wasm') == null;
   const restore = fresh && threads > 1 ? prepareNodeThreads(wasm, threads) : null;

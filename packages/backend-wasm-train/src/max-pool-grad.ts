@@ -4,9 +4,13 @@
  * One pass over the output windows on the wasm heap: for each window the argmax of `x` per channel
  * (first maximum in row-major window order, strict `>`, so NaN is never picked and ties go to the
  * first position — the cpu backend's rule), then dx[argmax] += dy. NHWC, any filter/stride/pad.
+ * Channels in groups of 4 go through the wasm SIMD loop of simd.ts (same rule, 4 lanes per compare;
+ * ~10x fewer instructions than this JS loop); the channels past the last multiple of 4, and every
+ * channel where SIMD is not available, through the JS loop below.
  */
 import { backend_util, MaxPoolGrad, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 import { assertFloat, type WasmHeapBackend } from './kernel-utils';
+import { simdKernels } from './simd';
 
 interface MaxPoolGradAttrs {
   filterSize: number | [number, number];
@@ -39,6 +43,34 @@ export function maxPoolGradWasm(args: {
   dx.fill(0);
   const xv = backend.typedArrayFromHeap(x) as Float32Array;
   const dyv = backend.typedArrayFromHeap(dy) as Float32Array;
+  const simd = dx.length > 0 ? simdKernels(backend) : null;
+  const c4 = simd ? c - (c % 4) : 0;
+  if (simd && c4 > 0) {
+    simd.maxPoolGrad(xv.byteOffset, dyv.byteOffset, dx.byteOffset, n, h, w, c, oh, ow, sh, sw, fh, fw, top, left, c4);
+    if (c4 === c) return out;
+  }
+  jsLoop(xv, dyv, dx, { n, h, w, c, oh, ow, sh, sw, fh, fw, top, left }, c4);
+  return out;
+}
+
+interface PoolGeometry {
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+  oh: number;
+  ow: number;
+  sh: number;
+  sw: number;
+  fh: number;
+  fw: number;
+  top: number;
+  left: number;
+}
+
+/** Channels [from, c) of MaxPoolGrad in plain JS (dx zeroed by the caller). */
+function jsLoop(xv: Float32Array, dyv: Float32Array, dx: Float32Array, g: PoolGeometry, from: number): void {
+  const { n, h, w, c, oh, ow, sh, sw, fh, fw, top, left } = g;
   const best = new Float32Array(c);
   const where = new Int32Array(c);
   for (let b = 0; b < n; b++) {
@@ -54,7 +86,7 @@ export function maxPoolGradWasm(args: {
         for (let r = r0; r < r1; r++) {
           for (let q = c0; q < c1; q++) {
             const base = xb + (r * w + q) * c;
-            for (let d = 0; d < c; d++) {
+            for (let d = from; d < c; d++) {
               const v = xv[base + d];
               if (v > best[d]) {
                 best[d] = v;
@@ -64,14 +96,13 @@ export function maxPoolGradWasm(args: {
           }
         }
         const dyBase = ((b * oh + i) * ow + j) * c;
-        for (let d = 0; d < c; d++) {
+        for (let d = from; d < c; d++) {
           const at = where[d];
           if (at >= 0) dx[at] += dyv[dyBase + d];
         }
       }
     }
   }
-  return out;
 }
 
 export const maxPoolGradWasmConfig: KernelConfig = {

@@ -25,6 +25,9 @@ import { wrapBatchMatMul } from './batch-matmul';
 import { makeIdentityWasm } from './identity';
 import { maxPoolGradWasmConfig } from './max-pool-grad';
 import { wrapSum } from './sum';
+import { fusedAdamWasmConfig, fusedSgdWasmConfig } from './optimizer-kernels';
+import { reluGradWasmConfig, setFusedReluGradient } from './relu-grad';
+import { setSimdKernels } from './simd';
 
 /** The kernels tfjs-backend-wasm 4.22 lacks for training, which this package provides. */
 export const WASM_TRAINING_KERNELS: readonly string[] = Object.freeze([
@@ -33,6 +36,18 @@ export const WASM_TRAINING_KERNELS: readonly string[] = Object.freeze([
   DepthwiseConv2dNativeBackpropInput,
   UnsortedSegmentSum,
   Einsum,
+]);
+
+/**
+ * Fused kernels this package adds: those of @tfkd/kd-core's fused optimizers (`FusedAdamOptimizer`,
+ * `FusedMomentumOptimizer`, `FusedSGDOptimizer`, what `makeOptimizer` makes: one call per step
+ * instead of 2–15 per variable) and ReLU's gradient in one pass (relu-grad.ts; used once
+ * `fusedReluGradient: true` has replaced tfjs-core's `Relu` gradient).
+ */
+export const WASM_FUSED_KERNELS: readonly string[] = Object.freeze([
+  fusedAdamWasmConfig.kernelName,
+  fusedSgdWasmConfig.kernelName,
+  reluGradWasmConfig.kernelName,
 ]);
 
 /** wasm kernels that exist but are slow enough to dominate training; replaced by default. */
@@ -44,6 +59,9 @@ const CONFIGS: readonly KernelConfig[] = [
   depthwiseConv2dNativeBackpropInputWasmConfig,
   unsortedSegmentSumWasmConfig,
   einsumWasmConfig,
+  fusedAdamWasmConfig,
+  fusedSgdWasmConfig,
+  reluGradWasmConfig,
 ];
 const REPLACEMENTS: readonly KernelConfig[] = [conv2DBackpropInputWasmConfig, maxPoolGradWasmConfig];
 /** Replacements that wrap the native kernel (built once the native one is known). */
@@ -58,6 +76,17 @@ const wrapped = new Map<string, KernelConfig>();
 export interface RegisterOptions {
   /** Replace the slow native kernels in {@link WASM_KERNEL_REPLACEMENTS} (default true). */
   replaceSlowKernels?: boolean;
+  /**
+   * Use the wasm SIMD loops (MaxPoolGrad, the fused Adam update) where the backend's memory can be
+   * reached (default true; `false` runs the same kernels' JS loops — same results, for A/B timing).
+   */
+  simd?: boolean;
+  /**
+   * Replace tfjs-core's `Relu` gradient (Step → Cast → Multiply) by the one-kernel `TfkdReluGrad` on
+   * wasm (same values bit for bit; other backends keep tfjs's expression). Default: unchanged (off
+   * until set); `false` puts tfjs's gradient back. See relu-grad.ts.
+   */
+  fusedReluGradient?: boolean;
 }
 
 /**
@@ -69,6 +98,8 @@ export interface RegisterOptions {
  * originals.
  */
 export function registerWasmTrainingKernels(opts: RegisterOptions = {}): string[] {
+  if (opts.simd != null) setSimdKernels(opts.simd);
+  if (opts.fusedReluGradient != null) setFusedReluGradient(opts.fusedReluGradient);
   const names: string[] = [];
   for (const config of CONFIGS) {
     const existing = getKernel(config.kernelName, 'wasm');

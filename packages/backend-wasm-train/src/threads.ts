@@ -14,6 +14,7 @@ import { env } from '@tensorflow/tfjs-core';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { wasmApi, type WasmMemory, type WasmMemoryDescriptor } from './wasm-api';
 
 // The live module object (not an import-star copy): emscripten reads `require('os').cpus()`.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -72,11 +73,42 @@ export function prepareNodeThreads(wasm: ThreadsModule, threads: number): (() =>
   os.cpus = () => Array.from({ length: 2 * threads }, (_, i) => real[i % real.length]);
   env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
   wasm.setThreadsCount(threads);
+  const restoreMemory = captureSharedMemory();
   return () => {
     URL.createObjectURL = origCreate;
     os.cpus = origCpus;
+    restoreMemory();
   };
 }
+
+let sharedMemory: WasmMemory | null = null;
+
+/**
+ * The shared WebAssembly.Memory the threaded build created while the backend initialised (null before,
+ * or single-threaded). The threaded emscripten module does not expose its memory (it imports it), but
+ * this package's SIMD loops (simd.ts) must be instantiated on it.
+ */
+export function capturedSharedMemory(): WasmMemory | null {
+  return sharedMemory;
+}
+
+/** Until the returned undo runs, records every shared memory created (emscripten makes one, in the factory). */
+function captureSharedMemory(): () => void {
+  const wa = wasmApi();
+  if (wa == null) return () => undefined;
+  const Original = wa.Memory;
+  const Capturing = function (descriptor: WasmMemoryDescriptor) {
+    const memory = new Original(descriptor);
+    if (descriptor?.shared) sharedMemory = memory;
+    return memory;
+  } as unknown as WasmApiMemory;
+  Capturing.prototype = Original.prototype;
+  wa.Memory = Capturing;
+  return () => {
+    if (wa.Memory === Capturing) wa.Memory = Original;
+  };
+}
+type WasmApiMemory = NonNullable<ReturnType<typeof wasmApi>>['Memory'];
 
 /** Undo of {@link prepareNodeThreads} after a failed initialisation: back to single-threaded. */
 export function disableThreads(wasm: ThreadsModule): void {

@@ -1,6 +1,7 @@
 /**
  * The hot-path replacements of #19: MaxPoolGrad (replaced), Sum (wrapped: leading-axes float32
- * reductions on the heap), Identity (shares data instead of copying). Property tests against the
+ * reductions on the heap), Identity (shares data instead of copying); MaxPoolGrad's and Sum's wasm
+ * SIMD loops against their JS loops (same bits). Property tests against the
  * cpu backend (<= 1e-5 relative), leak tests, an end-to-end conv+bias+ReLU+max-pool+dense
  * gradient against cpu, and the native kernels still usable after `replaceSlowKernels: false`.
  */
@@ -8,6 +9,8 @@ import fc from 'fast-check';
 import { tidyValue } from '@tfkd/kd-core/testing';
 import { FC_SEED, memorySnapshot, plain, relErr, runOn, tf, useBackend, type Plain } from './__fixtures__/harness';
 import { initWasmBackend, registerWasmTrainingKernels } from './index';
+import { FusedAdamOptimizer } from '@tfkd/kd-core';
+import { simdKernels } from './simd';
 
 beforeAll(async () => {
   expect(await initWasmBackend()).toBe(true);
@@ -35,7 +38,8 @@ const poolArb = fc
     n: fc.integer({ min: 1, max: 3 }),
     h: fc.integer({ min: 2, max: 9 }),
     w: fc.integer({ min: 2, max: 9 }),
-    c: fc.integer({ min: 1, max: 5 }),
+    // 1–5: the JS loop alone and SIMD + a JS tail; 8/12/16: the SIMD loop alone.
+    c: fc.oneof(fc.integer({ min: 1, max: 5 }), fc.constantFrom(8, 12, 16)),
     f: fc.integer({ min: 1, max: 3 }),
     s: fc.integer({ min: 1, max: 3 }),
     pad: fc.constantFrom<'same' | 'valid'>('same', 'valid'),
@@ -67,6 +71,29 @@ describe('MaxPoolGrad on wasm (replacement)', () => {
       }),
       { seed: FC_SEED, numRuns: 80 },
     );
+  });
+
+  it('the wasm SIMD loop (4 channels at a time) gives the JS loop\'s bits, with and without a JS channel tail', async () => {
+    await useBackend('wasm');
+    expect(simdKernels(tf.backend())).not.toBeNull();
+    const cases: PoolCase[] = [
+      { n: 2, h: 26, w: 26, c: 16, f: 2, s: 2, pad: 'valid', ties: true, seed: 21 }, // the small CNN's first pool
+      { n: 2, h: 11, w: 11, c: 32, f: 2, s: 2, pad: 'valid', ties: false, seed: 22 }, // its second (odd size)
+      { n: 3, h: 9, w: 7, c: 6, f: 3, s: 1, pad: 'same', ties: true, seed: 23 }, // overlapping windows, tail of 2
+      { n: 1, h: 8, w: 9, c: 13, f: 3, s: 2, pad: 'same', ties: false, seed: 24 },
+      { n: 2, h: 5, w: 5, c: 4, f: 3, s: 3, pad: 'same', ties: true, seed: 25 },
+    ];
+    for (const c of cases) {
+      const simd = await maxPoolGradBoth(c);
+      registerWasmTrainingKernels({ simd: false });
+      try {
+        const js = await maxPoolGradBoth(c);
+        expect(Array.from(simd.wasm)).toEqual(Array.from(js.wasm));
+      } finally {
+        registerWasmTrainingKernels({ simd: true });
+      }
+      expect(relErr(simd.wasm, simd.cpu)).toBeLessThanOrEqual(1e-5);
+    }
   });
 
   it('a ReLU-zero window sends the gradient to its first position, as cpu does', async () => {
@@ -104,6 +131,30 @@ describe('Sum on wasm (wrapped)', () => {
       }),
       { seed: FC_SEED, numRuns: 60 },
     );
+  });
+
+  it('the wasm SIMD loop (float64 accumulators, 2 columns at a time) gives the JS loop\'s bits, odd column counts included', async () => {
+    await useBackend('wasm');
+    const cases: Array<[number[], number[]]> = [
+      [[16, 26, 26, 16], [0, 1, 2]], // the small CNN's first bias gradient (batch 16)
+      [[64, 11, 11, 32], [0, 1, 2]],
+      [[300, 7, 13], [0]], // 91 columns: odd
+      [[40, 9, 3, 5], [0, 1]], // 15 columns
+      [[5000, 1], [0]], // one column: the JS loop alone
+    ];
+    for (const [shape, axis] of cases) {
+      const x = plain(shape, shape.length * 7 + shape[0]);
+      const simd = await runOn('wasm', 'Sum', { x }, { axis, keepDims: false });
+      registerWasmTrainingKernels({ simd: false });
+      try {
+        const js = await runOn('wasm', 'Sum', { x }, { axis, keepDims: false });
+        expect(Array.from(simd.values)).toEqual(Array.from(js.values));
+      } finally {
+        registerWasmTrainingKernels({ simd: true });
+      }
+      const cpu = await runOn('cpu', 'Sum', { x }, { axis, keepDims: false });
+      expect(relErr(simd.values, cpu.values)).toBeLessThanOrEqual(1e-5);
+    }
   });
 
   it('int32 and small inputs go to the native kernel', async () => {
@@ -190,12 +241,12 @@ describe('conv + bias + ReLU + max-pool network gradient on wasm', () => {
     }
   });
 
-  it('100 training steps leave tensors, buffers and bytes unchanged', async () => {
+  it('100 training steps (fused Adam) leave tensors, buffers and bytes unchanged', async () => {
     await useBackend('wasm');
     const v = makeVars();
     const x = tf.tensor4d(X.values, X.shape as [number, number, number, number]);
     const t = tf.tensor2d(T.values, T.shape as [number, number]);
-    const opt = tf.train.adam(1e-3);
+    const opt = new FusedAdamOptimizer(1e-3);
     const step = () => opt.minimize(() => loss(v, x, t), true, Object.values(v))?.dispose();
     step();
     const before = memorySnapshot();
@@ -208,17 +259,20 @@ describe('conv + bias + ReLU + max-pool network gradient on wasm', () => {
   it('100 calls of each replaced kernel leak nothing', async () => {
     await useBackend('wasm');
     const x = tf.tensor4d(plain([4, 8, 8, 3], 7).values, [4, 8, 8, 3]);
+    const x6 = tf.tensor4d(plain([4, 8, 8, 6], 8).values, [4, 8, 8, 6]); // MaxPoolGrad: SIMD for 4 channels + JS for 2
     const before = memorySnapshot();
     for (let i = 0; i < 100; i++) {
       tf.tidy(() => {
         const y = tf.maxPool(x, 2, 2, 'valid');
         tf.engine().runKernel('MaxPoolGrad', { dy: y, input: x, output: y }, { filterSize: 2, strides: 2, pad: 'valid' });
+        const y6 = tf.maxPool(x6, 3, 1, 'same');
+        tf.engine().runKernel('MaxPoolGrad', { dy: y6, input: x6, output: y6 }, { filterSize: 3, strides: 1, pad: 'same' });
         tf.sum(tf.tile(x, [64, 1, 1, 1]), [0, 1, 2]);
         tf.engine().runKernel('Identity', { x }, {});
         tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: tf.conv2d(x, tf.ones([3, 3, 3, 2]), 1, 'same') }, { strides: 1, pad: 'same', filterShape: [3, 3, 3, 2], dataFormat: 'NHWC' });
       });
     }
     expect(memorySnapshot()).toEqual(before);
-    x.dispose();
+    tf.dispose([x, x6]);
   });
 });

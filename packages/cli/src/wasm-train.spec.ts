@@ -65,7 +65,7 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
   const embedding = { pairs: [['student.embedding', 'teacher.embedding']] };
   const feature = (w: Record<string, unknown>) => ({ teacher: cnnTeacher, student, with: w });
   // Per-loss spec pieces (taps, roles); a loss missing here runs with the defaults below.
-  const cases: Record<string, { teacher?: unknown; student?: unknown; students?: unknown; with?: Record<string, unknown> }> = {
+  const cases: Record<string, { teacher?: unknown; student?: unknown; students?: unknown; with?: Record<string, unknown>; before?: unknown[] }> = {
     'loss/dkd': { with: { warmup: 1 } },
     'loss/attention': feature(block2),
     'loss/fitnets': feature(block2),
@@ -84,6 +84,8 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
     'self/tf-kd-virtual': { teacher: null },
     'self/tf-kd-calibrated': { teacher: null },
     'self/born-again': { teacher: null },
+    // MLKD reads a weak and a strong view of each image: two augmentations write them first.
+    'loss/mlkd': { before: [{ use: 'augment/flip', with: { view: 'weak', p: 1 } }, { use: 'augment/random-erasing', with: { view: 'strong', p: 1 } }] },
   };
   const registry = defaultRegistry();
   const ids = registry
@@ -105,7 +107,7 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
     const roles: Record<string, unknown> = { teacher: c.teacher === undefined ? teacher : c.teacher, student: c.student === undefined ? student : c.student };
     if (c.students) roles.students = c.students;
     for (const k of Object.keys(roles)) if (roles[k] === null) delete roles[k];
-    const over = { ...roles, plugins: [{ use: id, with: c.with ?? {} }] } as Partial<RunSpecInput>;
+    const over = { ...roles, plugins: [...(c.before ?? []), { use: id, with: c.with ?? {} }] } as Partial<RunSpecInput>;
     const cpu = await oneStep('cpu', over);
     const wasm = await oneStep('wasm', over);
     expect(Number.isFinite(wasm.loss)).toBe(true);

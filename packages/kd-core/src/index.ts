@@ -9,6 +9,7 @@ export * from './ledger';
 export * from './loss';
 export * from './ops';
 export * from './optim';
+export * from './fused-kernels';
 export * from './plugin';
 export * from './rng';
 export * from './spec';

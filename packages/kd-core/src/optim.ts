@@ -1,13 +1,33 @@
 import * as tf from '@tensorflow/tfjs-core';
 import './gradients';
+import {
+  FUSED_ADAM_KERNEL,
+  FUSED_SGD_KERNEL,
+  type FusedAdamAttrs,
+  type FusedSgdAttrs,
+} from './fused-kernels';
 import type { TrainSpec } from './spec';
 
+export interface MakeOptimizerOptions {
+  /**
+   * The fused optimizers below (default true): one kernel call per step for all variables instead
+   * of tfjs's 2–15 per variable, with the same float32 arithmetic in the same order, so that the
+   * weights, slots and checkpoints are bit for bit those of `tf.train.adam` / `momentum` / `sgd`
+   * (tested on cpu and wasm). `false` gives the tfjs optimizers themselves.
+   */
+  fused?: boolean;
+}
+
 /** A fresh tfjs optimizer for a `train.optimizer` block (SGD, SGD + momentum/Nesterov, Adam). */
-export function makeOptimizer(train: TrainSpec): tf.Optimizer {
+export function makeOptimizer(train: TrainSpec, opts: MakeOptimizerOptions = {}): tf.Optimizer {
   const o = train.optimizer;
-  if (o.name === 'adam') return tf.train.adam(o.lr);
-  if (o.momentum > 0) return fixMomentumDispose(tf.train.momentum(o.lr, o.momentum, o.nesterov));
-  return tf.train.sgd(o.lr);
+  const fused = opts.fused ?? true;
+  if (o.name === 'adam') return fused ? new FusedAdamOptimizer(o.lr) : tf.train.adam(o.lr);
+  if (o.momentum > 0)
+    return fused
+      ? new FusedMomentumOptimizer(o.lr, o.momentum, o.nesterov)
+      : fixMomentumDispose(tf.train.momentum(o.lr, o.momentum, o.nesterov));
+  return fused ? new FusedSGDOptimizer(o.lr) : tf.train.sgd(o.lr);
 }
 
 /**
@@ -30,4 +50,187 @@ export function setLearningRate(opt: tf.Optimizer, lr: number): void {
   const o = opt as unknown as { setLearningRate?: (lr: number) => void; learningRate: number };
   if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
   else o.learningRate = lr;
+}
+
+/** applyGradients' argument: a map of gradients by variable name, or (name, tensor) pairs (tfjs's `NamedTensor[]`). */
+type VariableGradients = Parameters<tf.AdamOptimizer['applyGradients']>[0];
+
+/** Whether a fused optimizer takes its one-kernel path for these gradients on the active backend. */
+function fusable(kernelName: string, pairs: Array<[tf.Variable, tf.Tensor | null]>): boolean {
+  if (tf.getKernel(kernelName, tf.getBackend()) == null) return false;
+  return pairs.every(
+    ([v, g]) =>
+      v != null && v.dtype === 'float32' && (g == null || (g.dtype === 'float32' && g.size === v.size)),
+  );
+}
+
+/** The tfjs argument of applyGradients as (variable, gradient) pairs, in tfjs's order (slots are by position). */
+function variablePairs(variableGradients: VariableGradients): Array<[tf.Variable, tf.Tensor | null]> {
+  const registered = tf.engine().registeredVariables;
+  if (Array.isArray(variableGradients))
+    return variableGradients.map((v) => [registered[v.name], v.tensor ?? null]);
+  return Object.keys(variableGradients).map((name) => [registered[name], variableGradients[name] ?? null]);
+}
+
+interface OptimizerVariable {
+  originalName: string;
+  variable: tf.Variable;
+}
+interface AdamInternals {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+  accumulatedFirstMoment: OptimizerVariable[];
+  accumulatedSecondMoment: OptimizerVariable[];
+}
+
+/**
+ * `tf.train.adam`, with the step in one kernel call ({@link FUSED_ADAM_KERNEL}). Class name `Adam`,
+ * same slots, `getWeights`/`setWeights` and `accBeta1/2` as tfjs's: checkpoints of either load in
+ * the other. Bit-identical results to `tf.train.adam(lr, beta1, beta2, epsilon)`.
+ */
+export class FusedAdamOptimizer extends tf.AdamOptimizer {
+  constructor(learningRate: number, beta1 = 0.9, beta2 = 0.999, epsilon: number | null = null) {
+    super(learningRate, beta1, beta2, epsilon as number);
+  }
+
+  override applyGradients(variableGradients: VariableGradients): void {
+    const pairs = variablePairs(variableGradients);
+    if (!fusable(FUSED_ADAM_KERNEL, pairs)) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    const self = this as unknown as AdamInternals;
+    pairs.forEach(([value], i) => {
+      // As tfjs: slots by position, created (zeros) for every variable, with or without a gradient.
+      if (self.accumulatedFirstMoment[i] == null) {
+        self.accumulatedFirstMoment[i] = {
+          originalName: `${value.name}/m`,
+          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+        };
+      }
+      if (self.accumulatedSecondMoment[i] == null) {
+        self.accumulatedSecondMoment[i] = {
+          originalName: `${value.name}/v`,
+          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+        };
+      }
+    });
+    tf.tidy(() => {
+      const inputs: tf.Tensor[] = [self.accBeta1, self.accBeta2];
+      const targets: tf.Variable[] = [self.accBeta1, self.accBeta2];
+      pairs.forEach(([value, g], i) => {
+        if (g == null) return;
+        const m = self.accumulatedFirstMoment[i].variable;
+        const v = self.accumulatedSecondMoment[i].variable;
+        inputs.push(value, m, v, g);
+        targets.push(value, m, v);
+      });
+      const attrs: FusedAdamAttrs = {
+        beta1: self.beta1,
+        beta2: self.beta2,
+        epsilon: self.epsilon,
+        learningRate: self.learningRate,
+      };
+      const outs = tf
+        .engine()
+        .runKernel(
+          FUSED_ADAM_KERNEL,
+          inputs as unknown as tf.NamedTensorMap,
+          attrs as unknown as tf.NamedAttrMap,
+        ) as unknown as tf.Tensor[];
+      outs.forEach((t, i) => targets[i].assign(t));
+    });
+    this.incrementIterations();
+  }
+}
+
+interface SgdInternals {
+  c: tf.Scalar;
+  m?: tf.Scalar;
+  useNesterov?: boolean;
+  accumulations?: OptimizerVariable[];
+}
+
+/** Runs the fused SGD kernel; returns false (nothing done) when the backend has no such kernel. */
+function fusedSgdStep(
+  opt: tf.Optimizer,
+  mode: FusedSgdAttrs['mode'],
+  pairs: Array<[tf.Variable, tf.Tensor | null]>,
+): boolean {
+  if (!fusable(FUSED_SGD_KERNEL, pairs)) return false;
+  const self = opt as unknown as SgdInternals;
+  if (mode !== 'sgd') {
+    const acc = self.accumulations as OptimizerVariable[];
+    pairs.forEach(([value], i) => {
+      if (acc[i] == null)
+        acc[i] = {
+          originalName: `${value.name}/momentum`,
+          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
+        };
+    });
+  }
+  tf.tidy(() => {
+    const mu = self.m ?? self.c; // plain SGD: unused, any scalar
+    const inputs: tf.Tensor[] = [self.c, mu];
+    const targets: tf.Variable[] = [];
+    pairs.forEach(([value, g], i) => {
+      if (g == null) return;
+      if (mode === 'sgd') {
+        inputs.push(value, g);
+        targets.push(value);
+      } else {
+        const a = (self.accumulations as OptimizerVariable[])[i].variable;
+        inputs.push(value, a, g);
+        targets.push(value, a);
+      }
+    });
+    if (targets.length === 0) return;
+    const attrs: FusedSgdAttrs = { mode };
+    const outs = tf
+      .engine()
+      .runKernel(
+        FUSED_SGD_KERNEL,
+        inputs as unknown as tf.NamedTensorMap,
+        attrs as unknown as tf.NamedAttrMap,
+      ) as unknown as tf.Tensor[];
+    outs.forEach((t, i) => targets[i].assign(t));
+  });
+  return true;
+}
+
+/** `tf.train.sgd` with the step in one kernel call ({@link FUSED_SGD_KERNEL}); bit-identical results. */
+export class FusedSGDOptimizer extends tf.SGDOptimizer {
+  override applyGradients(variableGradients: VariableGradients): void {
+    if (!fusedSgdStep(this, 'sgd', variablePairs(variableGradients))) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    this.incrementIterations();
+  }
+}
+
+/**
+ * `tf.train.momentum` (also Nesterov) with the step in one kernel call; class name `Momentum`, same
+ * accumulations and weights as tfjs's, bit-identical results; `dispose()` also frees the
+ * learning-rate scalar (see {@link fixMomentumDispose}).
+ */
+export class FusedMomentumOptimizer extends tf.MomentumOptimizer {
+  override applyGradients(variableGradients: VariableGradients): void {
+    const mode = (this as unknown as SgdInternals).useNesterov ? 'nesterov' : 'momentum';
+    if (!fusedSgdStep(this, mode, variablePairs(variableGradients))) {
+      super.applyGradients(variableGradients);
+      return;
+    }
+    this.incrementIterations();
+  }
+
+  override dispose(): void {
+    super.dispose();
+    const c = (this as unknown as SgdInternals).c;
+    if (c && !c.isDisposed) c.dispose();
+  }
 }
