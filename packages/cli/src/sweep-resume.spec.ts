@@ -16,13 +16,14 @@ const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CI: '1' };
 delete plainEnv.FORCE_COLOR;
 delete plainEnv.KD_CACHE_DIR;
 
-// 3 epochs of 64 steps (about a second each here): a signal lands between two epoch-end checkpoints.
+// 8 epochs of 64 steps (well under a second each here): a signal lands between two epoch-end checkpoints,
+// with several epochs of the running cell left (with 3, a fast machine finished the cell before the signal took effect).
 const STEPS = `
 seed: 1
 backend: cpu
 data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
 student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 3, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
+train: { epochs: 8, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
 plugins:
   - use: loss/cross-entropy
 eval: [accuracy, ece]
