@@ -9,7 +9,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { expectClose } from './__fixtures__/reference';
 import { VIEW_WRITERS, viewWritersModule } from './__fixtures__/views';
-import { mlkd, mlkdParts, mlkdSchema, type MlkdLogits } from './mlkd';
+import { mlkd, mlkdParts, mlkdSchema, type MlkdLogits, type MlkdOptions } from './mlkd';
 import { logitLossesModule } from './module';
 
 // loss/mlkd in real runs: two image views written by the view-writer fixtures (flip → `weak`,
