@@ -41,14 +41,14 @@ axes:
 baseline: { stack: scratch }
 `;
 
-// Travelling checkpoints: 3 epochs of 64 steps (about a second each here), so a kill lands between
+// Travelling checkpoints: 8 epochs of 64 steps (well under a second each here), so a kill lands between
 // two epoch-end checkpoints of a cell; no teacher (the same spec as sweep-resume.spec.ts).
 const STEPS = `
 seed: 1
 backend: cpu
 data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
 student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 3, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
+train: { epochs: 8, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
 plugins:
   - use: loss/cross-entropy
 eval: [accuracy, ece]
@@ -306,7 +306,7 @@ describe('kd worker on a shared Redis', () => {
       const m = metricsOf(at('machine-d', 'runs', cell.id));
       expect(m.resumes).toBe(1);
       expect(m.resumedFrom).toMatchObject({ epoch: Number(shipped.epoch), batchIndex: Number(shipped.batchIndex), step: Number(shipped.step) });
-      expect(fs.readFileSync(at('machine-d', 'runs', cell.id, 'history.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+      expect(fs.readFileSync(at('machine-d', 'runs', cell.id, 'history.jsonl'), 'utf8').trim().split('\n')).toHaveLength(8);
       // Machine C never finished it; the checkpoint is gone from Redis once the cell completed.
       expect(fs.existsSync(at('machine-c', 'runs', cell.id, 'metrics.json'))).toBe(false);
       expect(await client.exists(KEYS.checkpoint(cell.id), KEYS.checkpointMeta(cell.id))).toBe(0);
