@@ -4,16 +4,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { KEYS, connection, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
 import { runCommand } from './run';
+import { BIN, plainEnv } from './__fixtures__/kd-child';
 
 // A sweep whose spec `load:`s a saved teacher by a relative path: the folder travels through Redis
 // (content-addressed), so a worker with its own working folder (another machine) runs the cell, and the
 // cell's id names the weights, not a path of the submitting machine. Real redis-server, `kd` from sources.
 jest.setTimeout(180_000);
 
-const BIN = path.join(__dirname, '__fixtures__', 'from-source.js');
-const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CI: '1' };
-delete plainEnv.FORCE_COLOR;
-delete plainEnv.KD_CACHE_DIR;
 
 const TEACHER = `
 seed: 3

@@ -5,16 +5,13 @@ import * as path from 'path';
 import { peekCheckpoint } from '@tfkd/engine/node';
 import { KEYS, connection, startEmbeddedRedis, writeTable, type SweepPlan } from '@tfkd/sweep';
 import { runCommand } from './run';
+import { BIN, plainEnv } from './__fixtures__/kd-child';
 
 // Issue #18: `kd sweep` interrupted — Ctrl-C, then everything it started SIGKILLed — and run again
 // continues where it was, on a real redis-server (its data in the sweep folder), through `kd` in child
 // processes run from the TypeScript sources (__fixtures__/from-source.js).
 jest.setTimeout(180_000);
 
-const BIN = path.join(__dirname, '__fixtures__', 'from-source.js');
-const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CI: '1' };
-delete plainEnv.FORCE_COLOR;
-delete plainEnv.KD_CACHE_DIR;
 
 // 8 epochs of 64 steps (well under a second each here): a signal lands between two epoch-end checkpoints,
 // with several epochs of the running cell left (with 3, a fast machine finished the cell before the signal took effect).

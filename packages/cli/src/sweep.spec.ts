@@ -5,15 +5,12 @@ import * as path from 'path';
 import { Queue } from 'bullmq';
 import { KEYS, QUEUE, connection, freePort, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
 import { runCommand } from './run';
+import { BIN, plainEnv } from './__fixtures__/kd-child';
 
 // Issue #18: `kd sweep` on a real redis-server (Debian package redis-server; `.ci/run` installs it),
 // through `kd` in child processes run from the TypeScript sources (__fixtures__/from-source.js).
 jest.setTimeout(180_000);
 
-const BIN = path.join(__dirname, '__fixtures__', 'from-source.js');
-const plainEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', CI: '1' };
-delete plainEnv.FORCE_COLOR;
-delete plainEnv.KD_CACHE_DIR;
 
 // Tiny budget on the shipped Fashion-MNIST subset: mlp students (hidden [16]), 1 epoch of 3 batches.
 const BASE = `
