@@ -26,6 +26,8 @@
  *   node tools/bench-backend.js --threads-vs=2 [--rounds=3]         # d/e at 1 vs N wasm threads (ABAB processes)
  *   node tools/bench-backend.js --profile [--batch=128]             # tf.profile per kernel of d and e
  *   node tools/bench-backend.js --ab-kernels [--rounds=5]           # d/e with the #19 kernels vs native, ABAB in-process
+ *   node tools/bench-backend.js --ab-kernels --dw [--rounds=9]      # dW: SIMD GEMM vs the composed XNNPACK path per cnn-large layer
+ *                                                                   # (+ forward conv and dx GFLOP/s), then the cnn-large step, ABAB in-process
  *   node tools/bench-backend.js --fold [--rounds=5] [--batch=128]   # frozen-teacher forward, batch norms folded vs not, ABAB in-process
  *   node tools/bench-backend.js --engine-teacher [--rounds=5]       # the engine's KD step (Engine.stepper) with kd run's --teacher-worker /
  *                                                                   # --teacher-fold-bn off/on, resnet-teacher -> resnet-student b64, ABCD in-process
@@ -866,6 +868,137 @@ async function abKernelsMain() {
 }
 
 /**
+ * --ab-kernels --dw [--rounds=9] [--batch=128] [--threads=N] [--no-step]: Conv2DBackpropFilter (dW) —
+ * the kernel as registered (wasm SIMD GEMM on the heap) against the previous composition of native
+ * kernels (`conv2DBackpropFilterComposed`: batch-as-channels XNNPACK conv + 2 transposes, im2col +
+ * BatchMatMul for the 1-channel first layer), swapped by re-registering the kernel, in one process,
+ * alternated (A B, then B A: the order flips every round) on each cnn-large layer at batch b. The
+ * forward conv (Conv2D) and dx (Conv2DBackpropInput) of the same layer are timed in the same rounds,
+ * for GFLOP/s (2·N·OH·OW·FH·FW·Cin·Cout each). Then the whole cnn-large train step b128 with only
+ * dW swapped (ABAB). Prints the max relative difference between the two dW results per layer.
+ */
+async function abDwMain() {
+  const tf = require('@tensorflow/tfjs');
+  const bwt = pkg('backend-wasm-train');
+  if (bwt.conv2DBackpropFilterComposed == null) throw new Error('backend-wasm-train has no conv2DBackpropFilterComposed: rebuild it, or pass --from-source');
+  const threads = await initWasm(Number(option('threads', '1')));
+  const rounds = Number(option('rounds', '9'));
+  const batch = Number(option('batch', '128'));
+  const K = 'Conv2DBackpropFilter';
+  const gemm = tf.getKernel(K, 'wasm');
+  const composed = { kernelName: K, backendName: 'wasm', kernelFunc: bwt.conv2DBackpropFilterComposed };
+  const use = (cfg) => {
+    tf.unregisterKernel(K, 'wasm');
+    tf.registerKernel(cfg);
+  };
+  let cpu = '';
+  try {
+    cpu = require('child_process').execSync("lscpu | sed -n 's/^Model name: *//p'").toString().trim();
+  } catch {
+    cpu = require('os').cpus()[0]?.model ?? '';
+  }
+  console.log(`dW A/B ${new Date().toISOString()}, ${cpu}, ${require('os').cpus().length} cpus, node ${process.version}, wasm x${threads}, batch ${batch}, ${rounds} rounds, load ${loadavg()}`);
+  const layers = [
+    ['conv1a', 28, 1, 32],
+    ['conv1b', 28, 32, 32],
+    ['conv2a', 14, 32, 64],
+    ['conv2b', 14, 64, 64],
+    ['conv3a', 7, 64, 128],
+    ['conv3b', 7, 128, 128],
+  ];
+  const timeIt = (f) => {
+    const t0 = process.hrtime.bigint();
+    const o = f();
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    o.dispose();
+    return ms;
+  };
+  const gf = (ms, flop) => (flop / (ms * 1e6)).toFixed(1);
+  const rows = [];
+  const sums = { fwd: 0, dx: 0, old: 0, new: 0, flop: 0 };
+  const tensorsBefore = tf.memory().numTensors;
+  for (const [name, s, cin, cout] of layers) {
+    const x = tf.randomUniform([batch, s, s, cin], -1, 1, 'float32', 1);
+    const dy = tf.randomUniform([batch, s, s, cout], -1, 1, 'float32', 2);
+    const filter = tf.randomUniform([3, 3, cin, cout], -1, 1, 'float32', 3);
+    const conv = { strides: 1, pad: 'same', dataFormat: 'NHWC' };
+    const fwd = () => tf.engine().runKernel('Conv2D', { x, filter }, { ...conv, dilations: 1 });
+    const dx = () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { ...conv, inputShape: x.shape });
+    const dw = () => tf.engine().runKernel(K, { x, dy }, { ...conv, filterShape: [3, 3, cin, cout] });
+    const flop = 2 * batch * s * s * 9 * cin * cout;
+    // Same result? (max |new − old| / max |old|)
+    use(composed);
+    const a = dw();
+    use(gemm);
+    const b = dw();
+    const [av, bv] = [a.dataSync(), b.dataSync()];
+    let diff = 0;
+    let scale = 0;
+    for (let i = 0; i < av.length; i++) {
+      diff = Math.max(diff, Math.abs(av[i] - bv[i]));
+      scale = Math.max(scale, Math.abs(av[i]));
+    }
+    tf.dispose([a, b]);
+    for (const cfg of [composed, gemm, composed, gemm]) {
+      use(cfg);
+      timeIt(dw);
+    }
+    timeIt(fwd);
+    timeIt(dx);
+    const t = { old: [], new: [], fwd: [], dx: [] };
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 ? [['new', gemm], ['old', composed]] : [['old', composed], ['new', gemm]];
+      for (const [side, cfg] of order) {
+        use(cfg);
+        t[side].push(timeIt(dw));
+      }
+      t.fwd.push(timeIt(fwd));
+      t.dx.push(timeIt(dx));
+    }
+    use(gemm);
+    tf.dispose([x, dy, filter]);
+    const ratios = t.new.map((v, i) => v / t.old[i]);
+    const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
+    for (const k of ['fwd', 'dx', 'old', 'new']) sums[k] += m[k];
+    sums.flop += flop;
+    rows.push(
+      `| ${name} ${batch}×${s}×${s}×${cin} → 3×3×${cin}×${cout} | ${(flop / 1e9).toFixed(2)} | ${m.fwd.toFixed(1)} (${gf(m.fwd, flop)}) | ${m.dx.toFixed(1)} (${gf(m.dx, flop)}) | ${m.old.toFixed(1)} (${gf(m.old, flop)}) | ${m.new.toFixed(1)} (${gf(m.new, flop)}) | **${median(ratios).toFixed(2)}** | ${spread(ratios)} | ${(diff / Math.max(scale, 1e-30)).toExponential(1)} |`,
+    );
+    process.stderr.write(`  ${name}: done (load ${loadavg()})\n`);
+  }
+  console.log('\n| layer (x → filter) | GFLOP | forward ms (GFLOP/s) | dx ms (GFLOP/s) | old dW ms (GFLOP/s) | new dW ms (GFLOP/s) | new/old, median | per round | max rel. diff |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---|---:|');
+  for (const r of rows) console.log(r);
+  console.log(
+    `| **all six** | ${(sums.flop / 1e9).toFixed(2)} | ${sums.fwd.toFixed(1)} (${gf(sums.fwd, sums.flop)}) | ${sums.dx.toFixed(1)} (${gf(sums.dx, sums.flop)}) | ${sums.old.toFixed(1)} (${gf(sums.old, sums.flop)}) | ${sums.new.toFixed(1)} (${gf(sums.new, sums.flop)}) | ${(sums.new / sums.old).toFixed(2)} (sum of medians) | | |`,
+  );
+  console.log(`\nload after the kernels: ${loadavg()}; tensors ${tensorsBefore} → ${tf.memory().numTensors}`);
+  if (!flag('no-step')) {
+    const s = buildCnnLargeTrain(tf, batch);
+    for (const cfg of [composed, gemm]) {
+      use(cfg);
+      s.step();
+      s.step();
+    }
+    const t = { old: [], new: [] };
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 ? [['new', gemm], ['old', composed]] : [['old', composed], ['new', gemm]];
+      for (const [side, cfg] of order) {
+        use(cfg);
+        const t0 = process.hrtime.bigint();
+        s.step();
+        t[side].push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    }
+    use(gemm);
+    s.dispose();
+    const ratios = t.new.map((v, i) => v / t.old[i]);
+    console.log(`\ncnn-large train step b${batch}: old dW ${median(t.old).toFixed(1)} ms, new dW ${median(t.new).toFixed(1)} ms, ratio new/old ${median(ratios).toFixed(2)} (per pair ${spread(ratios)}), ${rounds} pairs, load ${loadavg()}`);
+  }
+  process.exit(0);
+}
+
+/**
  * --fold: the frozen-teacher forward (inference, b128) of the zoo's batch-norm models as built and
  * with their batch norms folded (`foldBatchNorm` of @tfkd/models: conv + BN + ReLU → one FusedConv2D),
  * alternated in one process (A B A B ...), n forwards per side per round. Batch-norm statistics are
@@ -1116,7 +1249,7 @@ async function main() {
   }
   if (flag('ab-kernels')) {
     ensureBuilt();
-    return abKernelsMain();
+    return flag('dw') ? abDwMain() : abKernelsMain();
   }
   if (flag('conv') && flag('json')) {
     // Child of --threads-vs: one round, JSON of ms/step by step id on stdout.

@@ -22,17 +22,38 @@ import {
 } from '@tensorflow/tfjs-core';
 import { KdError } from '@tfkd/kd-core';
 import { adopt, assertChannelsLast, assertFloat, disposeAll, padOrCrop, pair, run, type ConvBackpropAttrs, type WasmHeapBackend } from './kernel-utils';
+import { simdKernels, type SimdKernels } from './simd';
 
 export interface Conv2DBackpropFilterWasmAttrs extends ConvBackpropAttrs {
   filterShape: [number, number, number, number];
 }
 
-export function conv2DBackpropFilterWasm(args: {
+/** The conv geometry the gradient needs (validated against x, dy and filterShape). */
+interface FilterGradGeometry {
+  n: number;
+  h: number;
+  w: number;
+  cin: number;
+  oh: number;
+  ow: number;
+  cout: number;
+  fh: number;
+  fw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  top: number;
+  left: number;
+}
+
+type FilterGradArgs = {
   inputs: { x: TensorInfo; dy: TensorInfo };
   backend: KernelBackend;
   attrs: Conv2DBackpropFilterWasmAttrs;
-}): TensorInfo {
-  const { inputs, backend, attrs } = args;
+};
+
+function filterGradGeometry({ inputs, attrs }: FilterGradArgs): FilterGradGeometry {
   const { x, dy } = inputs;
   assertChannelsLast(Conv2DBackpropFilter, attrs.dataFormat);
   assertFloat(Conv2DBackpropFilter, x, dy);
@@ -60,14 +81,147 @@ export function conv2DBackpropFilterWasm(args: {
       fix: 'filterShape[2] must equal the channel count of x',
     });
   }
-  const { top, left } = info.padInfo;
-  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  return {
+    n,
+    h: info.inHeight,
+    w: info.inWidth,
+    cin,
+    oh,
+    ow,
+    cout,
+    fh,
+    fw,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    dh: info.dilationHeight,
+    dw: info.dilationWidth,
+    top: info.padInfo.top,
+    left: info.padInfo.left,
+  };
+}
+
+/**
+ * The kernel: the wasm SIMD GEMM (below) where the SIMD loops are available, otherwise the
+ * composition of native kernels ({@link conv2DBackpropFilterComposed}).
+ */
+export function conv2DBackpropFilterWasm(args: FilterGradArgs): TensorInfo {
+  const g = filterGradGeometry(args);
+  const simd = simdKernels(args.backend);
+  if (simd) return gemmFilterGrad(args.backend as WasmHeapBackend, simd, args.inputs.x, args.inputs.dy, args.attrs.filterShape, g);
+  return composedFilterGrad(args.backend, args.inputs.x, args.inputs.dy, args.attrs.filterShape, g);
+}
+
+/**
+ * The previous implementation, from native kernels only (XNNPACK): the batch-as-channels convolution,
+ * or for ≤ 4 input channels at stride 1 an im2colᵀ and one BatchMatMul. It is what the kernel runs
+ * when the wasm SIMD loops are not available (or are switched off with `simd: false`), and it stays
+ * exported for A/B measurements (tools/bench-backend.js --ab-kernels --dw registers it in place of
+ * the kernel). Same results within float32 rounding (the sums run in another order).
+ */
+export function conv2DBackpropFilterComposed(args: FilterGradArgs): TensorInfo {
+  return composedFilterGrad(args.backend, args.inputs.x, args.inputs.dy, args.attrs.filterShape, filterGradGeometry(args));
+}
+
+/**
+ * dW as a register-blocked GEMM on the heap (simd-filter-grad.ts): for every block of output pixels
+ * and every filter tap (a, b), one `dwTap` call adds Σ_p x[tap's input pixel of p]ᵀ · dy[p] into
+ * dW[a, b] — x and dy are read in place (the tap's valid rows and columns give the pixel ranges, so
+ * padding costs nothing), no im2col, no transposes, one kernel call. The blocks (whole images, or a
+ * range of rows of one image) are sized so that their x and dy stay in cache while the tiles of dW
+ * sweep them.
+ */
+function gemmFilterGrad(
+  backend: WasmHeapBackend,
+  simd: SimdKernels,
+  x: TensorInfo,
+  dy: TensorInfo,
+  filterShape: [number, number, number, number],
+  g: FilterGradGeometry,
+): TensorInfo {
+  const { n, h, w, cin, oh, ow, cout, fh, fw, sh, sw, dh, dw, top, left } = g;
+  const out = backend.makeOutput(filterShape.slice(), 'float32');
+  const dwv = backend.typedArrayFromHeap(out) as Float32Array;
+  dwv.fill(0);
+  if (n * oh * ow === 0 || dwv.length === 0) return out;
+  const X = (backend.typedArrayFromHeap(x) as Float32Array).byteOffset;
+  const DY = (backend.typedArrayFromHeap(dy) as Float32Array).byteOffset;
+  const DW = dwv.byteOffset;
+  const F = 4;
+  const [xImg, dyImg, xRow, dyRow, xCol, dyCol] = [h * w * cin * F, oh * ow * cout * F, sh * w * cin * F, ow * cout * F, sw * cin * F, cout * F];
+  // Output columns j whose input column j·sw + b·dw − left lies in [0, w), per tap column b.
+  const cols = Array.from({ length: fw }, (_, b) => [Math.max(0, Math.ceil((left - b * dw) / sw)), Math.min(ow, Math.floor((w - 1 + left - b * dw) / sw) + 1)]);
+  // Blocks: whole images when an image has fewer pixels than the target, else rows of one image.
+  const target = blockPixels((cin * sh * sw + cout) * F);
+  const perImage = oh * ow;
+  const images = perImage >= target ? 1 : Math.min(n, Math.floor(target / perImage));
+  const rows = perImage >= target ? Math.max(1, Math.floor(target / ow)) : oh;
+  for (let n0 = 0; n0 < n; n0 += images) {
+    const ni = Math.min(images, n - n0);
+    for (let i0 = 0; i0 < oh; i0 += rows) {
+      const i1 = Math.min(oh, i0 + rows);
+      for (let a = 0; a < fh; a++) {
+        // Output rows i whose input row i·sh + a·dh − top lies in [0, h).
+        const iLo = Math.max(i0, Math.ceil((top - a * dh) / sh));
+        const iHi = Math.min(i1, Math.floor((h - 1 + top - a * dh) / sh) + 1);
+        if (iLo >= iHi) continue;
+        const r = iLo * sh + a * dh - top;
+        for (let b = 0; b < fw; b++) {
+          const [jLo, jHi] = cols[b];
+          if (jLo >= jHi) continue;
+          const q = jLo * sw + b * dw - left;
+          simd.dwTap(
+            X + ((n0 * h + r) * w + q) * cin * F,
+            DY + ((n0 * oh + iLo) * ow + jLo) * cout * F,
+            DW + (a * fw + b) * cin * cout * F,
+            cin,
+            cout,
+            ni,
+            xImg,
+            dyImg,
+            iHi - iLo,
+            xRow,
+            dyRow,
+            jHi - jLo,
+            xCol,
+            dyCol,
+          );
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** A block is at least this many output pixels (the tiles' fixed cost is amortised over them). */
+const MIN_BLOCK_PIXELS = 32;
+/** Target bytes of x and dy per block. */
+const BLOCK_BYTES = 32 * 1024;
+/**
+ * Output pixels per block for `bytesPerPixel` of x and dy. The environment variable TFKD_DW_BLOCK_KB
+ * overrides the byte target (and the minimum: down to 1 pixel), for tuning and for the tests of
+ * block edges.
+ */
+function blockPixels(bytesPerPixel: number): number {
+  const env = typeof process === 'object' ? process.env?.TFKD_DW_BLOCK_KB : undefined;
+  const kb = env ? Number(env) : NaN;
+  if (Number.isFinite(kb) && kb > 0) return Math.max(1, Math.floor((kb * 1024) / bytesPerPixel));
+  return Math.max(MIN_BLOCK_PIXELS, Math.floor(BLOCK_BYTES / bytesPerPixel));
+}
+
+function composedFilterGrad(
+  backend: KernelBackend,
+  x: TensorInfo,
+  dy: TensorInfo,
+  filterShape: [number, number, number, number],
+  g: FilterGradGeometry,
+): TensorInfo {
+  const { n, h, w, cin, oh, ow, fh, fw, sh, sw, dh, dw, top, left } = g;
   // Rows of (top-padded) x the gradient reads: the last one is (oh-1)*sh + (fh-1)*dh.
-  const bottom = (fh - 1) * dh + (oh - 1) * sh + 1 - info.inHeight - top;
-  const right = (fw - 1) * dw + (ow - 1) * sw + 1 - info.inWidth - left;
+  const bottom = (fh - 1) * dh + (oh - 1) * sh + 1 - h - top;
+  const right = (fw - 1) * dw + (ow - 1) * sw + 1 - w - left;
 
   if (sh === 1 && sw === 1 && dh === 1 && dw === 1 && cin <= SMALL_CIN && fh * fw * cin * n * oh * ow <= MAX_COLS) {
-    return smallCinFilterGrad(backend as WasmHeapBackend, x, dy, attrs.filterShape, oh, ow, top, left);
+    return smallCinFilterGrad(backend as WasmHeapBackend, x, dy, filterShape, oh, ow, top, left);
   }
   let xt: Tensor | null = null;
   let xp: Tensor | null = null;

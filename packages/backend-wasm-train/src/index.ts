@@ -9,7 +9,7 @@ export type { RegisterOptions } from './register';
 export { initWasmBackend, wasmThreadsCount } from './init';
 export { fusedReluGradient, RELU_GRAD_KERNEL } from './relu-grad';
 export type { InitWasmOptions } from './init';
-export { conv2DBackpropFilterWasm } from './conv2d-backprop-filter';
+export { conv2DBackpropFilterComposed, conv2DBackpropFilterWasm } from './conv2d-backprop-filter';
 export type { Conv2DBackpropFilterWasmAttrs } from './conv2d-backprop-filter';
 export { conv2DBackpropInputWasm } from './conv2d-backprop-input';
 export type { Conv2DBackpropInputWasmAttrs } from './conv2d-backprop-input';

@@ -16,11 +16,15 @@
  * - `adam`: the fused Adam update (kd-core `adamLoop`) 4 floats at a time: the same float32
  *   operations in the same order (f32x4 mul/add/div/sqrt are IEEE, like tfjs's kernels), so the
  *   same bits; the JS loop does the last size mod 4 elements.
+ * - `dwTap`: Conv2DBackpropFilter's register-blocked GEMM for one filter tap over a block of output
+ *   pixels, x and dy read in place (simd-filter-grad.ts). It has no JS loop: without SIMD the kernel
+ *   takes its XNNPACK composition instead (float32 sums in another order).
  *
  * Returns null — callers then use their JS loops — where wasm SIMD is not available, the backend's
  * memory cannot be reached, or the loops are switched off (`setSimdKernels(false)`).
  */
 import { assemble, type AsmFunction } from './wasm-asm';
+import { FILTER_GRAD_FUNCTIONS } from './simd-filter-grad';
 import { capturedSharedMemory } from './threads';
 import { wasmApi, type WasmMemory } from './wasm-api';
 
@@ -39,6 +43,15 @@ export interface SimdKernels {
     p: number, m: number, v: number, g: number, pOut: number, mOut: number, vOut: number, bytes: number,
     beta1: number, beta2: number, oneMinusBeta1: number, oneMinusBeta2: number,
     oneMinusAccBeta1: number, oneMinusAccBeta2: number, epsilon: number, negLr: number,
+  ): void;
+  /**
+   * dW[ci, co] += Σ x[ci]·dy[co] over nImg × nRows × nCols pixels for one filter tap (byte addresses
+   * of the first pixel's x and dy and of the tap's dW [cin, cout]; byte strides per image, row,
+   * column; counts ≥ 1). See simd-filter-grad.ts.
+   */
+  dwTap(
+    x: number, dy: number, dw: number, cin: number, cout: number, nImg: number, xImg: number, dyImg: number,
+    nRows: number, xRow: number, dyRow: number, nCols: number, xCol: number, dyCol: number,
   ): void;
 }
 
@@ -253,7 +266,7 @@ function moduleFor(shared: boolean): object | null {
   if (!compiled.has(shared)) {
     let mod: object | null = null;
     try {
-      const bytes = assemble([MAX_POOL_GRAD, SUM_ROWS, RELU_GRAD, ADAM], { sharedMemory: shared });
+      const bytes = assemble([MAX_POOL_GRAD, SUM_ROWS, RELU_GRAD, ADAM, ...FILTER_GRAD_FUNCTIONS], { sharedMemory: shared });
       mod = wa.validate(bytes) ? new wa.Module(bytes) : null;
     } catch {
       mod = null;

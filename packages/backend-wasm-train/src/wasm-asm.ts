@@ -2,8 +2,8 @@
  * A very small WebAssembly assembler: enough of the text format (flat, one instruction per token
  * group, named locals and labels) to write the SIMD loops of this package in readable source instead
  * of shipping an opaque binary. Supports functions with i32/f32 params and no results, locals of
- * i32/f32/v128, structured control (block/loop/if/else/end with `$labels`, br, br_if), and the
- * i32/f32/v128 instructions listed in OPS. The module imports its memory as `env.memory` (optionally
+ * i32/f32/v128, structured control (block/loop/if/else/end with `$labels`, br, br_if), `call $name`
+ * (a function of the same module), and the i32/f32/v128 instructions listed in OPS. The module imports its memory as `env.memory` (optionally
  * shared: the threaded tfjs build's memory is) and exports every function by name.
  */
 
@@ -72,6 +72,8 @@ const MEM: Record<string, { op: number[]; align: number }> = {
   'v128.store': { op: simd(0x0b), align: 2 },
   // 8 bytes into the low half, zeros above.
   'v128.load64_zero': { op: simd(0x5d), align: 2 },
+  // One float broadcast to the 4 lanes.
+  'v128.load32_splat': { op: simd(0x09), align: 2 },
 };
 /** Lane accessors: one immediate lane index. */
 const LANE: Record<string, number[]> = {
@@ -123,7 +125,7 @@ export interface AsmFunction {
   body: string;
 }
 
-function assembleBody(fn: AsmFunction): number[] {
+function assembleBody(fn: AsmFunction, functions: ReadonlyMap<string, number>): number[] {
   const index = new Map<string, number>();
   [...fn.params, ...fn.locals].forEach(([n], i) => {
     if (index.has(n)) throw new Error(`wasm-asm ${fn.name}: duplicate local $${n}`);
@@ -164,6 +166,11 @@ function assembleBody(fn: AsmFunction): number[] {
     } else if (op === 'end') {
       if (labels.pop() === undefined) throw new Error(`wasm-asm ${fn.name}: unbalanced end`);
       out.push(0x0b);
+    } else if (op === 'call') {
+      const t = next('a function name');
+      const i = functions.get(t.replace(/^\$/, ''));
+      if (i == null) throw new Error(`wasm-asm ${fn.name}: unknown function ${t}`);
+      out.push(0x10, ...uleb(i));
     } else if (op === 'br' || op === 'br_if') {
       out.push(op === 'br' ? 0x0c : 0x0d, ...label());
     } else if (op === 'local.get' || op === 'local.set' || op === 'local.tee') {
@@ -205,7 +212,9 @@ export function assemble(fns: AsmFunction[], opts: { sharedMemory: boolean }): U
   const imports = vec([[...str('env'), ...str('memory'), 0x02, ...limits]]);
   const funcs = vec(fns.map((_, i) => uleb(i)));
   const exports = vec(fns.map((f, i) => [...str(f.name), 0x00, ...uleb(i)]));
-  const code = vec(fns.map(assembleBody));
+  const functions = new Map(fns.map((f, i) => [f.name, i]));
+  if (functions.size !== fns.length) throw new Error('wasm-asm: duplicate function name');
+  const code = vec(fns.map((f) => assembleBody(f, functions)));
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(types)),

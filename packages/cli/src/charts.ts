@@ -28,8 +28,10 @@ export interface CurvesInput {
   history: readonly EpochSummary[];
   /** The student roles, in spec order: with more than one, each gets its own loss and accuracy panels. */
   students: readonly string[];
-  /** Test accuracy of each teacher role (metrics.json): drawn as dashed reference lines. */
+  /** Test accuracy (or `metric`) of each teacher role (metrics.json): drawn as dashed reference lines. */
   teachers: Readonly<Record<string, number>>;
+  /** The eval metric of the test panels (default `accuracy`; a detection run's `map`, a segmentation run's `miou`). */
+  metric?: string;
 }
 
 interface Point {
@@ -69,8 +71,9 @@ export function trainingCurvesSpec(input: CurvesInput): VegaLiteSpec {
   const lossOf = (list: string[], withTotal: boolean) => [...(withTotal ? series(TOTAL_LOSS, (e) => e.train.loss) : []), ...list.flatMap((t) => series(t, (e) => e.train[t]))];
   const entries = [...new Set(h.flatMap((e) => Object.keys(e.eval)))].filter((r) => !(r in input.teachers));
   const belongs = (entry: string, s: string) => entry === s || entry.startsWith(`${s}:`);
+  const metric = input.metric ?? 'accuracy';
   const accuracyOf = (list: string[]) => [
-    ...list.flatMap((r) => series(r, (e) => e.eval[r]?.accuracy)),
+    ...list.flatMap((r) => series(r, (e) => e.eval[r]?.[metric])),
     ...list.filter((r) => input.students.includes(r)).flatMap((r) => series(`${r} (train)`, (e) => trainAccuracy(e, r, input.students.length))),
   ];
   const references = Object.entries(input.teachers)
@@ -80,13 +83,13 @@ export function trainingCurvesSpec(input: CurvesInput): VegaLiteSpec {
   const overviewTerms = terms.filter((t) => ownerOf(t) === undefined);
   const overview = [
     lossPanel(multi ? 'training loss: total and shared terms' : 'training loss per term (unweighted) and total (weighted)', lossOf(overviewTerms, true), x),
-    linePanel({ title: multi ? 'test accuracy: every student' : 'test accuracy', points: accuracyOf(entries), references, x, y: { title: 'accuracy', zero: false }, legendTitle: 'model' }),
+    linePanel({ title: multi ? `test ${metric}: every student` : `test ${metric}`, points: accuracyOf(entries), references, x, y: { title: metric, zero: false }, legendTitle: 'model' }),
     lr,
   ];
   const rows = multi
     ? input.students.map((s) => [
         lossPanel(`${s}: training loss per term (unweighted)`, lossOf(terms.filter((t) => ownerOf(t) === s), false), x),
-        linePanel({ title: `${s}: test accuracy`, points: accuracyOf(entries.filter((r) => belongs(r, s))), references, x, y: { title: 'accuracy', zero: false }, legendTitle: 'model' }),
+        linePanel({ title: `${s}: test ${metric}`, points: accuracyOf(entries.filter((r) => belongs(r, s))), references, x, y: { title: metric, zero: false }, legendTitle: 'model' }),
       ])
     : [];
   // One colour per series over the whole figure (a student keeps its colour in every panel).

@@ -36,24 +36,26 @@ function typeOf(p: Record<string, unknown>): string {
 export function listText(registry: Registry, opts: { json?: boolean } = {}): string {
   const plugins = registry
     .plugins()
-    .map((d) => ({ id: d.id, kind: d.kind, describe: d.describe, options: optionRows(d.options) }))
+    .map((d) => ({ id: d.id, kind: d.kind, describe: d.describe, options: optionRows(d.options), ...(d.tasks ? { tasks: [...d.tasks] } : {}) }))
     .sort((a, b) => a.id.localeCompare(b.id));
-  const models = registry.models().map((m) => ({ id: m.id, describe: m.describe, taps: m.taps }));
-  const datasets = registry.datasets().map((d) => ({ id: d.id, describe: d.describe, options: optionRows(d.options) }));
+  const models = registry.models().map((m) => ({ id: m.id, describe: m.describe, taps: m.taps, ...(m.tasks ? { tasks: [...m.tasks] } : {}) }));
+  const datasets = registry.datasets().map((d) => ({ id: d.id, describe: d.describe, options: optionRows(d.options), ...(d.tasks ? { tasks: [...d.tasks] } : {}) }));
+  // What is not classification-only says which run tasks (spec `task:`) it serves.
+  const tasks = (x: { tasks?: string[] }) => (x.tasks ? `; tasks: ${x.tasks.join(', ')}` : '');
   if (opts.json) return JSON.stringify({ plugins, models, datasets }, null, 2);
   const lines: string[] = ['Plugins'];
   for (const p of plugins) {
-    lines.push(`  ${p.id}  (${p.kind}) — ${p.describe}`);
+    lines.push(`  ${p.id}  (${p.kind}${tasks(p)}) — ${p.describe}`);
     for (const o of p.options) {
       const def = o.default !== undefined ? ` = ${JSON.stringify(o.default)}` : '';
       lines.push(`      ${o.name}: ${o.type}${def}${o.describe ? `  — ${o.describe}` : ''}`);
     }
   }
   lines.push('', 'Models');
-  for (const m of models) lines.push(`  ${m.id} — ${m.describe}`, `      taps: ${m.taps.join(', ')}`);
+  for (const m of models) lines.push(`  ${m.id} — ${m.describe}`, `      taps: ${m.taps.join(', ')}${tasks(m)}`);
   lines.push('', 'Datasets');
   for (const d of datasets) {
-    lines.push(`  ${d.id} — ${d.describe}`);
+    lines.push(`  ${d.id}${d.tasks ? ` (tasks: ${d.tasks.join(', ')})` : ''} — ${d.describe}`);
     for (const o of d.options) lines.push(`      ${o.name}: ${o.type}${o.default !== undefined ? ` = ${JSON.stringify(o.default)}` : ''}`);
   }
   return lines.join('\n');

@@ -3,6 +3,7 @@ import { nodeModule, nodePackageLoader } from '@tfkd/engine/node';
 import { augmentModule } from '@tfkd/augment';
 import { wasmTrainModule } from '@tfkd/backend-wasm-train';
 import { datasetsModule } from '@tfkd/datasets';
+import { denseModule } from '@tfkd/dense';
 import { featureLossesModule } from '@tfkd/losses-feature';
 import { logitLossesModule } from '@tfkd/losses-logit';
 import { metricsModule } from '@tfkd/metrics-ece';
@@ -27,6 +28,7 @@ export const BUILTIN_MODULES: readonly { name: string; module: ContainerModule }
   { name: '@tfkd/online-dml', module: onlineDmlModule },
   { name: '@tfkd/self-distill', module: selfDistillModule },
   { name: '@tfkd/netaug', module: netaugModule },
+  { name: '@tfkd/dense', module: denseModule },
 ];
 
 /** The `kd` command's registry: the built-in packages, files as storage, `packages:` loaded from node_modules or paths. */

@@ -4,7 +4,11 @@ import type { LifecycleBus, ObservedEvent } from '@tfkd/kd-core';
 
 function fmt(metrics: Record<string, Record<string, number>>): string {
   return Object.entries(metrics)
-    .map(([role, m]) => `${role} acc ${(m.accuracy * 100).toFixed(2)}%`)
+    .map(([role, m]) =>
+      m.accuracy === undefined && (m.map !== undefined || m.miou !== undefined)
+        ? `${role} ${m.map !== undefined ? `mAP ${(m.map * 100).toFixed(2)}` : `mIoU ${(m.miou * 100).toFixed(2)}`}%` // a dense task's metric
+        : `${role} acc ${(m.accuracy * 100).toFixed(2)}%`,
+    )
     .join(', ');
 }
 

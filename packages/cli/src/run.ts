@@ -3,7 +3,7 @@ import * as path from 'path';
 import { checkSameSpec, describePlan, executePlan, packageLines, planRun, resolvedSpec, type LoadedPackage, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
 import { peekCheckpoint, readCheckpoint, teacherWorkerSource, writeCheckpoint } from '@tfkd/engine/node';
 import { foldBatchNorm } from '@tfkd/models';
-import { KdError, isKdError, parseSpec, stringifySpec, type RunSpec } from '@tfkd/kd-core';
+import { KdError, isKdError, parseSpec, runTask, stringifySpec, type RunSpec } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
 import { calibrationArtifacts } from './calibration';
 import { defaultRegistry } from './modules';
@@ -259,8 +259,8 @@ async function writeRun(
   for (const role of students) {
     await staged.saveInto(students.length === 1 ? 'student' : path.join('students', role), (dir) => tools.save(result.models.get(role) as never, dir));
   }
-  // Post-training analysis (temperature fit) only for a finished run.
-  const calibration = interrupted ? {} : await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));
+  // Post-training analysis (temperature fit) only for a finished classification run (a dense task's outputs are maps, not class scores).
+  const calibration = interrupted || runTask(spec) !== 'classification' ? {} : await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));
   const eval_ = Object.fromEntries(
     Object.entries(result.eval).map(([role, m]) => [role, { ...m, ...(calibration[role] ?? {}) }]),
   );
@@ -293,7 +293,9 @@ async function writeRun(
   };
   staged.write('metrics.json', JSON.stringify(metrics, null, 2) + '\n');
   // Per-term loss and total, accuracy per role with the teachers as reference lines, learning rate (charts.ts).
-  const teachers = Object.fromEntries(result.roles.filter((r) => r.kind === 'teacher' && result.eval[r.name]?.accuracy !== undefined).map((r) => [r.name, result.eval[r.name].accuracy]));
-  staged.write('training-curves.svg', await trainingCurvesSvg({ title: path.basename(specFile), history: result.history, students, teachers }));
+  // A dense task's panels show its metric (`map`, `miou`) where classification shows accuracy.
+  const metric = ({ classification: 'accuracy', detection: 'map', segmentation: 'miou' } as const)[runTask(spec)];
+  const teachers = Object.fromEntries(result.roles.filter((r) => r.kind === 'teacher' && result.eval[r.name]?.[metric] !== undefined).map((r) => [r.name, result.eval[r.name][metric]]));
+  staged.write('training-curves.svg', await trainingCurvesSvg({ title: path.basename(specFile), history: result.history, students, teachers, ...(metric === 'accuracy' ? {} : { metric }) }));
   return metrics;
 }

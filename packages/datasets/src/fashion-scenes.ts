@@ -17,7 +17,7 @@
  *   fainter non-zero pixels blend by max.
  * Train scenes draw items from the train split only, test scenes from the test split only.
  */
-import { KdError, Rng } from '@tfkd/kd-core';
+import { KdError, Rng, type Dataset as KdDataset, type DatasetDefinition } from '@tfkd/kd-core';
 import * as path from 'path';
 import { z } from 'zod';
 import { FASHION_MNIST_CLASSES, loadFashionMnist } from './fashion-mnist';
@@ -243,8 +243,9 @@ export function loadFashionScenes(o: LoadFashionScenesOptions): SceneSplits {
 }
 
 /**
- * Like kd-core's DatasetDefinition but yielding {@link SceneSplits}. Bound to its own token until
- * the engine has tasks, so no classification run can pick it up by accident.
+ * Like kd-core's DatasetDefinition but yielding {@link SceneSplits} (boxes and masks at once), for
+ * code that wants the scenes themselves. Runs use {@link fashionScenesTaskDataset}, bound to
+ * DATASET_DEFINITION; nothing binds this token any more.
  */
 export interface SceneDatasetDefinition {
   id: string;
@@ -282,5 +283,37 @@ export const fashionScenesDataset: SceneDatasetDefinition = {
     const opts = o as unknown as LoadFashionScenesOptions & { seed?: number };
     const p = opts.path === undefined ? undefined : path.resolve(ctx.specDir ?? process.cwd(), opts.path);
     return loadFashionScenes({ ...opts, path: p, seed: opts.seed ?? ctx.seed });
+  },
+};
+
+/**
+ * One split of scenes as a run's dataset for `task`: detection gets the objects (numClasses 10, the
+ * Fashion-MNIST classes), segmentation the masks (numClasses 11: background 0, then class + 1).
+ * `labels` holds no class (zeros, one per scene). The arrays are shared, not copied.
+ */
+export function sceneDataset(set: SceneSet, task: 'detection' | 'segmentation'): KdDataset {
+  const base = { name: set.name, images: set.images, labels: new Int32Array(set.count), shape: set.shape, source: set.source, ...(set.note ? { note: set.note } : {}) };
+  return task === 'detection'
+    ? { ...base, numClasses: set.numClasses, classNames: set.classNames, objects: { boxes: set.boxes, classes: set.classes, offsets: set.offsets } }
+    : { ...base, numClasses: set.numClasses + 1, classNames: ['background', ...set.classNames], masks: set.masks };
+}
+
+/** `data: { name: fashion-scenes }` for a `task: detection` or `task: segmentation` run (the options of {@link fashionScenesDataset}). */
+export const fashionScenesTaskDataset: DatasetDefinition = {
+  id: 'fashion-scenes',
+  pathOptions: ['path'],
+  tasks: ['detection', 'segmentation'],
+  describe: `${fashionScenesDataset.describe}; task detection: boxes + classes (10), task segmentation: masks (11 classes with background)`,
+  options: fashionScenesDataset.options,
+  async load(o, ctx) {
+    const task = ctx.task;
+    if (task !== 'detection' && task !== 'segmentation') {
+      throw new KdError('KD_TASK_MISMATCH', `fashion-scenes supports detection, segmentation; this run's task is ${task ?? 'classification'}`, {
+        path: `${ctx.specPath}.name`,
+        fix: 'set `task: detection` or `task: segmentation`, or use fashion-mnist for classification',
+      });
+    }
+    const splits = await fashionScenesDataset.load(o, ctx);
+    return { train: sceneDataset(splits.train, task), test: sceneDataset(splits.test, task) };
   },
 };

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { z } from 'zod';
 import { readCifar } from './cifar';
 import { loadFashionMnist } from './fashion-mnist';
-import { fashionScenesDataset, SCENE_DATASET_DEFINITION } from './fashion-scenes';
+import { fashionScenesTaskDataset } from './fashion-scenes';
 import { loadIdxDataset } from './idx';
 import { syntheticSplits } from './synthetic';
 
@@ -101,11 +101,10 @@ export const idxDataset: DatasetDefinition = {
   },
 };
 
-export const DATASETS: readonly DatasetDefinition[] = [fashionMnistDataset, syntheticDataset, cifar('cifar10'), cifar('cifar100'), idxDataset];
+export const DATASETS: readonly DatasetDefinition[] = [fashionMnistDataset, syntheticDataset, cifar('cifar10'), cifar('cifar100'), idxDataset, fashionScenesTaskDataset];
 
 /** Binds every dataset definition to DATASET_DEFINITION. */
 export const datasetsModule = new ContainerModule((o) => {
   for (const d of DATASETS) o.bind<DatasetDefinition>(DATASET_DEFINITION).toConstantValue(d);
-  o.bind(SCENE_DATASET_DEFINITION).toConstantValue(fashionScenesDataset); // dense tasks: its own token until the engine has tasks
 });
 export const kdModule = datasetsModule;

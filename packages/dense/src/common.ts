@@ -1,4 +1,4 @@
-import { KdError, type ModelBuildOptions, type ModelDefinition } from '@tfkd/kd-core';
+import { KdError, type ModelBuildOptions, type ModelDefinition, type Task } from '@tfkd/kd-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { initializers, layers, type SymbolicTensor } from '@tensorflow/tfjs-layers';
 
@@ -75,7 +75,8 @@ export function sizedDefinitions(
   describe: (width: number) => string,
   taps: string[],
   build: (o: ModelBuildOptions, name: string, width: number) => LayersModel,
+  tasks: readonly Task[],
 ): [ModelDefinition, ModelDefinition, ModelDefinition] {
-  const def = (name: string, width: number): ModelDefinition => ({ id: name, describe: describe(width), taps, build: (o) => build(o, name, width) });
+  const def = (name: string, width: number): ModelDefinition => ({ id: name, describe: describe(width), taps, tasks, build: (o) => build(o, name, width) });
   return [def(id, widths.student), def(`${id}-teacher`, widths.teacher), def(`${id}-student`, widths.student)];
 }

@@ -60,7 +60,7 @@ const describeDetector = (w: number): string =>
   `FPN-lite neck p3 (stride 4) + p4 (stride 8), per-level tower + cls_<p> [h,w,K] and box_<p> [h,w,4(n+1)] outputs; ` +
   'options width, regMax (8). Taps c3, c4, p3, p4.';
 
-export const [detectorDefinition, detectorTeacherDefinition, detectorStudentDefinition] = sizedDefinitions('detector', { student: 8, teacher: 16 }, describeDetector, DETECTOR_TAPS, buildDetector);
+export const [detectorDefinition, detectorTeacherDefinition, detectorStudentDefinition] = sizedDefinitions('detector', { student: 8, teacher: 16 }, describeDetector, DETECTOR_TAPS, buildDetector, ['detection']);
 
 /** The heads of all levels, flattened: cls [N, L, K] logits and box [N, L, 4, n+1] logits. */
 export interface DetectorHeads {

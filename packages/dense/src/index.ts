@@ -1,5 +1,5 @@
-// @tfkd/dense: the self-contained pieces of dense-task distillation (issue 24) — models, targets,
-// decoding, metrics and pure losses. The plugin wrappers and the engine's task integration come later.
+// @tfkd/dense: dense-task distillation (issue 24) — models, targets, decoding, metrics, pure losses,
+// and their plugins (loss/detection, loss/det-…, loss/seg-…, metric/map, metric/miou) in denseModule.
 export * from './layout';
 export * from './detector';
 export * from './segmenter';
@@ -16,18 +16,13 @@ export * from './losses/det-localization';
 export * from './losses/det-logit-kd';
 export * from './losses/seg-pixel-kd';
 export * from './losses/seg-pairwise';
+export * from './losses/seg-cwd';
+export * from './losses/seg-adversarial';
+export * from './discriminator';
 export * from './losses/task';
 
-import type { ModelDefinition } from '@tfkd/kd-core';
-import { detectorDefinition, detectorStudentDefinition, detectorTeacherDefinition } from './detector';
-import { segmenterDefinition, segmenterStudentDefinition, segmenterTeacherDefinition } from './segmenter';
-
-/** The dense zoo models (not yet bound to MODEL_DEFINITION: the engine has no dense task yet). */
-export const DENSE_MODELS: readonly ModelDefinition[] = Object.freeze([
-  detectorDefinition,
-  detectorTeacherDefinition,
-  detectorStudentDefinition,
-  segmenterDefinition,
-  segmenterTeacherDefinition,
-  segmenterStudentDefinition,
-]);
+export * from './plugins/det-plugins';
+export * from './plugins/seg-plugins';
+export * from './plugins/metrics';
+export { batchTargets, detectorLayoutOf, headsOf } from './plugins/heads';
+export { DENSE_MODELS, DENSE_PLUGINS, denseModule, kdModule } from './module';

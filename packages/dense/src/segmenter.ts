@@ -41,4 +41,4 @@ const describeSegmenter = (w: number): string =>
   `Encoder–decoder segmenter, width ${w}: 3 encoder stages (w, 2w, 4w; max-pool 2), bilinear up-sampling with ` +
   'additive 1×1-projected skips, per-pixel logits [H, W, K] (K = 11 for fashion-scenes). Taps enc1, enc2, enc3, dec2, dec1.';
 
-export const [segmenterDefinition, segmenterTeacherDefinition, segmenterStudentDefinition] = sizedDefinitions('segmenter', { student: 8, teacher: 16 }, describeSegmenter, SEGMENTER_TAPS, buildSegmenter);
+export const [segmenterDefinition, segmenterTeacherDefinition, segmenterStudentDefinition] = sizedDefinitions('segmenter', { student: 8, teacher: 16 }, describeSegmenter, SEGMENTER_TAPS, buildSegmenter, ['segmentation']);

@@ -127,6 +127,8 @@ const comparable = (r: RunResult) => ({
 describe.each([
   ['sgd with momentum', { name: 'sgd', lr: 0.1, momentum: 0.9, nesterov: true }],
   ['adam', { name: 'adam', lr: 0.01 }],
+  // DOT: two momentum buffers per weight; test/stateful's variable gets the task gradient only
+  ['dot', { name: 'dot', lr: 0.1, momentum: 0.9 }],
 ])('checkpoint and resume (%s)', (_name, optimizer) => {
   const spec = RunSpec.parse(base(optimizer));
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { OutputCache } from './cache';
-import { type Batch, type CostLedger, firstOutput, KdError, type LossTerm, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, ViewName, type ViewSpec } from '@tfkd/kd-core';
+import { type Batch, type CostLedger, firstOutput, KdError, type LossObjective, type LossTerm, type ObjectList, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, ViewName, type ViewSpec } from '@tfkd/kd-core';
 import type { RoleRuntime } from './roles';
 import type { FastTeacher } from './teacher-source';
 
@@ -21,6 +21,8 @@ export interface StepHost {
    * holding the batch's outputs computed ahead (a worker). Consulted after the output cache.
    */
   teacherForward?: ReadonlyMap<string, FastTeacher>;
+  /** A plugin's objective (DOT's task or distillation gradient), by instance name; absent: `task`. */
+  objectiveOf?(owner: string): LossObjective | 'mixed';
 }
 
 export interface RecordedTerm {
@@ -28,6 +30,8 @@ export interface RecordedTerm {
   owner: string;
   weight: number;
   value: Scalar;
+  /** Its gradient under DOT: the term's own `objective`, else its plugin's (a `mixed` plugin's: `distill`). */
+  objective: LossObjective;
 }
 
 /** One step's context. `scoped(owner)` gives the view a plugin's handler receives. */
@@ -78,7 +82,15 @@ export class StepContextImpl implements StepContext {
   }
 
   replaceBatch(
-    b: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null; views?: Readonly<Record<string, Tensor>> | null },
+    b: {
+      x: Tensor;
+      y: Tensor;
+      indices?: Int32Array | null;
+      targets?: Tensor | null;
+      views?: Readonly<Record<string, Tensor>> | null;
+      objects?: readonly ObjectList[] | null;
+      masks?: Tensor | null;
+    },
     opts: { transformed: boolean },
   ): void {
     const self = this.root();
@@ -115,6 +127,7 @@ export class StepContextImpl implements StepContext {
       });
     }
     for (const [name, v] of Object.entries(views ?? {})) checkViewShape(name, v, b.x, 'replaceBatch');
+    const dense = denseTargets(self.batch, b);
     self.inputCache.clear();
     self.transformed = self.transformed || opts.transformed;
     self.batch = {
@@ -124,6 +137,7 @@ export class StepContextImpl implements StepContext {
       size: b.x.shape[0] as number,
       ...(targets ? { targets } : {}),
       ...(views && Object.keys(views).length > 0 ? { views: { ...views } } : {}),
+      ...dense,
     };
   }
 
@@ -214,6 +228,8 @@ export class StepContextImpl implements StepContext {
       logits: fix(list[0] as Tensor),
       taps: Object.fromEntries(r.tapNames.map((name, i) => [name, fix(list[i + 1] as Tensor)])),
     };
+    // Dense tasks: every output of the model by name (the first is the logits, the others are taps).
+    if (r.heads) outputs.heads = Object.fromEntries(r.heads.map((h, i) => [h, i === 0 ? outputs.logits : outputs.taps[h]]));
     self.outputsCache.set(role, outputs);
     return outputs;
   }
@@ -230,11 +246,13 @@ export class StepContextImpl implements StepContext {
         fix: 'reduce the loss with tf.mean/tf.sum before addLoss',
       });
     }
+    const declared = self.host.objectiveOf?.(owner) ?? 'task';
     self.terms.push({
       name: term.name ?? owner,
       owner,
       weight: self.host.weightOf(owner) * (term.weight ?? 1),
       value: term.value,
+      objective: term.objective ?? (declared === 'mixed' ? 'distill' : declared),
     });
   }
 
@@ -248,6 +266,13 @@ export class StepContextImpl implements StepContext {
       });
     }
     return tf.addN(self.terms.map((t) => (t.weight === 1 ? t.value : tf.mul(t.value, t.weight)))) as Scalar;
+  }
+
+  /** Σ weight · value over the terms of one objective (DOT's task or distillation loss); undefined if there are none. */
+  totalOf(objective: LossObjective): Scalar | undefined {
+    const terms = this.root().terms.filter((t) => t.objective === objective);
+    if (terms.length === 0) return undefined;
+    return tf.addN(terms.map((t) => (t.weight === 1 ? t.value : tf.mul(t.value, t.weight)))) as Scalar;
   }
 
   private root(): StepContextImpl {
@@ -268,6 +293,24 @@ export class StepContextImpl implements StepContext {
     }
     return r;
   }
+}
+
+/**
+ * A dense task's targets across `replaceBatch`: a batch that has objects (masks) can only be replaced
+ * by one that carries objects (masks) for its new images, one per image; they are never dropped.
+ */
+function denseTargets(had: Batch, b: { x: Tensor; objects?: readonly ObjectList[] | null; masks?: Tensor | null }): Pick<Batch, 'objects' | 'masks'> {
+  const n = b.x.shape[0] as number;
+  const lost = (what: string) =>
+    new KdError('KD_PLUGIN_DEPENDENCY', `replaceBatch() without ${what} on a batch that has them (a ${what === 'objects' ? 'detection' : 'segmentation'} run): they would be lost`, {
+      path: 'plugins',
+      fix: `a sampler on a dense task must pass the ${what} of its new images on (\`${what}\`), and declare the task only then`,
+    });
+  if (had.objects && !b.objects) throw lost('objects');
+  if (had.masks && !b.masks) throw lost('masks');
+  if (b.objects && b.objects.length !== n) throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: ${n} images but ${b.objects.length} object lists`);
+  if (b.masks && (b.masks.rank !== 3 || b.masks.shape[0] !== n)) throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: masks must be [${n}, H, W], got [${b.masks.shape}]`);
+  return { ...(b.objects ? { objects: b.objects } : {}), ...(b.masks ? { masks: b.masks } : {}) };
 }
 
 /** A view must hold the batch's samples in its order, at the batch's image shape. */

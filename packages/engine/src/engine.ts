@@ -8,6 +8,7 @@ import {
   type Plugin,
   type RunSpec,
   type RunStartInfo,
+  runTask,
   type TrainSpec,
 } from '@tfkd/kd-core';
 import { selectBackend, type SelectedBackend } from './backend';
@@ -22,7 +23,8 @@ import { prepareRoles } from './setup';
 import { resolvePhases, type Phase } from './stages';
 import { TeacherForward } from './teacher-forward';
 import { captureState, checkResumable, restoreOptimizers, restoreState, type RunParts } from './state';
-import { evaluate, trainStep, type StepResult, type TrainHost } from './step';
+import { evaluateRoles } from './evaluate-task';
+import { trainStep, type StepResult, type TrainHost } from './step';
 import type { EngineOptions, RunResult } from './types';
 
 export type { EngineOptions, RunResult, TeacherForwardOptions, TeacherSource, TeacherSourceFactory, TeacherSourceRequest } from './types';
@@ -135,7 +137,7 @@ export class Engine {
       this.log(`resuming at ${where}epoch ${epoch}${batchIndex > 0 ? `, batch ${batchIndex + 1}` : ''} (step ${progress.step}) from a checkpoint of ${resume.createdAt}`);
     } else if (teachers.length > 0) {
       // Teachers are evaluated once, before training (a resumed run has their numbers in its checkpoint).
-      const rep = await evaluate(this.bus, teachers, this.data.test, { phase: this.phase, epoch: 0, logits: progress.logits });
+      const rep = await evaluateRoles(runTask(this.spec), this.bus, teachers, this.data.test, { phase: this.phase, epoch: 0, logits: progress.logits });
       Object.assign(progress.eval, rep.metrics);
     }
 
@@ -237,7 +239,7 @@ export class Engine {
         if (run.skipped > 0) train.skippedBatches = run.skipped;
         let evalMetrics: Record<string, Record<string, number>> = {};
         if (epoch % this.spec.evalEvery === 0 || epoch === ptrain.epochs) {
-          evalMetrics = (await evaluate(this.bus, students, this.data.test, { phase: phase.name, epoch, logits: run.logits })).metrics;
+          evalMetrics = (await evaluateRoles(runTask(this.spec), this.bus, students, this.data.test, { phase: phase.name, epoch, logits: run.logits })).metrics;
           Object.assign(run.eval, evalMetrics);
         }
         const summary: EpochSummary = { phase: phase.name, epoch, epochs: ptrain.epochs, train, eval: evalMetrics, seconds, learningRate: lr };

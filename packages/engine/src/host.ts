@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { KdError, makeOptimizer, Rng, TrainSpec, type DataSplits } from '@tfkd/kd-core';
 import { OutputCache } from './cache';
+import { pluginObjectives } from './objectives';
 import type { RunParts } from './state';
 import { layersUpTo, variablesOf, type Phase } from './stages';
 import type { LifecycleBus } from '@tfkd/kd-core';
@@ -73,6 +74,7 @@ export function trainHost(parts: RunParts & { bus: LifecycleBus; data: DataSplit
   const active = parts.plugins.filter((p) => phase.active.has(p.name));
   const pluginVars = parts.instances.filter((_, i) => phase.active.has(parts.plugins[i].name)).flatMap((p) => p.variables?.() ?? []);
   const layers = upTo.get(phase.name);
+  const objectives = pluginObjectives(spec, parts.plugins);
   return {
     bus: parts.bus,
     train: parts.data.train,
@@ -82,6 +84,7 @@ export function trainHost(parts: RunParts & { bus: LifecycleBus; data: DataSplit
     numClasses: parts.data.train.numClasses,
     weightOf: (owner) => phase.active.get(owner) ?? parts.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
     rngOf: (owner) => parts.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
+    objectiveOf: (owner) => objectives.get(owner) ?? 'task',
     trainables: students.map((s, i) => ({
       role: s,
       variables: [...(layers ? variablesOf(s.model, layers.get(s.info.name) as Set<string>) : trainableVariables(s.model)), ...(i === 0 ? pluginVars : [])],

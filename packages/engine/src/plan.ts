@@ -124,10 +124,11 @@ async function standIn(spec: RunSpec, opts: EngineOptions & { data: DataSplits; 
 
 /** The plan as `kd run --plan` prints it: one line per run, in execution order. */
 export function describePlan(plan: Plan): string[] {
-  const lines = [`plan: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}, data ${plan.spec.data.name}${plan.data.train.source !== plan.spec.data.name ? ` ${plan.data.train.source}` : ''} (${plan.data.train.labels.length} train / ${plan.data.test.labels.length} test), backend ${plan.backend.name}`];
+  const lines = [`plan: ${plan.runs.length} run${plan.runs.length === 1 ? '' : 's'}, data ${plan.spec.data.name}${plan.data.train.source !== plan.spec.data.name ? ` ${plan.data.train.source}` : ''} (${plan.data.train.labels.length} train / ${plan.data.test.labels.length} test)${plan.spec.task ? `, task ${plan.spec.task}` : ''}, backend ${plan.backend.name}`];
   plan.runs.forEach((r, i) => {
     const t = r.train;
-    const opt = `${t.optimizer.name} lr ${t.optimizer.lr}${t.optimizer.name === 'sgd' && t.optimizer.momentum ? ` momentum ${t.optimizer.momentum}` : ''}${t.optimizer.weightDecay ? ` wd ${t.optimizer.weightDecay}` : ''}`;
+    const dot = t.optimizer.name === 'dot' ? ` ± ${t.optimizer.delta} (task ${+(t.optimizer.momentum - (t.optimizer.delta ?? 0)).toFixed(6)}, distillation ${+(t.optimizer.momentum + (t.optimizer.delta ?? 0)).toFixed(6)})` : '';
+    const opt = `${t.optimizer.name} lr ${t.optimizer.lr}${t.optimizer.name !== 'adam' && t.optimizer.momentum ? ` momentum ${t.optimizer.momentum}${dot}` : ''}${t.optimizer.weightDecay ? ` wd ${t.optimizer.weightDecay}` : ''}`;
     const stages = r.stages.length ? `${r.stages.map((s) => `${s.name} ${s.epochs} ep`).join(', ')}, then ` : '';
     const what =
       r.kind === 'teacher'

@@ -1,4 +1,4 @@
-import { KdError, type PluginDefinition, type PluginEntry, type PluginRequirements, Rng, type RoleInfo, type RunSpec, type Stage, validate } from '@tfkd/kd-core';
+import { KdError, type PluginDefinition, type PluginEntry, type PluginRequirements, Rng, type RoleInfo, type RunSpec, runTask, type Stage, supportedTasks, TASK_DEFAULTS, taskMismatch, validate } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 
 /** A spec entry matched to its definition, with validated options and its own generator. */
@@ -18,14 +18,22 @@ export interface ResolvedPlugin {
 /** Metrics always computed by the engine itself (no plugin needed). */
 export const BUILTIN_METRICS = ['accuracy', 'nll'];
 
-/** Resolve `plugins:` and the metric plugins named in `eval:`, validating every option. */
+/**
+ * Resolve `plugins:` and the metric plugins named in `eval:`, validating every option. A detection or
+ * segmentation run always evaluates its task's metric (`metric/map`, `metric/miou`: added at the
+ * end, spec path `task`, when neither `eval:` nor `plugins:` names it); the built-ins `accuracy` and `nll` are
+ * classification's and are not computed there.
+ */
 export function resolvePlugins(spec: RunSpec, registry: Registry): ResolvedPlugin[] {
   const entries: { entry: PluginEntry; specPath: string }[] = spec.plugins.map((entry, i) => ({ entry, specPath: `plugins[${i}]` }));
+  const metricId = (m: string) => (m.includes('/') ? m : `metric/${m}`);
   spec.eval.forEach((m, i) => {
     if (!BUILTIN_METRICS.includes(m)) {
-      entries.push({ entry: { use: m.includes('/') ? m : `metric/${m}`, with: {}, weight: 1 }, specPath: `eval[${i}]` });
+      entries.push({ entry: { use: metricId(m), with: {}, weight: 1 }, specPath: `eval[${i}]` });
     }
   });
+  const taskMetric = TASK_DEFAULTS[runTask(spec)].metric;
+  if (taskMetric && !spec.eval.some((m) => metricId(m) === taskMetric) && !spec.plugins.some((p) => p.use === taskMetric)) entries.push({ entry: { use: taskMetric, with: {}, weight: 1 }, specPath: 'task' });
   const names = new Set<string>();
   const seedRng = new Rng(spec.seed ^ 0x2545f491);
   return entries.map(({ entry, specPath }, index) => {
@@ -52,7 +60,13 @@ export function resolvePlugin(spec: RunSpec, registry: Registry, entry: PluginEn
     for (let i = 0; i < index; i++) seedRng.fork(i);
     rng = seedRng.fork(index);
   }
-  const def = registry.plugin(entry.use, specPath.startsWith('eval') ? specPath : `${specPath}.use`);
+  const usePath = specPath.startsWith('eval') || specPath === 'task' ? specPath : `${specPath}.use`;
+  const def = registry.plugin(entry.use, usePath);
+  const task = runTask(spec);
+  if (!supportedTasks(def).includes(task)) {
+    const fitting = registry.plugins().filter((d) => d.kind === def.kind && supportedTasks(d).includes(task)).map((d) => d.id);
+    throw taskMismatch(`'${def.id}'`, supportedTasks(def), task, usePath, fitting);
+  }
   const options = validate(def.options, entry.with, {
     code: 'KD_PLUGIN_OPTIONS',
     prefix: `${specPath}.with`,

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { KdError, type RoleInfo, type RoleKind, type RoleSpec, type TrainSpec } from '@tfkd/kd-core';
+import { KdError, type RoleInfo, type RoleKind, type RoleSpec, supportedTasks, type Task, taskMismatch, type TrainSpec } from '@tfkd/kd-core';
 import { graphTapped } from './graph-teacher';
 import type { Registry } from './registry';
 import type { Storage } from '@tfkd/kd-core';
@@ -14,6 +14,11 @@ export interface RoleRuntime {
   /** Outputs [logits, ...taps]; the same weights as `model`. */
   tapped: tfl.LayersModel;
   tapNames: string[];
+  /**
+   * Detection and segmentation runs: the model's output names, in order (the first is `logits`, the
+   * others are tapped by name); `ctx.outputs(role).heads` holds them. Absent in classification runs.
+   */
+  heads?: string[];
   /** Input shape of one example as the model takes it. */
   inputShape: number[];
   flopsPerImage: number;
@@ -40,13 +45,17 @@ export function roleSpecs(spec: {
 export async function buildModel(
   registry: Registry,
   role: { name: string; spec: RoleSpec; specPath: string },
-  ctx: { inputShape: number[]; numClasses: number; seed: number; specDir: string; storage: Storage },
+  ctx: { inputShape: number[]; numClasses: number; seed: number; specDir: string; storage: Storage; task?: Task },
 ): Promise<tfl.LayersModel> {
   if (role.spec.load) {
     const dir = ctx.storage.resolve(ctx.specDir, role.spec.load);
     return registry.modelTools().load(dir);
   }
   const def = registry.model(role.spec.model as string, `${role.specPath}.model`);
+  const task = ctx.task ?? 'classification';
+  if (!supportedTasks(def).includes(task)) {
+    throw taskMismatch(`model '${def.id}'`, supportedTasks(def), task, `${role.specPath}.model`, registry.models().filter((m) => supportedTasks(m).includes(task)).map((m) => m.id));
+  }
   let model: tfl.LayersModel;
   try {
     model = def.build({ ...role.spec.options, inputShape: ctx.inputShape, numClasses: ctx.numClasses, seed: ctx.seed });

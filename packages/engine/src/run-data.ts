@@ -1,4 +1,4 @@
-import { holdOut, KdError, keepClassFractions, validate, type DataSplits, type RunSpec } from '@tfkd/kd-core';
+import { holdOut, KdError, keepClassFractions, runTask, supportedTasks, taskMismatch, validate, type DataSplits, type RunSpec } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 
 /**
@@ -11,8 +11,24 @@ import type { Registry } from './registry';
 export async function loadRunData(spec: RunSpec, registry: Registry, specDir: string): Promise<DataSplits & { note?: string }> {
   const { name, validation, classFractions, ...rest } = spec.data;
   const def = registry.dataset(name, 'data.name');
+  const task = runTask(spec);
+  if (!supportedTasks(def).includes(task)) {
+    throw taskMismatch(`dataset '${name}'`, supportedTasks(def), task, 'data.name', registry.datasets().filter((d) => supportedTasks(d).includes(task)).map((d) => d.id));
+  }
+  if (task !== 'classification' && (classFractions || spec.calibrate)) {
+    // Both are defined on class labels: per-image classes (imbalance) and softmax confidences (temperature).
+    const at = classFractions ? 'data.classFractions' : 'calibrate';
+    throw new KdError('KD_TASK_MISMATCH', `\`${at}\` is defined for classification only; this run's task is ${task}`, { path: at, fix: `remove \`${at}\` from the ${task} spec` });
+  }
   const options = validate(def.options, rest, { prefix: 'data' });
-  let splits: DataSplits & { note?: string } = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir });
+  let splits: DataSplits & { note?: string } = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir, ...(spec.task ? { task } : {}) });
+  const missing = (['train', 'test'] as const).find((k) => (task === 'detection' && !splits[k].objects) || (task === 'segmentation' && !splits[k].masks));
+  if (missing) {
+    throw new KdError('KD_TASK_MISMATCH', `dataset '${name}' declares ${task} but its ${missing} split has no ${task === 'detection' ? 'objects' : 'masks'}`, {
+      path: 'data.name',
+      fix: `the dataset's load() must set \`${task === 'detection' ? 'objects' : 'masks'}\` for task ${task} (kd-core's Dataset)`,
+    });
+  }
   if (splits.train.labels.length === 0) {
     throw new KdError('KD_DATA_CORRUPT', `dataset '${name}' has no training samples`, { path: 'data', fix: 'check the data folder' });
   }

@@ -1,5 +1,5 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { batchWrites, type CostLedger, type DataSplits, didYouMean, KdError, parseTap, type Plugin, Rng, type RoleSpec, type RunSpec } from '@tfkd/kd-core';
+import { batchWrites, type CostLedger, type DataSplits, didYouMean, KdError, parseTap, type Plugin, Rng, type RoleSpec, type RunSpec, runTask } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 import type { ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
@@ -114,13 +114,16 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
       // shape (it trains on the data, not on its view) and with its seed.
       const toTrain = r.kind === 'teacher' && r.spec.train !== undefined && !r.spec.load;
       const shape = toTrain ? [...inputShape] : viewedShape(inputShape, r.spec.view);
-      model = await buildModel(ctx.registry, r, { inputShape: shape, numClasses, seed, specDir: ctx.specDir, storage: ctx.storage });
+      model = await buildModel(ctx.registry, r, { inputShape: shape, numClasses, seed, specDir: ctx.specDir, storage: ctx.storage, task: runTask(spec) });
       if (r.kind === 'teacher') teachers[r.name] = { cached: false, key: null, dir: r.spec.load ?? null };
     }
     if (!external) made.push(model);
     checkViewFits(r, model, inputShape);
     if (r.kind === 'teacher') model.trainable = false;
     const tapNames = tapsByRole.get(r.name) as string[];
+    // A dense task's heads are the model's outputs: the first is `logits`, the others are tapped by name.
+    const heads = runTask(spec) === 'classification' ? undefined : [...model.outputNames];
+    for (const h of heads?.slice(1) ?? []) if (!tapNames.includes(h)) tapNames.push(h);
     const tapped = tappedModel(model, tapNames, r.name, ctx.plugins.find((p) => (p.requirements.taps ?? []).some((t) => t.startsWith(`${r.name}.`)))?.specPath ?? r.specPath);
     const runtime: RoleRuntime = {
       info: { name: r.name, kind: r.kind, trainable: r.kind === 'student' },
@@ -129,6 +132,7 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
       model,
       tapped,
       tapNames,
+      ...(heads ? { heads } : {}),
       inputShape: (model.inputs[0].shape as number[]).slice(1),
       flopsPerImage: tools.countFlops(model),
     };

@@ -2,6 +2,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type * as tf from '@tensorflow/tfjs-core';
 import { KdError, type RunSpec, type StageSpec, TrainSpec, validate } from '@tfkd/kd-core';
 import type { Registry } from './registry';
+import { checkOptimizerTerms } from './objectives';
 import { resolvePlugin, type ResolvedPlugin } from './resolve';
 
 /**
@@ -43,7 +44,8 @@ export const RESERVED_PHASES = ['distill', 'teacher'];
  */
 export function resolvePhases(spec: RunSpec, registry: Registry, main: ResolvedPlugin[], mainPhase: string): { plugins: ResolvedPlugin[]; phases: Phase[] } {
   const plugins = [...main];
-  const metrics = main.filter((p) => p.specPath.startsWith('eval'));
+  // `eval:` metrics and a dense task's metric (spec path `task`) are active in every phase.
+  const metrics = main.filter((p) => p.specPath.startsWith('eval') || p.specPath === 'task');
   const mainPhaseDef: Phase = {
     name: mainPhase,
     stage: -1,
@@ -52,7 +54,7 @@ export function resolvePhases(spec: RunSpec, registry: Registry, main: ResolvedP
     overrides: {},
     active: new Map(main.map((p) => [p.name, p.entry.weight])),
   };
-  if (spec.stages === undefined) return { plugins, phases: [mainPhaseDef] };
+  if (spec.stages === undefined) return checkedPhases(spec, plugins, [mainPhaseDef]);
   if (spec.stages.length === 0) {
     throw new KdError('KD_SPEC_INVALID', '`stages:` is an empty list', {
       path: 'stages',
@@ -140,6 +142,12 @@ export function resolvePhases(spec: RunSpec, registry: Registry, main: ResolvedP
     });
   });
   phases.push(mainPhaseDef);
+  return checkedPhases(spec, plugins, phases);
+}
+
+/** The phases, once each has the losses its optimizer needs (DOT: a task and a distillation loss). */
+function checkedPhases(spec: RunSpec, plugins: ResolvedPlugin[], phases: Phase[]): { plugins: ResolvedPlugin[]; phases: Phase[] } {
+  checkOptimizerTerms(spec, plugins, phases);
   return { plugins, phases };
 }
 

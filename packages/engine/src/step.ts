@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type Batch, batchTensors, type Dataset, type EvalReport, isKdError, KdError, type LifecycleBus } from '@tfkd/kd-core';
+import { type Batch, batchTensors, type Dataset, type EvalReport, isDotOptimizer, isKdError, KdError, type LifecycleBus } from '@tfkd/kd-core';
 import { StepContextImpl, viewFor, type StepHost } from './context';
 import type { RoleRuntime } from './roles';
 
@@ -32,12 +32,15 @@ export interface TrainHost extends StepHost {
 /**
  * One training step, top to bottom, inside one tidy scope:
  * batchStart (samplers) → prefetch teachers → loss (inside variableGrads) → finiteness check →
- * weight decay and optimizer step per trainable role. Only numbers leave.
+ * weight decay and optimizer step per trainable role. Only numbers leave. With DOT (`name: dot`) the
+ * loss is differentiated twice, its distillation terms and its task terms apart (`splitGrads`), and
+ * DOT applies its own weight decay.
  */
 export function trainStep(host: TrainHost, input: StepInput): StepResult {
   return tf.tidy(() => {
-    const { x, y } = batchTensors(host.train, input.indices);
-    const batch: Batch = { x, y, indices: input.indices, size: input.indices.length };
+    // `dense`: a detection or segmentation dataset's objects / masks (absent otherwise).
+    const { x, y, ...dense } = batchTensors(host.train, input.indices);
+    const batch: Batch = { x, y, indices: input.indices, size: input.indices.length, ...dense };
     const ctx = new StepContextImpl(host, batch, input.phase, input.epoch, input.epochs, input.batchIndex, input.step);
     const scope = (_: unknown, owner: string) => ctx.scoped(owner);
 
@@ -47,14 +50,24 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
     const allVars = host.trainables.flatMap((t) => t.variables);
     // variableGrads disposes what its function creates, except the result: keep the terms' values.
     let packed: tf.Tensor | null = null;
-    let taped: ReturnType<typeof tf.variableGrads>;
+    const forward = (): tf.Scalar => {
+      host.bus.emit('loss', ctx, scope);
+      const total = ctx.total();
+      packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
+      return total;
+    };
+    let grads: tf.NamedTensorMap = {};
+    // DOT: the task and the distillation gradients apart, from one forward.
+    let parts: SplitGrads | null = null;
     try {
-      taped = tf.variableGrads(() => {
-        host.bus.emit('loss', ctx, scope);
-        const total = ctx.total();
-        packed = tf.keep(tf.stack([total, ...ctx.terms.map((t) => t.value)]));
-        return total;
-      }, allVars);
+      if (host.trainables.some((t) => isDotOptimizer(t.role.optimizer))) {
+        parts = splitGrads(() => {
+          forward();
+          return { task: ctx.totalOf('task'), distill: ctx.totalOf('distill') };
+        }, allVars);
+      } else {
+        grads = tf.variableGrads(forward, allVars).grads;
+      }
     } catch (e) {
       (packed as tf.Tensor | null)?.dispose();
       releaseTape();
@@ -67,13 +80,11 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
       }
       throw e;
     }
-    const { value, grads } = taped;
-    // One read-back for the total, every term and the squared gradient norm.
-    const gradList = Object.values(grads);
+    // One read-back for the total, every term and the squared gradient norm (DOT: of both gradients).
+    const gradList = parts ? [...Object.values(parts.task), ...Object.values(parts.distill)] : Object.values(grads);
     const gradNorm2 = gradList.length ? tf.addN(gradList.map((g) => tf.sum(tf.square(g)))) : tf.scalar(0);
     const values = tf.concat([packed as unknown as tf.Tensor, tf.reshape(gradNorm2, [1])]).dataSync();
     (packed as unknown as tf.Tensor).dispose();
-    void value;
     const terms: Record<string, number> = {};
     ctx.terms.forEach((t, i) => (terms[t.name] = (terms[t.name] ?? 0) + values[i + 1]));
     const loss = values[0];
@@ -93,17 +104,62 @@ export function trainStep(host: TrainHost, input: StepInput): StepResult {
     }
 
     for (const t of host.trainables) {
-      const named: tf.NamedTensorMap = {};
-      for (const v of t.variables) {
-        const g = grads[v.name];
-        if (!g) continue;
-        named[v.name] = t.weightDecay > 0 ? tf.add(g, tf.mul(v, t.weightDecay)) : g;
+      const opt = t.role.optimizer;
+      if (parts && isDotOptimizer(opt)) {
+        // DOT adds the weight decay itself (to the task gradient; a weight without one: to its distillation gradient).
+        opt.applyDot(t.variables, parts.task, parts.distill);
+      } else {
+        const named: tf.NamedTensorMap = {};
+        for (const v of t.variables) {
+          const g = parts ? sumOf(parts.task[v.name], parts.distill[v.name]) : grads[v.name];
+          if (!g) continue;
+          named[v.name] = t.weightDecay > 0 ? tf.add(g, tf.mul(v, t.weightDecay)) : g;
+        }
+        if (Object.keys(named).length > 0) opt?.applyGradients(named);
       }
-      if (Object.keys(named).length > 0) t.role.optimizer?.applyGradients(named);
-      host.ledger.backward(t.role.info.name, ctx.batch.size);
+      // DOT back-propagates once per part (the reference's two backward calls): each pass is counted.
+      host.ledger.backward(t.role.info.name, ctx.batch.size * (parts ? parts.passes : 1));
     }
     return { loss, terms, images: ctx.batch.size, skipped: false };
   });
+}
+
+/** DOT's gradients by variable name: of the task terms and of the distillation terms. */
+export interface SplitGrads {
+  task: tf.NamedTensorMap;
+  distill: tf.NamedTensorMap;
+  /** Backward passes run: one per part that has terms this step. */
+  passes: number;
+}
+
+/**
+ * The task and the distillation gradients from ONE forward pass, as the reference does with
+ * `loss_kd.backward(retain_graph=True)` and then `loss_ce.backward()`. tfjs keeps its tape while a
+ * gradient scope is open (that is how it nests gradients): the loss is computed inside a scope opened
+ * here, each part is differentiated on that tape (distillation first, as the reference), and the
+ * tape's saved tensors are freed when the scope closes, on error too. The backward passes are recorded
+ * on the open tape as well, so a DOT step's peak memory is higher than a plain step's. A part without
+ * terms this step has no gradients (and no pass).
+ */
+export function splitGrads(loss: () => { task?: tf.Scalar; distill?: tf.Scalar }, vars: tf.Variable[]): SplitGrads {
+  const engine = tf.engine() as unknown as { startTape(): void; endTape(): void };
+  engine.startTape();
+  try {
+    // What the loss makes (activations, the terms) is freed after it: the tape holds what its gradients need.
+    const parts = tf.tidy(loss);
+    const gradsOf = (y: tf.Scalar | undefined): tf.NamedTensorMap => (y ? tf.variableGrads(() => y, vars).grads : {});
+    const distill = gradsOf(parts.distill);
+    const task = gradsOf(parts.task);
+    return { task, distill, passes: (parts.task ? 1 : 0) + (parts.distill ? 1 : 0) };
+  } finally {
+    engine.endTape();
+    releaseTape();
+  }
+}
+
+/** g₁ + g₂ where both exist (a non-DOT student in a DOT step), else the one that does. */
+function sumOf(a: tf.Tensor | undefined, b: tf.Tensor | undefined): tf.Tensor | undefined {
+  return a && b ? tf.add(a, b) : (a ?? b);
 }
 
 /**

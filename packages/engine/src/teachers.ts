@@ -1,5 +1,5 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { KdError, RunSpec, TrainSpec, type DataSplits, type ModelTools, type RoleSpec } from '@tfkd/kd-core';
+import { KdError, RunSpec, runTask, TASK_DEFAULTS, TrainSpec, type DataSplits, type ModelTools, type RoleSpec } from '@tfkd/kd-core';
 import { Engine, type EngineOptions, type RunResult } from './engine';
 import { sha256Hex } from './hash';
 import type { ProvidedTeacher } from './setup';
@@ -10,7 +10,7 @@ export interface TeacherRun {
   /** The role it becomes (`teacher`). */
   role: string;
   specPath: string;
-  /** The run that trains it: the teacher's model as the `student` of a cross-entropy run. */
+  /** The run that trains it: the teacher's model as the `student` of a run on the task's label loss (cross-entropy for classification). */
   spec: RunSpec;
   /** Cache key: hash of everything that decides the trained weights. */
   key: string;
@@ -38,10 +38,13 @@ export function teacherRun(
   const inputShape = [...data.train.shape];
   const numClasses = data.train.numClasses;
   // A held-out split (spec `calibrate:`) changes what the teacher trains on, so it is part of the key.
+  // A dense task trains another head on other targets: part of the key (absent for classification, so its keys are unchanged).
   const keyObj = {
     v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses,
     ...(spec.calibrate ? { calibrate: spec.calibrate } : {}),
+    ...(runTask(spec) !== 'classification' ? { task: spec.task } : {}),
   };
+  const task = TASK_DEFAULTS[runTask(spec)];
   const key = sha256Hex(JSON.stringify(keyObj)).slice(0, 16);
   const { storage, cacheDir } = cache;
   const dir = cacheDir ? storage.resolve(cacheDir, storage.join('teachers', key)) : null;
@@ -51,9 +54,11 @@ export function teacherRun(
     data: spec.data,
     student: { model: r.spec.model, options: r.spec.options, seed },
     train,
-    plugins: [{ use: 'loss/cross-entropy' }],
+    ...(spec.task ? { task: spec.task } : {}),
+    // The task's label loss (cross-entropy; the detection loss; per-pixel cross-entropy) and metric.
+    plugins: [{ use: task.labelLoss }],
     packages: spec.packages,
-    eval: ['accuracy'],
+    eval: [task.metric ?? 'accuracy'],
     nonFinite: spec.nonFinite,
   });
   return { role: r.name, specPath: r.specPath, spec: childSpec, key, keyObj, dir, cached: dir !== null && storage.exists(storage.join(dir, 'model.json')) };

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from './rng';
-import type { Dataset } from './tokens';
+import type { ObjectList } from './task';
+import type { Dataset, DatasetObjects } from './tokens';
 
 /**
  * The batches of one epoch: a permutation that depends only on (seed, epoch), so a resumed run
@@ -20,8 +21,12 @@ export function epochBatches(
   return out;
 }
 
-/** Images and labels of the given samples as tensors: x [n, H, W, C] float32, y [n] int32. */
-export function batchTensors(ds: Dataset, indices: ArrayLike<number>): { x: tf.Tensor4D; y: tf.Tensor1D } {
+/**
+ * Images and labels of the given samples as tensors: x [n, H, W, C] float32, y [n] int32 — and the
+ * task's targets when the dataset has them: `objects` (detection: per sample, views of the dataset's
+ * arrays) or `masks` (segmentation: int32 [n, H, W]).
+ */
+export function batchTensors(ds: Dataset, indices: ArrayLike<number>): { x: tf.Tensor4D; y: tf.Tensor1D; objects?: ObjectList[]; masks?: tf.Tensor3D } {
   const [h, w, c] = ds.shape;
   const per = h * w * c;
   const n = indices.length;
@@ -32,14 +37,25 @@ export function batchTensors(ds: Dataset, indices: ArrayLike<number>): { x: tf.T
     xs.set(ds.images.subarray(k * per, (k + 1) * per), i * per);
     ys[i] = ds.labels[k];
   }
-  return { x: tf.tensor4d(xs, [n, h, w, c]), y: tf.tensor1d(ys, 'int32') };
+  const out: { x: tf.Tensor4D; y: tf.Tensor1D; objects?: ObjectList[]; masks?: tf.Tensor3D } = { x: tf.tensor4d(xs, [n, h, w, c]), y: tf.tensor1d(ys, 'int32') };
+  const o = ds.objects;
+  if (o) {
+    out.objects = Array.from(indices, (k) => ({ boxes: o.boxes.subarray(4 * o.offsets[k], 4 * o.offsets[k + 1]), classes: o.classes.subarray(o.offsets[k], o.offsets[k + 1]) }));
+  }
+  if (ds.masks) {
+    const plane = h * w;
+    const ms = new Int32Array(n * plane);
+    for (let i = 0; i < n; i++) ms.set(ds.masks.subarray(indices[i] * plane, (indices[i] + 1) * plane), i * plane);
+    out.masks = tf.tensor3d(ms, [n, h, w], 'int32');
+  }
+  return out;
 }
 
 export function datasetSize(ds: Dataset): number {
   return ds.labels.length;
 }
 
-/** The samples at `indices` as a new Dataset (copies). */
+/** The samples at `indices` as a new Dataset (copies; a dense task's objects and masks too). */
 export function selectSamples(ds: Dataset, indices: ArrayLike<number>, name: string): Dataset {
   const per = ds.shape[0] * ds.shape[1] * ds.shape[2];
   const images = new Float32Array(indices.length * per);
@@ -48,7 +64,28 @@ export function selectSamples(ds: Dataset, indices: ArrayLike<number>, name: str
     images.set(ds.images.subarray(indices[i] * per, (indices[i] + 1) * per), i * per);
     labels[i] = ds.labels[indices[i]];
   }
-  return { ...ds, name, images, labels };
+  const out: Dataset = { ...ds, name, images, labels };
+  if (ds.objects) out.objects = selectObjects(ds.objects, indices);
+  if (ds.masks) {
+    const plane = ds.shape[0] * ds.shape[1];
+    const masks = new Int32Array(indices.length * plane);
+    for (let i = 0; i < indices.length; i++) masks.set(ds.masks.subarray(indices[i] * plane, (indices[i] + 1) * plane), i * plane);
+    out.masks = masks;
+  }
+  return out;
+}
+
+function selectObjects(o: DatasetObjects, indices: ArrayLike<number>): DatasetObjects {
+  const offsets = new Int32Array(indices.length + 1);
+  for (let i = 0; i < indices.length; i++) offsets[i + 1] = offsets[i] + o.offsets[indices[i] + 1] - o.offsets[indices[i]];
+  const boxes = new Float32Array(4 * offsets[indices.length]);
+  const classes = new Int32Array(offsets[indices.length]);
+  for (let i = 0; i < indices.length; i++) {
+    const [a, b] = [o.offsets[indices[i]], o.offsets[indices[i] + 1]];
+    boxes.set(o.boxes.subarray(4 * a, 4 * b), 4 * offsets[i]);
+    classes.set(o.classes.subarray(a, b), offsets[i]);
+  }
+  return { boxes, classes, offsets };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { Rng } from './rng';
+import type { ObjectList } from './task';
 
 /**
  * The lifecycle, in firing order. A run fires `runStart`, then per phase and epoch `epochStart`,
@@ -44,6 +45,12 @@ export interface RoleInfo {
 export interface RoleOutputs {
   logits: Tensor;
   taps: Record<string, Tensor>;
+  /**
+   * Detection and segmentation runs: every output of the role's model by output name (a detector's
+   * `cls_p3`, `box_p3`, …; a segmenter's `logits`), the first one being `logits`. Absent in
+   * classification runs.
+   */
+  heads?: Record<string, Tensor>;
 }
 
 export interface Batch {
@@ -68,6 +75,10 @@ export interface Batch {
    * reading it sees `x`. Tensors of the step: freed with it, like `x`.
    */
   views?: Readonly<Record<string, Tensor>>;
+  /** `task: detection`: the objects of each image of the batch (boxes in pixels, classes), in batch order. Read them, do not change them. */
+  objects?: readonly ObjectList[];
+  /** `task: segmentation`: per-pixel classes int32 [n, H, W]. */
+  masks?: Tensor;
 }
 
 /**
@@ -94,12 +105,21 @@ export function batchWrites(def: unknown, options: unknown): BatchWrites {
   return typeof w === 'function' ? w.call(def, options) : {};
 }
 
+/**
+ * Which gradient a loss term belongs to, for an optimizer that treats the two apart (DOT,
+ * `train.optimizer: { name: dot }`): `task` (the labels' loss: cross-entropy, label smoothing) or
+ * `distill` (what a teacher or a peer teaches). Other optimizers step on the sum.
+ */
+export type LossObjective = 'task' | 'distill';
+
 export interface LossTerm {
   /** Name as logged; defaults to the plugin's name. */
   name?: string;
   value: Scalar;
   /** Multiplies the plugin's spec `weight`. Default 1. */
   weight?: number;
+  /** This term's gradient under DOT; default: the plugin's (`PluginDefinition.objective`). */
+  objective?: LossObjective;
 }
 
 /** The per-step context handed to `batchStart` and `loss` handlers. Tensors live until the step ends. */
@@ -123,7 +143,16 @@ export interface StepContext {
    * carries them on (an error otherwise: the soft targets would be lost silently).
    */
   replaceBatch(
-    batch: { x: Tensor; y: Tensor; indices?: Int32Array | null; targets?: Tensor | null; views?: Readonly<Record<string, Tensor>> | null },
+    batch: {
+      x: Tensor;
+      y: Tensor;
+      indices?: Int32Array | null;
+      targets?: Tensor | null;
+      views?: Readonly<Record<string, Tensor>> | null;
+      /** Dense tasks: the batch's objects / masks must be carried on (for the new images), else it is an error. */
+      objects?: readonly ObjectList[] | null;
+      masks?: Tensor | null;
+    },
     opts: { transformed: boolean },
   ): void;
   /**
@@ -205,6 +234,12 @@ export interface EvalBatch {
    * the same batch; absent for single-output models.
    */
   outputs?: Record<string, Tensor>;
+  /** Detection and segmentation runs: every output by name, the first (`logits`) included. */
+  heads?: Record<string, Tensor>;
+  /** `task: detection`: the ground-truth objects of each test image of the batch. */
+  objects?: readonly ObjectList[];
+  /** `task: segmentation`: ground-truth classes int32 [n, H, W]. */
+  masks?: Tensor;
 }
 
 /** Evaluation results by role, then metric name. Metric plugins add to it in their `evalEnd` handler. */

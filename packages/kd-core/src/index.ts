@@ -15,6 +15,7 @@ export * from './rng';
 export * from './spec';
 export * from './storage';
 export * from './taps';
+export * from './task';
 export * from './tokens';
 export * from './training-access';
 // Shared by the plugin packages (which never import one another): the one cross-entropy, the

@@ -1,13 +1,16 @@
 import type { Scalar, Variable } from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import { KdError } from './errors';
-import type { HookHandler, HookName, StepContext } from './hooks';
+import type { HookHandler, HookName, LossObjective, StepContext } from './hooks';
 import type { Plugin, PluginBus, PluginDefinition, PluginDeps, PluginRequirements } from './plugin';
+import type { Task } from './task';
 
 /** A named term with its own weight (multiplied by the entry's spec `weight:`). */
 export interface WeightedTerm {
   value: Scalar;
   weight: number;
+  /** This term's gradient under DOT (a `mixed` loss labels its terms); default: the loss's `objective`. */
+  objective?: LossObjective;
 }
 
 /**
@@ -52,6 +55,10 @@ export interface LossDefinition<S extends z.ZodType, T extends object = object> 
   requires?(options: z.output<S>): PluginRequirements;
   /** Multi-generation methods (born-again): `PluginDefinition.generations`. */
   generations?(options: z.output<S>): number;
+  /** Its terms' gradient under DOT (`PluginDefinition.objective`); absent: `task` unless it reads a teacher or a peer. */
+  objective?: LossObjective | 'mixed';
+  /** The run tasks the loss works for (`PluginDefinition.tasks`); absent: classification only. */
+  tasks?: readonly Task[];
   /**
    * Start-up, once per instance: check options against the run (`deps.tapShape`, the roles) and
    * throw KdErrors at their spec path, then build the per-instance state (adapters from
@@ -78,6 +85,8 @@ export function defineLoss<S extends z.ZodType, T extends object = object>(def: 
     stage: 'default',
     requires: def.requires,
     ...(def.generations ? { generations: def.generations } : {}),
+    ...(def.objective ? { objective: def.objective } : {}),
+    ...(def.tasks ? { tasks: def.tasks } : {}),
     create(options, deps): Plugin {
       const state = def.setup ? def.setup(options, deps) : ({} as T & LossState);
       try {
@@ -110,7 +119,11 @@ function addTerms(ctx: StepContext, name: string, out: LossValue): void {
     return;
   }
   for (const [k, v] of Object.entries(out)) {
-    ctx.addLoss(isScalarLike(v) ? { name: `${name}:${k}`, value: v } : { name: `${name}:${k}`, value: v.value, weight: v.weight });
+    ctx.addLoss(
+      isScalarLike(v)
+        ? { name: `${name}:${k}`, value: v }
+        : { name: `${name}:${k}`, value: v.value, weight: v.weight, ...(v.objective ? { objective: v.objective } : {}) },
+    );
   }
 }
 

@@ -107,6 +107,6 @@ describe('did-you-mean for option names', () => {
   it('a misspelt spec key deep in the spec (train.optimizer.momentm) is suggested from its own object', () => {
     const e = kd(() => parseSpec('data: { name: synthetic }\nstudent: { model: mlp }\ntrain: { optimizer: { name: sgd, momentm: 0.5 } }\n'));
     expect(e.path).toBe('train.optimizer');
-    expect(e.fix).toMatch(/^did you mean 'momentum'\? remove or rename 'momentm' \(known: name, lr, momentum, weightDecay, nesterov\)/);
+    expect(e.fix).toMatch(/^did you mean 'momentum'\? remove or rename 'momentm' \(known: name, lr, momentum, weightDecay, nesterov, delta\)/);
   });
 });

@@ -1,9 +1,10 @@
 import type { Variable } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { z } from 'zod';
-import type { HookHandler, HookName, RoleInfo, Stage } from './hooks';
+import type { HookHandler, HookName, LossObjective, RoleInfo, Stage } from './hooks';
 import type { Rng } from './rng';
 import type { Storage } from './storage';
+import type { Task } from './task';
 import type { TrainingAccess } from './training-access';
 
 export type PluginKind = 'loss' | 'sampler' | 'metric' | 'observer' | 'method';
@@ -101,6 +102,20 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
   options: S;
   /** Default `sample` for samplers, `default` otherwise. */
   stage?: Stage;
+  /**
+   * Which gradient the plugin's loss terms belong to under DOT (`train.optimizer: { name: dot }`):
+   * `task` or `distill`; `mixed`: the plugin gives each term its own (`LossTerm.objective`; a term
+   * without one counts as `distill`). Absent: {@link lossObjective}'s default — `task` when the plugin
+   * reads no role besides (at most) one student, `distill` when it reads a teacher or a peer.
+   */
+  objective?: LossObjective | 'mixed';
+  /**
+   * The run tasks (spec `task:`) the plugin works for; absent: classification only. A plugin on a
+   * run of another task is KD_TASK_MISMATCH at plan time. Declare a task only when the plugin reads
+   * (or transforms) that task's targets correctly: an augmentation that moves pixels must move boxes
+   * and masks too before it declares detection or segmentation.
+   */
+  tasks?: readonly Task[];
   /** Whether this plugin transforms batches (samplers that mix): disables the teacher-output cache. */
   transformsBatch?: boolean | ((options: z.output<S>) => boolean);
   requires?(options: z.output<S>): PluginRequirements;
@@ -111,6 +126,22 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
    */
   generations?(options: z.output<S>): number;
   create(options: z.output<S>, deps: PluginDeps): Plugin;
+}
+
+/**
+ * The objective of a plugin's loss terms (DOT's task or distillation gradient): its definition's
+ * `objective` if it declares one; otherwise `task` when the roles it reads (`requires().roles` and
+ * the roles of its taps) are at most one student — cross-entropy, label smoothing — and `distill`
+ * when they include a teacher or a second student (a peer).
+ */
+export function lossObjective(
+  def: Pick<PluginDefinition, 'objective'>,
+  requirements: PluginRequirements,
+  students: readonly string[],
+): LossObjective | 'mixed' {
+  if (def.objective) return def.objective;
+  const read = new Set([...(requirements.roles ?? []), ...(requirements.taps ?? []).map((t) => t.slice(0, t.lastIndexOf('.')))]);
+  return read.size > 1 || [...read].some((r) => !students.includes(r)) ? 'distill' : 'task';
 }
 
 /** Identity helper that keeps the options type flowing from the schema into `create`. */

@@ -2,17 +2,41 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { didYouMean } from './did-you-mean';
 import { KdError } from './errors';
+import { TASKS } from './task';
 
-/** Optimizer and schedule of a trainable role. Defaults are the UNIXKD/RepDistiller CIFAR recipe's shape. */
+/** DOT's default Δ: mdistiller `CFG.SOLVER.DOT.DELTA` (its CIFAR-100 configs; ImageNet R34→R18 uses 0.09). */
+export const DOT_DELTA = 0.075;
+
+/**
+ * Optimizer and schedule of a trainable role. Defaults are the UNIXKD/RepDistiller CIFAR recipe's shape.
+ * `dot` (Zhao et al. ICCV 2023, the distillation-oriented trainer): SGD with momentum μ − Δ for the task
+ * loss's gradient and μ + Δ for the distillation losses' (`delta`, default {@link DOT_DELTA}, filled in
+ * only for `dot`, so other optimizers' resolved specs and hashes are unchanged); see kd-core `DotOptimizer`.
+ */
 export const OptimizerSpec = z
   .object({
-    name: z.enum(['sgd', 'adam']).default('sgd'),
+    name: z.enum(['sgd', 'adam', 'dot']).default('sgd'),
     lr: z.number().positive().default(0.05),
     momentum: z.number().min(0).max(1).default(0.9),
     weightDecay: z.number().min(0).default(5e-4),
     nesterov: z.boolean().default(false),
+    /** `dot` only: the momentum gap Δ (task μ − Δ, distillation μ + Δ); default 0.075. */
+    delta: z.number().min(0).max(1).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    const issue = (path: string, message: string, fix: string) => ctx.addIssue({ code: 'custom', path: [path], message, params: { fix } });
+    if (o.name !== 'dot') {
+      if (o.delta !== undefined) issue('delta', '`delta` is an option of `name: dot` only', 'remove `delta`, or set `name: dot`');
+      return;
+    }
+    if (o.nesterov) issue('nesterov', 'DOT has no Nesterov variant (the reference trainer has none)', 'remove `nesterov` (or use `name: sgd` with Nesterov momentum)');
+    const delta = o.delta ?? DOT_DELTA;
+    if (delta > o.momentum) {
+      issue('delta', `DOT's task momentum μ − Δ = ${o.momentum} − ${delta} is negative`, `give \`delta\` at most \`momentum\` (${o.momentum})`);
+    }
+  })
+  .transform((o) => (o.name === 'dot' && o.delta === undefined ? { ...o, delta: DOT_DELTA } : o));
 
 export const ScheduleSpec = z
   .object({
@@ -147,6 +171,12 @@ export const RunSpec = z
   .object({
     seed: z.number().int().min(0).default(1),
     backend: z.enum(['auto', 'wasm', 'cpu', 'tensorflow']).default('auto'),
+    /**
+     * What the run trains for: `classification` (absent: the default), `detection` (boxes + classes
+     * per image, `metric/map`) or `segmentation` (per-pixel classes, `metric/miou`). Plugins, the
+     * dataset and zoo models must support it (KD_TASK_MISMATCH at plan time otherwise).
+     */
+    task: z.enum(TASKS).optional(),
     /** `name` picks a dataset definition (`fashion-mnist`, `synthetic`, `cifar10`, …); the rest are its options. */
     data: z
       .object({
@@ -262,6 +292,8 @@ function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
 }
 
 function fixFor(issue: z.core.$ZodIssue, schema: z.ZodType): string {
+  // A refinement may carry its own fix (the optimizer's: `delta` beyond `momentum`).
+  if (issue.code === 'custom' && typeof issue.params?.fix === 'string') return issue.params.fix;
   switch (issue.code) {
     case 'unrecognized_keys': {
       const known = keysAt(schema, issue.path);

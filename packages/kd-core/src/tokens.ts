@@ -1,4 +1,5 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { Task } from './task';
 
 /**
  * DI tokens. Few and global (`Symbol.for`) so that two copies of kd-core in one process (a
@@ -24,6 +25,8 @@ export interface ModelDefinition {
   describe: string;
   /** Names of the layers exposed as taps, shallow to deep. */
   taps: string[];
+  /** The run tasks the model is made for (its heads); absent: classification only. */
+  tasks?: readonly Task[];
   build(options: ModelBuildOptions): LayersModel;
 }
 
@@ -39,6 +42,23 @@ export interface Dataset {
   /** `full`, `subset`, `synthetic`, `cifar`, `idx`. */
   source: string;
   note?: string;
+  /**
+   * Detection targets (a dataset loaded for `task: detection`): the objects of every sample, flat.
+   * `labels` then holds no class (zeros: one entry per sample).
+   */
+  objects?: DatasetObjects;
+  /** Segmentation targets (`task: segmentation`): N·H·W class indices in [0, numClasses), sample-major. */
+  masks?: Int32Array;
+}
+
+/** Objects stored flat: sample i owns objects offsets[i] … offsets[i + 1] − 1. */
+export interface DatasetObjects {
+  /** 4 per object: x1, y1, x2, y2 in pixels (edges: a one-pixel object at column 5, row 7 is [5, 7, 6, 8]). */
+  boxes: Float32Array;
+  /** One class per object, in [0, numClasses). */
+  classes: Int32Array;
+  /** N + 1 entries. */
+  offsets: Int32Array;
 }
 
 export interface DataSplits {
@@ -56,11 +76,13 @@ export interface DatasetDefinition {
   options: import('zod').ZodType;
   /** Option keys that are file paths (relative ones are relative to the spec's folder): a resolved spec makes them absolute. */
   pathOptions?: string[];
+  /** The run tasks whose targets the dataset yields; absent: classification only. `load` gets the run's task. */
+  tasks?: readonly Task[];
   /**
    * `specDir`: the spec's folder; relative paths among the options are resolved against it (absent
    * when a dataset is loaded outside a spec, e.g. `kd eval --data-path`: then the working folder).
    */
-  load(options: Record<string, unknown>, ctx: { seed: number; specPath: string; specDir?: string }): Promise<DataSplits>;
+  load(options: Record<string, unknown>, ctx: { seed: number; specPath: string; specDir?: string; task?: Task }): Promise<DataSplits>;
 }
 
 /** Model services the engine needs and the models package provides (bound to MODEL_TOOLS). */

@@ -3,23 +3,29 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ContainerModule } from 'inversify';
 import { z } from 'zod';
 import { Engine } from '../engine';
-import { definePlugin, isKdError, type KdError, PLUGIN_DEFINITION, type PluginDefinition, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { definePlugin, isKdError, type KdError, PLUGIN_DEFINITION, type PluginDefinition, RunSpec, type RunSpecInput, type Task, TASKS } from '@tfkd/kd-core';
 import { Registry } from '../registry';
 import { denseModel, testModelTools, testModule } from '@tfkd/kd-core/testing';
 
-/** A sampler for contract tests: keeps the first half of every batch (untransformed). */
+/** A sampler for contract tests: keeps the first half of every batch (untransformed), a dense task's objects and masks with it. */
 export const halfBatchSampler = definePlugin({
   id: 'test/half-batch',
   kind: 'sampler',
   describe: 'keeps the first half of each batch (test fixture)',
   options: z.object({}).strict(),
+  tasks: TASKS,
   create: (_o, deps) => ({
     name: deps.name,
     register(bus) {
       bus.on('batchStart', (ctx) => {
         const k = Math.max(1, Math.floor(ctx.batch.size / 2));
+        const { objects, masks } = ctx.batch;
         ctx.replaceBatch(
-          { x: tf.slice(ctx.batch.x, 0, k), y: tf.slice(ctx.batch.y, 0, k), indices: ctx.batch.indices?.slice(0, k) ?? null },
+          {
+            x: tf.slice(ctx.batch.x, 0, k), y: tf.slice(ctx.batch.y, 0, k), indices: ctx.batch.indices?.slice(0, k) ?? null,
+            ...(objects ? { objects: objects.slice(0, k) } : {}), ...(masks ? { masks: tf.slice(masks, 0, k) } : {}),
+          },
           { transformed: false },
         );
       });
@@ -44,6 +50,12 @@ export interface PluginContractOptions {
   student?: Record<string, unknown>;
   /** More modules for the run's registry, e.g. one binding the student's model definition. */
   modules?: ContainerModule[];
+  /** The run's task (default classification); `data`, `student` and `teacher` must fit it. */
+  task?: Task;
+  /** The run's `data:` for a training set of `train` and a test set of `test` samples (default: the `blobs` fixture of kd-core). */
+  data?: (size: { train: number; test: number }) => Record<string, unknown>;
+  /** The teacher the run loads (default: a test-dense model on 4×4×1 images, 3 classes), e.g. a detector. */
+  teacher?: () => LayersModel;
 }
 
 const TEACHER_DIR = '/kd-contract/teacher';
@@ -62,20 +74,22 @@ export function describePluginContract(o: PluginContractOptions): void {
     RunSpec.parse({
       seed: 1,
       backend: 'cpu',
-      data: { name: 'blobs', train: 16, test: 8 },
+      data: data({ train: 16, test: 8 }),
+      ...(o.task ? { task: o.task } : {}),
       student: o.student ?? { model: 'test-dense' },
       ...((o.needsTeacher ?? true) ? { teacher: { load: TEACHER_DIR } } : {}),
       train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.05, momentum: 0, weightDecay: 0 } },
       plugins,
       ...over,
     });
+  const data = o.data ?? ((size: { train: number; test: number }) => ({ name: 'blobs', ...size }));
   const stack = o.stack ?? [{ use: 'test/ce' }];
   const entry = { use: o.id, with: o.options ?? {} };
 
   describe(`plugin contract: ${o.id}`, () => {
     beforeAll(async () => {
       await tf.setBackend('cpu');
-      const teacher = denseModel({ inputShape: [4, 4, 1], numClasses: 3, seed: 99, hidden: 8 });
+      const teacher = o.teacher?.() ?? denseModel({ inputShape: [4, 4, 1], numClasses: 3, seed: 99, hidden: 8 });
       await testModelTools.save(teacher, TEACHER_DIR);
       teacher.dispose();
     });
@@ -97,7 +111,7 @@ export function describePluginContract(o: PluginContractOptions): void {
     });
 
     it('runs, and leaks no tensor: numTensors after step 5 equals numTensors after step 30', async () => {
-      const engine = new Engine(baseSpec([...stack, entry], { data: { name: 'blobs', train: 120, test: 8 } }), { registry: registry() });
+      const engine = new Engine(baseSpec([...stack, entry], { data: data({ train: 120, test: 8 }) }), { registry: registry() });
       const stepper = await engine.stepper();
       const counts: number[] = [];
       for (let i = 0; i < 30; i++) {
