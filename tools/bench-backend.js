@@ -938,6 +938,29 @@ async function abDwMain() {
       diff = Math.max(diff, Math.abs(av[i] - bv[i]));
       scale = Math.max(scale, Math.abs(av[i]));
     }
+    // Both against float64 sums on 64 entries of dW (each a sum over N·OH·OW products).
+    const xs = x.dataSync();
+    const dys = dy.dataSync();
+    const r64 = { old: 0, new: 0, scale: 0 };
+    for (let e = 0; e < 64; e++) {
+      const [ta, tb, ci, co] = [e % 3, (e * 7) % 3, (e * 13) % cin, (e * 29) % cout];
+      let ref = 0;
+      for (let m = 0; m < batch; m++) {
+        for (let i = 0; i < s; i++) {
+          const rr = i + ta - 1;
+          if (rr < 0 || rr >= s) continue;
+          for (let j = 0; j < s; j++) {
+            const qq = j + tb - 1;
+            if (qq < 0 || qq >= s) continue;
+            ref += xs[((m * s + rr) * s + qq) * cin + ci] * dys[((m * s + i) * s + j) * cout + co];
+          }
+        }
+      }
+      const k = ((ta * 3 + tb) * cin + ci) * cout + co;
+      r64.old = Math.max(r64.old, Math.abs(av[k] - ref));
+      r64.new = Math.max(r64.new, Math.abs(bv[k] - ref));
+      r64.scale = Math.max(r64.scale, Math.abs(ref));
+    }
     tf.dispose([a, b]);
     for (const cfg of [composed, gemm, composed, gemm]) {
       use(cfg);
@@ -962,15 +985,15 @@ async function abDwMain() {
     for (const k of ['fwd', 'dx', 'old', 'new']) sums[k] += m[k];
     sums.flop += flop;
     rows.push(
-      `| ${name} ${batch}×${s}×${s}×${cin} → 3×3×${cin}×${cout} | ${(flop / 1e9).toFixed(2)} | ${m.fwd.toFixed(1)} (${gf(m.fwd, flop)}) | ${m.dx.toFixed(1)} (${gf(m.dx, flop)}) | ${m.old.toFixed(1)} (${gf(m.old, flop)}) | ${m.new.toFixed(1)} (${gf(m.new, flop)}) | **${median(ratios).toFixed(2)}** | ${spread(ratios)} | ${(diff / Math.max(scale, 1e-30)).toExponential(1)} |`,
+      `| ${name} ${batch}×${s}×${s}×${cin} → 3×3×${cin}×${cout} | ${(flop / 1e9).toFixed(2)} | ${m.fwd.toFixed(1)} (${gf(m.fwd, flop)}) | ${m.dx.toFixed(1)} (${gf(m.dx, flop)}) | ${m.old.toFixed(1)} (${gf(m.old, flop)}) | ${m.new.toFixed(1)} (${gf(m.new, flop)}) | **${median(ratios).toFixed(2)}** | ${spread(ratios)} | ${(diff / Math.max(scale, 1e-30)).toExponential(1)} | ${(r64.old / r64.scale).toExponential(1)} / ${(r64.new / r64.scale).toExponential(1)} |`,
     );
     process.stderr.write(`  ${name}: done (load ${loadavg()})\n`);
   }
-  console.log('\n| layer (x → filter) | GFLOP | forward ms (GFLOP/s) | dx ms (GFLOP/s) | old dW ms (GFLOP/s) | new dW ms (GFLOP/s) | new/old, median | per round | max rel. diff |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---|---:|');
+  console.log('\n| layer (x → filter) | GFLOP | forward ms (GFLOP/s) | dx ms (GFLOP/s) | old dW ms (GFLOP/s) | new dW ms (GFLOP/s) | new/old, median | per round | max rel. diff new vs old | rel. error vs float64 (64 entries), old / new |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---|---:|---:|');
   for (const r of rows) console.log(r);
   console.log(
-    `| **all six** | ${(sums.flop / 1e9).toFixed(2)} | ${sums.fwd.toFixed(1)} (${gf(sums.fwd, sums.flop)}) | ${sums.dx.toFixed(1)} (${gf(sums.dx, sums.flop)}) | ${sums.old.toFixed(1)} (${gf(sums.old, sums.flop)}) | ${sums.new.toFixed(1)} (${gf(sums.new, sums.flop)}) | ${(sums.new / sums.old).toFixed(2)} (sum of medians) | | |`,
+    `| **all six** | ${(sums.flop / 1e9).toFixed(2)} | ${sums.fwd.toFixed(1)} (${gf(sums.fwd, sums.flop)}) | ${sums.dx.toFixed(1)} (${gf(sums.dx, sums.flop)}) | ${sums.old.toFixed(1)} (${gf(sums.old, sums.flop)}) | ${sums.new.toFixed(1)} (${gf(sums.new, sums.flop)}) | ${(sums.new / sums.old).toFixed(2)} (sum of medians) | | | |`,
   );
   console.log(`\nload after the kernels: ${loadavg()}; tensors ${tensorsBefore} → ${tf.memory().numTensors}`);
   if (!flag('no-step')) {

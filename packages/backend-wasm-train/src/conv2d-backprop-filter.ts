@@ -3,13 +3,21 @@
  *
  *   dW[a, b, ci, co] = sum_{n, i, j} x[n, i*sh + a*dh - top, j*sw + b*dw - left, ci] * dy[n, i, j, co]
  *
- * This is itself a convolution once the batch axis is treated as the channel axis: take
- * X' = transpose(x) [Cin, H, W, N] as a batch of Cin images with N channels, and
- * F' = transpose(dy) [OH, OW, N, Cout] as the filter. Convolving X' with F' using
- * stride = the forward dilation and dilation = the forward stride gives [Cin, FH, FW, Cout].
- * Padding is explicit: `top`/`left` as in the forward conv, and bottom/right chosen so the output is
- * exactly FH x FW (negative amounts crop rows of x the forward conv never read). The heavy lifting
- * is one XNNPACK convolution (the wasm backend's own Conv2D kernel).
+ * For each filter tap (a, b) this is a GEMM, dW[a, b] = Σ_p x_ab[p]ᵀ · dy[p], over the output pixels
+ * p = (n, i, j), where x_ab[p] is the input pixel the tap reads (a strided view of x: no copy needed).
+ * The kernel runs that GEMM as a wasm SIMD loop on the heap (simd-filter-grad.ts): register tiles of
+ * 4 input × 8 output channels, the reduction over N·OH·OW blocked so that a block's x and dy stay in
+ * cache, padding handled by each tap's valid pixel ranges — one kernel call, no im2col, no transposes,
+ * at about the forward convolution's GFLOP/s (2–2.7x the previous composition on cnn-large's layers,
+ * docs/benchmarks.md).
+ *
+ * Without wasm SIMD (or with `simd: false`) it takes the previous composition of native kernels
+ * ({@link conv2DBackpropFilterComposed}): a convolution once the batch axis is treated as the channel
+ * axis — X' = transpose(x) [Cin, H, W, N] as a batch of Cin images with N channels, F' = transpose(dy)
+ * [OH, OW, N, Cout] as the filter, stride = the forward dilation and dilation = the forward stride,
+ * giving [Cin, FH, FW, Cout]; padding explicit (`top`/`left` as in the forward conv, bottom/right so
+ * the output is exactly FH x FW, negative amounts cropping rows the forward conv never read) — one
+ * XNNPACK convolution; or, for ≤ 4 input channels at stride 1, im2colᵀ and one BatchMatMul.
  */
 import {
   backend_util,
@@ -150,11 +158,14 @@ function gemmFilterGrad(
   const [xImg, dyImg, xRow, dyRow, xCol, dyCol] = [h * w * cin * F, oh * ow * cout * F, sh * w * cin * F, ow * cout * F, sw * cin * F, cout * F];
   // Output columns j whose input column j·sw + b·dw − left lies in [0, w), per tap column b.
   const cols = Array.from({ length: fw }, (_, b) => [Math.max(0, Math.ceil((left - b * dw) / sw)), Math.min(ow, Math.floor((w - 1 + left - b * dw) / sw) + 1)]);
-  // Blocks: whole images when an image has fewer pixels than the target, else rows of one image.
+  // Blocks: rows of one image when an image holds at least two blocks, else whole images (one, or
+  // as many as fit the target). E.g. at b128: 8 rows of 28 for cnn-large's first layer, 4 rows of
+  // 28 for conv1b, 6 or 4 rows of 14 for conv2a/b, one 7x7 image for conv3a/b.
   const target = blockPixels((cin * sh * sw + cout) * F);
   const perImage = oh * ow;
-  const images = perImage >= target ? 1 : Math.min(n, Math.floor(target / perImage));
-  const rows = perImage >= target ? Math.max(1, Math.floor(target / ow)) : oh;
+  const rowBlocks = perImage >= 2 * target;
+  const images = rowBlocks ? 1 : Math.max(1, Math.min(n, Math.floor(target / perImage)));
+  const rows = rowBlocks ? Math.max(1, Math.floor(target / ow)) : oh;
   for (let n0 = 0; n0 < n; n0 += images) {
     const ni = Math.min(images, n - n0);
     for (let i0 = 0; i0 < oh; i0 += rows) {
