@@ -258,6 +258,9 @@ export function isDotOptimizer(opt: tf.Optimizer | null | undefined): opt is Dot
 
 const DOT_SLOT = /^dot\/(task|distill)\/(\d+)(?:\/|$)/;
 
+/** tfjs's `NamedTensor[]` (optimizer weights), which tfjs-core does not export by name. */
+type NamedTensors = Parameters<tf.Optimizer['setWeights']>[0];
+
 /**
  * DOT: SGD with two momentum buffers per weight, one for the task loss's gradient (momentum μ − Δ)
  * and one for the distillation losses' (μ + Δ), as mdistiller's `DistillationOrientedTrainer`
@@ -363,12 +366,12 @@ export class DotOptimizer extends tf.Optimizer {
     this.c = tf.keep(tf.scalar(-lr));
   }
 
-  override async getWeights(): Promise<tf.NamedTensor[]> {
+  override async getWeights(): Promise<NamedTensors> {
     const slots = (list: (OptimizerVariable | null)[]) => list.flatMap((s) => (s ? [{ name: s.originalName, tensor: s.variable }] : []));
     return [await this.saveIterations(), ...slots(this.task), ...slots(this.distill)];
   }
 
-  override async setWeights(weightValues: tf.NamedTensor[]): Promise<void> {
+  override async setWeights(weightValues: NamedTensors): Promise<void> {
     const rest = await this.extractIterations(weightValues);
     this.disposeSlots();
     for (const w of rest) {
