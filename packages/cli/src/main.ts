@@ -5,7 +5,7 @@ import { evalCommand } from './eval';
 import { listText } from './list';
 import { defaultRegistry } from './modules';
 import { runCommand } from './run';
-import { sweepCommand, sweepStatusCommand, sweepTableCommand, workerMain } from './sweep';
+import { sweepCancelCommand, sweepCommand, sweepStatusCommand, sweepTableCommand, workerMain } from './sweep';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'];
@@ -72,9 +72,9 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
       for (const file of await reportCommand(folders, o)) process.stdout.write(`${file}\n`);
     });
   p.command('sweep')
-    .description('run a grid of specs (methods × seeds × hyper-parameters) as jobs on Redis + BullMQ; `kd sweep status|table [FILE]` report on it (docs/sweeps.md)')
-    .argument('<file|status|table>', 'sweep YAML (e.g. examples/sweeps/demo.yaml), or `status` / `table`')
-    .argument('[file]', 'for status/table: the sweep YAML (its folder is sweeps/<name>) unless --out is given')
+    .description('run a grid of specs (methods × seeds × hyper-parameters) as jobs on Redis + BullMQ; `kd sweep status|table [FILE]` report on it, `kd sweep cancel [FILE]` takes its waiting cells out of the queue (docs/sweeps.md)')
+    .argument('<file|status|table|cancel>', 'sweep YAML (e.g. examples/sweeps/demo.yaml), or `status` / `table` / `cancel`')
+    .argument('[file]', 'for status/table/cancel: the sweep YAML (its folder is sweeps/<name>) unless --out is given')
     .option('--redis <url>', 'a shared Redis (redis://host:port); default: a private redis-server with its data in the sweep folder')
     .option('--workers <n>', 'local worker processes (default: the number of cores; 0 with --redis)')
     .option('--out <dir>', 'sweep folder (default sweeps/<sweep name>)')
@@ -85,10 +85,15 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--json', 'status: machine-readable')
     .option('--watch', 'status: report until the sweep ends')
     .option('--offline', 'table: from <out>/runs only, without Redis')
+    .option('--rows <names>', 'cancel: only these rows (comma-separated), e.g. --rows dkd,dist')
     .option('--quiet', 'no progress output')
     .action(async (what: string, file: string | undefined, o: Record<string, string | boolean | undefined>) => {
       if (what === 'status') {
         process.stdout.write(`${await sweepStatusCommand(file, o as { out?: string; redis?: string; json?: boolean; watch?: boolean })}\n`);
+        return;
+      }
+      if (what === 'cancel') {
+        process.stdout.write(`${await sweepCancelCommand(file, o as { out?: string; redis?: string; rows?: string; json?: boolean })}\n`);
         return;
       }
       if (what === 'table') {

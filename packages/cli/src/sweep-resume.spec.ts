@@ -148,7 +148,7 @@ baseline: { stack: ce }
     expect(third.status).toBe(0);
     expect(third.stderr).toContain('1 cell left running by a previous kd sweep goes back to the queue');
     expect(lastJson(third.stdout).submitted).toMatchObject({ cells: 3, enqueued: 0 });
-    expect(lastJson(third.stdout).status).toEqual({ done: 3, running: 0, failed: 0, waiting: 0 });
+    expect(lastJson(third.stdout).status).toEqual({ done: 3, running: 0, failed: 0, waiting: 0, cancelled: 0 });
     for (const [name, before] of done) {
       expect(fs.readFileSync(at('sweeps', 'again', 'runs', name, 'metrics.json'))).toEqual(before.bytes);
       expect(fs.statSync(at('sweeps', 'again', 'runs', name, 'metrics.json')).mtimeMs).toBe(before.mtime);

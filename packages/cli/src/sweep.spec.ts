@@ -102,7 +102,7 @@ describe('kd sweep on a private redis-server', () => {
     expect(out.cells).toBe(8);
     // 8 cells, all behind the spec's teacher (a flow: the teacher job, and the release job that enqueues them).
     expect(out.submitted).toMatchObject({ cells: 8, enqueued: 10, done: 0, pending: 0, retried: 0 });
-    expect(out.status).toEqual({ done: 8, running: 0, failed: 0, waiting: 0 });
+    expect(out.status).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0 });
     plan = JSON.parse(fs.readFileSync(at('sweeps', 'grid', 'sweep.json'), 'utf8'));
     expect(new Set(plan.cells.map((c) => c.id)).size).toBe(8);
     expect(Object.keys(plan.teachers)).toHaveLength(1);
@@ -144,7 +144,7 @@ describe('kd sweep on a private redis-server', () => {
     expect(r.status).toBe(0);
     expect(lastJson(r.stdout).submitted).toEqual({ sweep: plan.id, cells: 8, enqueued: 0, done: 8, pending: 0, retried: 0 });
     const status = kd(['sweep', 'status', 'grid.yaml', '--json']);
-    expect(JSON.parse(status.stdout).counts).toEqual({ done: 8, running: 0, failed: 0, waiting: 0 });
+    expect(JSON.parse(status.stdout).counts).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0 });
   });
 
   it('refuses a sweep with invalid cells before anything is enqueued: one coded error per bad cell', () => {
@@ -350,4 +350,50 @@ describe('kd worker on a shared Redis', () => {
       client.disconnect();
     }
   });
+
+  it('kd sweep cancel takes waiting cells out (also those behind a teacher); submitting again puts them back', async () => {
+    // A teacher no worker has trained yet: the cells wait behind its job.
+    fs.writeFileSync(
+      at('cancel.yaml'),
+      'spec: base.yaml\nset: [teacher.seed=21]\naxes:\n  stack:\n    scratch: [{ use: loss/cross-entropy }]\n    kd: [{ use: loss/cross-entropy, weight: 0.5 }, { use: loss/hinton-kd, weight: 0.5, with: { temperature: 4 } }]\n  seed: [21, 22]\n',
+    );
+    const sub = kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']);
+    expect(lastJson(sub.stdout).submitted).toMatchObject({ cells: 4, enqueued: 6, done: 0 });
+    const plan = JSON.parse(fs.readFileSync(at('sweeps', 'cancel', 'sweep.json'), 'utf8')) as SweepPlan;
+    const kdCells = plan.cells.filter((c) => c.row === 'kd').map((c) => c.id);
+    const bad = kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--rows', 'kd,dkd']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^error KD_SWEEP_ROW at --rows: sweep cancel has no row "dkd"\n {2}fix: name rows of the sweep: scratch, kd$/m);
+    const c = kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--rows', 'kd', '--json']);
+    expect(c.status).toBe(0);
+    expect(lastJson(c.stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 0 });
+    const counts = () => JSON.parse(kd(['sweep', 'status', 'cancel.yaml', '--redis', redis.url, '--json']).stdout).counts;
+    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 2, cancelled: 2 });
+    const client = connection(redis.url);
+    const queue = new Queue(QUEUE, { connection: client });
+    const w = start(['worker', '--redis', redis.url, '--dir', at('machine-f'), '--lock-ms', '1500']);
+    try {
+      // Every cell of the spec waits behind its teacher (the base spec names one). The teacher is
+      // trained and its release job runs — and releases only the cells that were not cancelled.
+      const scratch = plan.cells.filter((x) => x.row === 'scratch').map((x) => x.id);
+      await until('scratch cells done', async () => (await Promise.all(scratch.map((id) => client.exists(KEYS.run(id))))).every(Boolean), 300_000);
+      const release = (await queue.getJobs(['completed'])).find((j) => j?.name === 'release' && (j.data as { cells: { id: string }[] }).cells.some((x) => scratch.includes(x.id)));
+      expect((release?.data as { cells: { id: string }[] }).cells.map((x) => x.id).sort()).toEqual([...scratch].sort());
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const id of kdCells) expect(await queue.getJob(id)).toBeUndefined();
+      expect(counts()).toEqual({ done: 2, running: 0, failed: 0, waiting: 0, cancelled: 2 });
+      // Cancelling the whole sweep now: the finished cells stay.
+      expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 2 });
+      // Submitted again: the cancelled cells are queued (their teacher is in Redis now) and run.
+      const again = kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']);
+      expect(lastJson(again.stdout).submitted).toMatchObject({ cells: 4, enqueued: 2, done: 2 });
+      await until('every cell done', async () => (await Promise.all(plan.cells.map((x) => client.exists(KEYS.run(x.id))))).every(Boolean), 300_000);
+      expect(counts()).toEqual({ done: 4, running: 0, failed: 0, waiting: 0, cancelled: 0 });
+    } finally {
+      await queue.close();
+      w.kill('SIGTERM');
+      await exited(w);
+      client.disconnect();
+    }
+  }, 700_000);
 });

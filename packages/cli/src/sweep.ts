@@ -6,6 +6,7 @@ import { KdError, type ObservedEvent } from '@tfkd/kd-core';
 import {
   CHECKPOINT_MAX_MB,
   alive,
+  cancelCells,
   collectRuns,
   connection,
   defaultSweepOut,
@@ -45,7 +46,7 @@ export const runCell: RunCell = async (cell) => {
 };
 
 const line = (s: SweepStatus) =>
-  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.eta !== null && s.counts.done < s.cells.length ? `, ETA ${Math.round(s.eta)} s` : ''}`;
+  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.eta !== null && s.counts.done < s.cells.length ? `, ETA ${Math.round(s.eta)} s` : ''}`;
 
 export interface SweepCliOptions {
   redis?: string;
@@ -161,6 +162,37 @@ export async function sweepTableCommand(file: string | undefined, o: { out?: str
   if (!o.offline) await withSweepRedis(out, o.redis, (redis, plan) => collectRuns(plan, redis, out));
   await write();
   return (await import('fs')).readFileSync(path.join(out, 'table.md'), 'utf8').trimEnd();
+}
+
+/**
+ * `kd sweep cancel [FILE] [--rows a,b]`: take the sweep's cells (or those rows' cells) out of the
+ * queue — waiting ones are removed, running ones finish, finished ones keep their results. Running
+ * `kd sweep FILE` again puts cancelled cells back.
+ */
+export async function sweepCancelCommand(file: string | undefined, o: { out?: string; redis?: string; rows?: string; json?: boolean }): Promise<string> {
+  const out = sweepFolder(file, o.out);
+  return withSweepRedis(out, o.redis, async (redis, plan) => {
+    const wanted = o.rows ? o.rows.split(',').map((r) => r.trim()).filter(Boolean) : null;
+    if (wanted) {
+      const rows = [...new Set(plan.cells.map((c) => c.row))];
+      const unknown = wanted.filter((r) => !rows.includes(r));
+      if (unknown.length) {
+        throw new KdError('KD_SWEEP_ROW', `sweep ${plan.name} has no row ${unknown.map((r) => `"${r}"`).join(', ')}`, { path: '--rows', fix: `name rows of the sweep: ${rows.join(', ')}` });
+      }
+    }
+    const cells = plan.cells.filter((c) => !wanted || wanted.includes(c.row));
+    const r = await cancelCells(cells, redis);
+    if (o.json) return JSON.stringify({ sweep: plan.id, cancelled: r.cancelled.length, running: r.running.length, done: r.done.length });
+    const name = (id: string) => {
+      const c = plan.cells.find((x) => x.id === id);
+      return `${c?.row} seed ${c?.seed}`;
+    };
+    return [
+      `sweep ${plan.name} (${plan.id}): ${r.cancelled.length} cancelled, ${r.running.length} running (left to finish), ${r.done.length} done (kept)`,
+      ...r.cancelled.map((id) => `  cancelled ${name(id)}`),
+      ...r.running.map((id) => `  running   ${name(id)}`),
+    ].join('\n');
+  });
 }
 
 /** Whether the process `pid` (the `kd sweep` that started this worker) is gone: dead, or dead and not yet reaped. */

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   KD_REDIS_UNAVAILABLE: 'The Redis server of a sweep cannot be reached',
   KD_INTERNAL: 'An invariant of the library was broken (a bug: please report it)',
   KD_SWEEP_FAILED: 'A sweep could not finish: cells failed three times, or no worker is left',
+  KD_SWEEP_ROW: 'A sweep command names a row the sweep does not have',
   KD_OPTIMIZER_TERMS: 'The optimizer needs loss terms a phase does not have (DOT: a task loss and a distillation loss)',
   KD_TASK_MISMATCH: "A plugin, dataset or model does not support the run's `task:` (detection, segmentation, classification)",
 } as const;

@@ -31,6 +31,8 @@ export const KEYS = {
   checkpoint: (id: string) => `tfkd:checkpoint:${id}`,
   /** Hash: what `checkpoint` holds (step, epoch, batchIndex, bytes, worker): only a later step replaces it. */
   checkpointMeta: (id: string) => `tfkd:checkpoint:${id}:meta`,
+  /** Set: cells taken out of the queue by `kd sweep cancel` (submitting them again puts them back). */
+  cancelled: 'tfkd:cancelled',
 };
 
 /** Retries: a job failing three times is failed, with its error. */
@@ -107,6 +109,8 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     }
     const unique = [...new Map(plan.cells.map((c) => [c.id, c])).values()];
     out.cells = unique.length;
+    // Submitting a cell again is how a cancelled cell goes back into the queue.
+    if (unique.length) await redis.srem(KEYS.cancelled, ...unique.map((c) => c.id));
     const behind = new Map<string, CellJob[]>();
     for (const c of unique) {
       if (await redis.exists(KEYS.run(c.id))) {
@@ -156,7 +160,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
   }
 }
 
-export type CellState = 'done' | 'running' | 'failed' | 'waiting';
+export type CellState = 'done' | 'running' | 'failed' | 'waiting' | 'cancelled';
 
 export interface SweepStatus {
   counts: Record<CellState, number>;
@@ -165,11 +169,66 @@ export interface SweepStatus {
   eta: number | null;
 }
 
+export interface CancelResult {
+  /** Taken out of the queue (or out of the list a teacher job releases): they will not run. */
+  cancelled: string[];
+  /** Running now: left to finish (stop their worker to stop them; the run keeps its checkpoint). */
+  running: string[];
+  /** Finished already: their results stay. */
+  done: string[];
+}
+
+/**
+ * Take cells out of the queue: waiting (or failed) cell jobs are removed, cells waiting behind a
+ * teacher are dropped from the job that would release them, and each is marked cancelled so
+ * `kd sweep status` says so. Running and finished cells are left alone. A cell shared with another
+ * sweep (same spec hash) is cancelled for both. Submitting the sweep again re-enqueues them.
+ */
+export async function cancelCells(cells: readonly { id: string }[], redis: Redis): Promise<CancelResult> {
+  const queue = new Queue(QUEUE, { connection: redis });
+  const out: CancelResult = { cancelled: [], running: [], done: [] };
+  try {
+    const ids = new Set(cells.map((c) => c.id));
+    for (const r of await queue.getJobs(['waiting-children', 'waiting', 'delayed', 'prioritized'])) {
+      if (r?.name !== 'release') continue;
+      const data = r.data as ReleaseJob;
+      const keep = data.cells.filter((c) => !ids.has(c.id));
+      if (keep.length !== data.cells.length) await r.updateData({ ...data, cells: keep });
+    }
+    for (const id of ids) {
+      if (await redis.exists(KEYS.run(id))) {
+        out.done.push(id);
+        continue;
+      }
+      const state = await queue.getJobState(id);
+      if (state === 'completed') {
+        out.done.push(id);
+        continue;
+      }
+      if (state !== 'unknown') {
+        try {
+          if (state === 'active') throw new Error('active');
+          await (await queue.getJob(id))?.remove();
+        } catch {
+          // Taken by a worker between the two reads (a locked job cannot be removed): it runs.
+          out.running.push(id);
+          continue;
+        }
+      }
+      await redis.sadd(KEYS.cancelled, id);
+      out.cancelled.push(id);
+    }
+    return out;
+  } finally {
+    await queue.close();
+  }
+}
+
 /** Where each cell of a sweep stands; a cell not yet enqueued (behind its teacher) is waiting. */
 export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis): Promise<SweepStatus> {
   const queue = new Queue(QUEUE, { connection: redis });
   try {
-    const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0 };
+    const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0, cancelled: 0 };
     const cells: SweepStatus['cells'] = [];
     for (const id of [...new Set(plan.cells.map((c) => c.id))]) {
       let state: CellState = 'waiting';
@@ -183,6 +242,7 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
         if (s === 'active') state = 'running';
         else if (s === 'failed') state = 'failed';
         else if (s === 'completed') state = 'done';
+        else if (s === 'unknown' && (await redis.sismember(KEYS.cancelled, id))) state = 'cancelled';
         if (job && typeof job.progress === 'object') entry.progress = job.progress as SweepStatus['cells'][number]['progress'];
         if (job?.failedReason) entry.error = job.failedReason;
         if (job) entry.attempts = job.attemptsMade;
