@@ -236,14 +236,16 @@ export const mlkdLoss = defineLoss({
   describe:
     'Multi-level logit distillation (CVPR 2023) on a weak and a strong image view: CE on both, instance KL over temperatures [4, 3, 5, 2, 6], class- and batch-correlation alignment, confidence masks from the teacher’s weak view; CE 0.1, KD 0.9 (reference KD_ours); needs augmentations with `view: weak` and `view: strong`',
   options: mlkdSchema,
+  // DOT: CE(weak) + CE(strong) with the labels is the task loss, the kd, cc and bc alignments distillation.
+  objective: 'mixed',
   requires: (o) => ({ roles: [o.student, o.teacher], views: [o.weakView, o.strongView] }),
   compute: (ctx, o, deps) => {
     const p = mlkdParts(mlkdLogits(ctx, o, deps), labelTargets(ctx.batch), o);
     return {
-      ce: { value: p.ce, weight: o.ceWeight },
-      kd: { value: p.kd, weight: o.kdWeight },
-      cc: { value: p.cc, weight: o.kdWeight },
-      bc: { value: p.bc, weight: o.kdWeight },
+      ce: { value: p.ce, weight: o.ceWeight, objective: 'task' },
+      kd: { value: p.kd, weight: o.kdWeight, objective: 'distill' },
+      cc: { value: p.cc, weight: o.kdWeight, objective: 'distill' },
+      bc: { value: p.bc, weight: o.kdWeight, objective: 'distill' },
     };
   },
 });

@@ -79,13 +79,17 @@ export const dmlEnsembleSchema = dmlSchema.extend({
 });
 export type DmlEnsembleOptions = z.output<typeof dmlEnsembleSchema>;
 
-/** The step's terms of both ids, per cohort member in cohort order: `<role>:ce` (weight ceWeight) and `<role>:kl` (weight α). */
+/**
+ * The step's terms of both ids, per cohort member in cohort order: `<role>:ce` (weight ceWeight; under
+ * DOT the task loss) and `<role>:kl` (weight α; distillation).
+ */
 function cohortTerms(ctx: StepContext, cohort: readonly string[], o: DmlOptions & { average?: 'probs' | 'logits' }, target: PeerTarget): Record<string, WeightedTerm> {
   const logits = cohort.map((role) => ctx.outputs(role).logits);
   const terms: Record<string, WeightedTerm> = {};
   dmlTerms(logits, labelTargets(ctx.batch), { temperature: o.temperature, target, average: o.average }).forEach((t, i) => {
-    terms[`${cohort[i]}:ce`] = { value: t.ce, weight: o.ceWeight };
-    terms[`${cohort[i]}:kl`] = { value: t.kl, weight: o.alpha };
+    // DOT: each member's CE with the labels is the task loss, its divergence from its peers distillation.
+    terms[`${cohort[i]}:ce`] = { value: t.ce, weight: o.ceWeight, objective: 'task' };
+    terms[`${cohort[i]}:kl`] = { value: t.kl, weight: o.alpha, objective: 'distill' };
   });
   return terms;
 }
@@ -96,6 +100,7 @@ export const dmlLossDefinition = defineLoss({
   describe:
     'Deep Mutual Learning (Zhang et al. 2018): for every student i, CE(z_i, y) + α·mean_{j≠i} KL(stopgrad(p_j^T) ‖ p_i^T), α = 0.5, T = 1; terms <name>:<role>:ce and :kl',
   options: dmlSchema,
+  objective: 'mixed',
   requires: cohortRequirements,
   setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
   compute: (ctx, o, _deps, { cohort }) => cohortTerms(ctx, cohort, o, 'pairwise'),
@@ -107,6 +112,7 @@ export const dmlEnsembleLossDefinition = defineLoss({
   describe:
     "DML_e (Zhang et al. 2018): for every student i, CE(z_i, y) + α·KL(mean_{j≠i} stopgrad(p_j^T) ‖ p_i^T), α = 0.5, T = 1; `average: logits` uses softmax of the peers' mean logits",
   options: dmlEnsembleSchema,
+  objective: 'mixed',
   requires: cohortRequirements,
   setup: (o, deps) => ({ cohort: cohortRoles(deps, o.students) }),
   compute: (ctx, o, _deps, { cohort }) => cohortTerms(ctx, cohort, o, 'ensemble'),

@@ -83,6 +83,8 @@ export const oneLossDefinition = defineLoss({
   describe:
     'ONE (Lan et al. 2018): Σ_i CE(z_i) + CE(z_e) + T²·Σ_i KL(stopgrad(p_e^T) ‖ p_i^T), z_e = Σ_i g_i z_i, T = 3, m = 3; reads the taps branch0..2 and gate; terms :ce, :ce-ensemble, :kl',
   options: oneSchema,
+  // DOT: the CEs with the labels (branches and gated ensemble) are the task loss, the KL to the ensemble distillation.
+  objective: 'mixed',
   requires: (o) => ({
     roles: [o.student],
     taps: [...Array.from({ length: o.branches }, (_, i) => `${o.student}.${branchTap(i)}`), `${o.student}.${GATE_TAP}`],
@@ -110,6 +112,10 @@ export const oneLossDefinition = defineLoss({
     const { taps } = ctx.outputs(o.student);
     const branches = Array.from({ length: o.branches }, (_, i) => taps[branchTap(i)]);
     const p = oneTerms(branches, taps[GATE_TAP], labelTargets(ctx.batch), o);
-    return { ce: p.ce, 'ce-ensemble': p.ceEnsemble, kl: { value: p.kl, weight: sigmoidRampup(ctx.epoch - 1, o.rampup) } };
+    return {
+      ce: { value: p.ce, weight: 1, objective: 'task' },
+      'ce-ensemble': { value: p.ceEnsemble, weight: 1, objective: 'task' },
+      kl: { value: p.kl, weight: sigmoidRampup(ctx.epoch - 1, o.rampup), objective: 'distill' },
+    };
   },
 });

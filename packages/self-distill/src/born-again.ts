@@ -39,12 +39,14 @@ export const bornAgainLoss = defineLoss({
   describe:
     'born-again networks (Furlanello et al. 2018): G generations of the student in one run; generation 1 from the labels, generation g taught by g − 1 with (1 − α)·CE + α·T²·KL (KD-Lib BANN: α 0.5, T 20, KL mean over B·K); reports gen.1 … gen.G and their logit ensemble',
   options: bornAgainSchema,
+  // DOT: the CE with the labels is the task loss, the KL to generation g − 1 distillation (generation 1 has no distillation term).
+  objective: 'mixed',
   requires: (o) => ({ roles: o.generation > 1 ? [o.student, o.teacher] : [o.student] }),
   generations: (o) => o.generations,
   compute: (ctx, o): Record<string, WeightedTerm> => {
     const zs = ctx.outputs(o.student).logits;
-    if (o.generation === 1) return { ce: { value: crossEntropy(zs, labelTargets(ctx.batch)), weight: 1 } };
+    if (o.generation === 1) return { ce: { value: crossEntropy(zs, labelTargets(ctx.batch)), weight: 1, objective: 'task' } };
     const t = tfKdSelfTerms(zs, targetLogits(ctx, o.teacher), labelTargets(ctx.batch), { temperature: o.temperature, multiplier: 1, reduction: o.reduction });
-    return { ce: { value: t.ce, weight: 1 - o.alpha }, kd: { value: t.kd, weight: o.alpha } };
+    return { ce: { value: t.ce, weight: 1 - o.alpha, objective: 'task' }, kd: { value: t.kd, weight: o.alpha, objective: 'distill' } };
   },
 });

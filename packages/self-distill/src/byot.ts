@@ -185,6 +185,8 @@ export const byotPlugin = defineLoss({
   describe:
     'Be Your Own Teacher (Zhang et al. 2019): classifier heads on intermediate sections; each shallow head (1 − α)·CE + α·T²·KL(sg(p_deep^T) ‖ p_i^T) + λ·Σ(f_i − sg(f_deep))², the deepest (1 − α)·CE (α 0.1, T 3, λ 1e-6: pytorch-be-your-own-teacher); evaluation reports every head with its FLOPs per image, and their ensemble. Model: byot-resnet',
   options: byotSchema,
+  // DOT: every exit's CE with the labels is the task loss; what the deepest classifier teaches the heads (KL, feature) distillation.
+  objective: 'mixed',
   requires: (o) => ({ roles: [o.student], taps: tapsOf(o) }),
   setup(o, deps) {
     checkShapes(o, deps);
@@ -199,11 +201,11 @@ export const byotPlugin = defineLoss({
       labelTargets(ctx.batch),
       o,
     );
-    const terms: Record<string, WeightedTerm> = { 'deep:ce': { value: v.deepCe, weight: o.deepCeWeight ?? 1 - o.alpha } };
+    const terms: Record<string, WeightedTerm> = { 'deep:ce': { value: v.deepCe, weight: o.deepCeWeight ?? 1 - o.alpha, objective: 'task' } };
     v.heads.forEach((h, i) => {
-      terms[`${o.heads[i]}:ce`] = { value: h.ce, weight: 1 - o.alpha };
-      terms[`${o.heads[i]}:kl`] = { value: h.kl, weight: o.alpha };
-      terms[`${o.heads[i]}:feature`] = { value: h.feature, weight: o.lambda };
+      terms[`${o.heads[i]}:ce`] = { value: h.ce, weight: 1 - o.alpha, objective: 'task' };
+      terms[`${o.heads[i]}:kl`] = { value: h.kl, weight: o.alpha, objective: 'distill' };
+      terms[`${o.heads[i]}:feature`] = { value: h.feature, weight: o.lambda, objective: 'distill' };
     });
     return terms;
   },

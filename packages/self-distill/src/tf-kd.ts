@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
-import { crossEntropy, defineLoss, labelTargets, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption, type WeightedTerm } from '@tfkd/kd-core';
+import { crossEntropy, defineLoss, labelTargets, logSoftmaxT, studentOption, targetLogits, teacherOption, temperatureOption, type LossObjective, type WeightedTerm } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { alphaOption, klDivergence, klReductionOption, virtualTeacher, type KlReduction } from './common';
 
@@ -121,8 +121,13 @@ export function resolveVirtual(o: TfKdVirtualOptions): VirtualTeacherParams {
   };
 }
 
-function weighted(t: { ce: Scalar; kd: Scalar }, alpha: number, ceName = 'ce', kdName = 'kd'): Record<string, WeightedTerm> {
-  return { [ceName]: { value: t.ce, weight: 1 - alpha }, [kdName]: { value: t.kd, weight: alpha } };
+/**
+ * The terms `ce` (weight 1 − α) and `kd` (α), labelled for DOT: `ce` is the task loss; `kd` is the task
+ * loss too when its target is the virtual teacher (made from the labels alone, a label-smoothing-like
+ * regulariser), distillation when it is a real teacher.
+ */
+function weighted(t: { ce: Scalar; kd: Scalar }, alpha: number, kd: LossObjective): Record<string, WeightedTerm> {
+  return { ce: { value: t.ce, weight: 1 - alpha, objective: 'task' }, kd: { value: t.kd, weight: alpha, objective: kd } };
 }
 
 /** `self/tf-kd-virtual`: terms `:ce` (weight 1 − α) and `:kd` (weight α). */
@@ -131,10 +136,12 @@ export const tfKdVirtualLoss = defineLoss({
   describe:
     "Tf-KD with a virtual teacher (Yuan et al. 2020): (1 − α)·CE + α·D(virtual teacher ‖ student), v = a on the true class, (1 − a)/(K − 1) elsewhere; `variant` picks the official code's formula (default) or KD-Lib's / distillistic's",
   options: tfKdVirtualSchema,
+  // DOT: both terms are the task loss — the virtual teacher is built from the labels alone (no teacher to distil).
+  objective: 'task',
   requires: (o) => ({ roles: [o.student] }),
   compute: (ctx, o) => {
     const p = resolveVirtual(o);
-    return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), p), p.alpha);
+    return weighted(virtualTeacherTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), p), p.alpha, 'task');
   },
 });
 
@@ -157,8 +164,10 @@ export const tfKdCalibratedLoss = defineLoss({
   describe:
     'calibrated Tf-KD (distillistic thesis; distillistic virtual_teacher.py with smooth_teacher off, T = 1): (1 − α)·CE + α·KL(v ‖ softmax(z)), v = a on the true class, (1 − a)/(K − 1) elsewhere; a = 0.9, α = 0.5',
   options: tfKdCalibratedSchema,
+  // DOT: both terms are the task loss, as for self/tf-kd-virtual.
+  objective: 'task',
   requires: (o) => ({ roles: [o.student] }),
-  compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), o.correctProb), o.alpha),
+  compute: (ctx, o) => weighted(calibratedTerms(ctx.outputs(o.student).logits, labelTargets(ctx.batch), o.correctProb), o.alpha, 'task'),
 });
 
 export const tfKdSelfSchema = z
@@ -191,6 +200,8 @@ export const tfKdSelfLoss = defineLoss({
   describe:
     "Tf-KD self-training (Yuan et al. 2020, loss_kd_self): (1 − α)·CE + α·multiplier·T²·KL(p_t^T ‖ p_s^T), the teacher a pre-trained copy of the student's architecture (`teacher: { model: <student's>, train: {…} }`); α = 0.95, T = 6, multiplier 50, KL mean over B·K (ResNet18 self-teacher config)",
   options: tfKdSelfSchema,
+  // DOT: the CE with the labels is the task loss, the KL to the pre-trained teacher distillation.
+  objective: 'mixed',
   requires: (o) => ({ roles: [o.student, o.teacher] }),
-  compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), labelTargets(ctx.batch), o), o.alpha),
+  compute: (ctx, o) => weighted(tfKdSelfTerms(ctx.outputs(o.student).logits, targetLogits(ctx, o.teacher), labelTargets(ctx.batch), o), o.alpha, 'distill'),
 });

@@ -53,7 +53,7 @@ export interface PluginContractOptions {
   /** The run's task (default classification); `data`, `student` and `teacher` must fit it. */
   task?: Task;
   /** The run's `data:` for a training set of `train` and a test set of `test` samples (default: the `blobs` fixture of kd-core). */
-  data?: (size: { train: number; test: number }) => Record<string, unknown>;
+  data?: (size: { train: number; test: number }) => { name: string } & Record<string, unknown>;
   /** The teacher the run loads (default: a test-dense model on 4×4×1 images, 3 classes), e.g. a detector. */
   teacher?: () => LayersModel;
 }
