@@ -1,7 +1,7 @@
 import { KdError, lossObjective, type LossObjective, type RunSpec, TrainSpec } from '@tfkd/kd-core';
 import type { ResolvedPlugin } from './resolve';
+import type { Phase } from './phase';
 import { roleSpecs } from './roles';
-import type { Phase } from './stages';
 
 /**
  * Each plugin's objective by instance name (DOT's task or distillation gradient): its definition's

@@ -1,3 +1,4 @@
+export * from './cancel';
 export * from './checkpoints';
 export * from './errors';
 export * from './plan';
