@@ -51,6 +51,39 @@ describe('sweep statistics', () => {
   });
 });
 
+describe('sweep table: rows whose entries the baseline lacks', () => {
+  it('pairs DML peers and their ensemble with the baseline row\'s student, seed by seed', () => {
+    const m = (entries: Record<string, number>): CellMetrics => ({ eval: Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, { accuracy: v }])), epochs: 1, wallSeconds: 1 });
+    const runs: Record<string, CellMetrics> = {
+      's-1': m({ student: 0.8 }),
+      's-2': m({ student: 0.82 }),
+      'd-1': m({ 'student.0': 0.81, 'student.1': 0.83, ensemble: 0.84 }),
+      'd-2': m({ 'student.0': 0.83, 'student.1': 0.82, ensemble: 0.85 }),
+    };
+    const t = sweepTable(
+      {
+        name: 't',
+        metric: 'accuracy',
+        rows: [
+          { label: 'scratch', axes: { spec: 'scratch' }, baseline: 'scratch' },
+          { label: 'dml', axes: { spec: 'dml' }, baseline: 'scratch' },
+        ],
+        cells: [1, 2].flatMap((s) => [{ row: 'scratch', seed: s, id: `s-${s}` }, { row: 'dml', seed: s, id: `d-${s}` }]),
+      },
+      (id) => runs[id] ?? null,
+    );
+    const row = (entry: string) => t.rows.find((r) => r.row === 'dml' && r.entry === entry);
+    // student.0: +0.01, +0.01; student.1: +0.03, 0.00; ensemble: +0.04, +0.03 — each against scratch's student
+    expect(row('student.0')?.diff).toMatchObject({ baseline: 'scratch student', n: 2 });
+    expect(row('student.0')?.diff?.mean).toBeCloseTo(0.01, 12);
+    expect(row('student.1')?.diff?.mean).toBeCloseTo(0.015, 12);
+    expect(row('ensemble')?.diff?.mean).toBeCloseTo(0.035, 12);
+    // n = 2: t(0.975, 1) = 12.706, sd of (0.04, 0.03) = 0.0070711, half-width 12.706 · sd / √2 = 0.06353
+    expect((row('ensemble')?.diff?.high as number) - 0.035).toBeCloseTo(0.06353, 4);
+    expect(tableMarkdown(t)).toContain('vs scratch student |');
+  });
+});
+
 describe('sweep files', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweepfile-'));
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -87,11 +87,17 @@ export function sweepTable(input: TableInput, metricsOf: (cellId: string) => Cel
       };
       let diff: TableRow['diff'] = null;
       if (r.baseline && r.baseline !== r.label) {
-        const base = perEntry(r.baseline, entry);
+        // Same entry in the baseline row; else (a DML peer, an ensemble against a single student) its `student`.
+        let baseEntry = entry;
+        let base = perEntry(r.baseline, entry);
+        if (base.size === 0 && entry !== 'student') {
+          baseEntry = 'student';
+          base = perEntry(r.baseline, baseEntry);
+        }
         const paired = seeds.filter((s) => base.has(s));
         if (paired.length > 0) {
-          const d = paired.map((s) => (got.get(s) as CellMetrics).eval[entry][input.metric] - (base.get(s) as CellMetrics).eval[entry][input.metric]);
-          diff = { baseline: r.baseline, ...interval(d) };
+          const d = paired.map((s) => (got.get(s) as CellMetrics).eval[entry][input.metric] - (base.get(s) as CellMetrics).eval[baseEntry][input.metric]);
+          diff = { baseline: baseEntry === entry ? r.baseline : `${r.baseline} ${baseEntry}`, ...interval(d) };
         }
       }
       const teacher = (m: CellMetrics) => m.ledger?.roles.teacher;
