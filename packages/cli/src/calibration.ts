@@ -39,6 +39,8 @@ export async function calibrationArtifacts(
   const out: Record<string, Record<string, number>> = {};
   const specs = roleSpecs(result.spec);
   for (const [role, model] of result.models) {
+    // A player (an adversarial critic) scores maps, not images: no calibration.
+    if (result.players?.includes(role)) continue;
     const r = specs.find((x) => x.name === role);
     const view = r && { view: r.spec.view, name: role, specPath: r.specPath };
     const k = (model.outputs[0].shape as number[])[1];

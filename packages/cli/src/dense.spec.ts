@@ -21,7 +21,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('examples/dense', () => {
   it('has the detection and segmentation specs', () => {
-    for (const f of ['det-teacher', 'det-student', 'det-feature-imitation', 'det-bounded-regression', 'det-localization', 'det-logit-kd', 'det-fi-ld', 'seg-teacher', 'seg-student', 'seg-pixel-kd', 'seg-pairwise']) {
+    for (const f of ['det-teacher', 'det-student', 'det-feature-imitation', 'det-bounded-regression', 'det-localization', 'det-logit-kd', 'det-fi-ld', 'seg-teacher', 'seg-student', 'seg-pixel-kd', 'seg-pairwise', 'seg-cwd', 'seg-adversarial']) {
       expect(files).toContain(`${f}.yaml`);
     }
   });
@@ -56,5 +56,21 @@ describe('examples/dense', () => {
     expect(Number.isFinite(history[0].train.loss)).toBe(true);
     expect(fs.readFileSync(path.join(out, 'training-curves.svg'), 'utf8')).toContain(`test ${keys[0]}`);
     expect(fs.existsSync(path.join(out, 'reliability-student.svg'))).toBe(false);
+  });
+
+  it('seg-adversarial.yaml trains its critic player and writes it beside the student (players/critic/)', async () => {
+    const out = path.join(tmp, 'seg-adversarial');
+    const set = [...small, 'train.epochs=1', 'train.maxBatches=2', 'teacher.train.epochs=1', 'teacher.train.maxBatches=2'];
+    const outcome = await runCommand(path.join(DENSE, 'seg-adversarial.yaml'), { out, set, cacheDir: path.join(tmp, 'cache'), quiet: true, signals: false });
+    expect(outcome.status).toBe('completed');
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { players: string[]; ledger: { roles: Record<string, { backwardImages: number }> } };
+    expect(metrics.players).toEqual(['critic']);
+    // two student steps of 32 scenes: the students' backward through the critic, then one critic step each
+    expect(metrics.ledger.roles.critic.backwardImages).toBe(2 * 32 + 2 * 32);
+    const history = JSON.parse(fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n')[0]) as { train: Record<string, number> };
+    expect(Number.isFinite(history.train['player:critic'])).toBe(true);
+    expect(Number.isFinite(history.train['loss/seg-adversarial'])).toBe(true);
+    const critic = JSON.parse(fs.readFileSync(path.join(out, 'players', 'critic', 'model.json'), 'utf8')) as { modelTopology: { config: { name: string } } };
+    expect(critic.modelTopology.config.name).toBe('critic');
   });
 });

@@ -36,7 +36,15 @@ function typeOf(p: Record<string, unknown>): string {
 export function listText(registry: Registry, opts: { json?: boolean } = {}): string {
   const plugins = registry
     .plugins()
-    .map((d) => ({ id: d.id, kind: d.kind, describe: d.describe, options: optionRows(d.options), ...(d.tasks ? { tasks: [...d.tasks] } : {}) }))
+    .map((d) => ({
+      id: d.id,
+      kind: d.kind,
+      describe: d.describe,
+      options: optionRows(d.options),
+      ...(d.tasks ? { tasks: [...d.tasks] } : {}),
+      // A plugin that trains a player (spec `players:`): its model's options (`players.<name>.options`).
+      ...(d.player ? { playerOptions: d.player.options ? optionRows(d.player.options) : [] } : {}),
+    }))
     .sort((a, b) => a.id.localeCompare(b.id));
   const models = registry.models().map((m) => ({ id: m.id, describe: m.describe, taps: m.taps, ...(m.tasks ? { tasks: [...m.tasks] } : {}) }));
   const datasets = registry.datasets().map((d) => ({ id: d.id, describe: d.describe, options: optionRows(d.options), ...(d.tasks ? { tasks: [...d.tasks] } : {}) }));
@@ -49,6 +57,10 @@ export function listText(registry: Registry, opts: { json?: boolean } = {}): str
     for (const o of p.options) {
       const def = o.default !== undefined ? ` = ${JSON.stringify(o.default)}` : '';
       lines.push(`      ${o.name}: ${o.type}${def}${o.describe ? `  — ${o.describe}` : ''}`);
+    }
+    if (p.playerOptions) {
+      lines.push('      its player (spec players.<name>.options):');
+      for (const o of p.playerOptions) lines.push(`        ${o.name}: ${o.type}${o.default !== undefined ? ` = ${JSON.stringify(o.default)}` : ''}${o.describe ? `  — ${o.describe}` : ''}`);
     }
   }
   lines.push('', 'Models');

@@ -61,6 +61,8 @@ interface RunMetrics {
   epochsDone?: number;
   eval: Record<string, Record<string, number>>;
   teachers?: Record<string, { cached?: boolean; key?: string }>;
+  /** Players (spec `players:`), when the run had any. */
+  players?: string[];
   ledger?: { roles: Record<string, Record<string, number>>; phases?: Record<string, { seconds: number; steps: number }>; totalFlops?: number };
   wallSeconds?: number;
   startedAt?: string;
@@ -83,7 +85,8 @@ export function curvesInputOf(dir: string): CurvesInput {
     : [];
   const teacherRoles = [...new Set([...Object.keys(m.teachers ?? {}), ...Object.keys(m.eval).filter((r) => /^teacher(\.\d+)?$/.test(r))])];
   const teachers = Object.fromEntries(teacherRoles.filter((t) => m.eval[t]?.accuracy !== undefined).map((t) => [t, m.eval[t].accuracy]));
-  const fromLedger = Object.keys(m.ledger?.roles ?? {}).filter((r) => !teacherRoles.includes(r));
+  // The ledger counts players (an adversarial critic) too: they are not students.
+  const fromLedger = Object.keys(m.ledger?.roles ?? {}).filter((r) => !teacherRoles.includes(r) && !(m.players ?? []).includes(r));
   const fromEval = Object.keys(history[history.length - 1]?.eval ?? m.eval).filter((r) => !r.includes(':') && !teacherRoles.includes(r) && r !== 'ensemble' && r !== 'peer-mean');
   return { title: m.spec ? path.basename(m.spec) : path.basename(path.resolve(dir)), history, students: fromLedger.length > 0 ? fromLedger : fromEval, teachers };
 }

@@ -259,6 +259,10 @@ async function writeRun(
   for (const role of students) {
     await staged.saveInto(students.length === 1 ? 'student' : path.join('students', role), (dir) => tools.save(result.models.get(role) as never, dir));
   }
+  // Players (an adversarial critic, spec `players:`): their trained models beside the student.
+  for (const name of result.players ?? []) {
+    await staged.saveInto(path.join('players', name), (dir) => tools.save(result.models.get(name) as never, dir));
+  }
   // Post-training analysis (temperature fit) only for a finished classification run (a dense task's outputs are maps, not class scores).
   const calibration = interrupted || runTask(spec) !== 'classification' ? {} : await calibrationArtifacts(result, (name, svg) => staged.write(name, svg));
   const eval_ = Object.fromEntries(
@@ -272,6 +276,7 @@ async function writeRun(
     seed: spec.seed,
     ...(record.packages.length ? { packages: record.packages } : {}),
     dataset: result.dataset,
+    ...(result.players ? { players: result.players } : {}),
     epochs: spec.train.epochs,
     epochsDone: result.history.length,
     ...(interrupted

@@ -16,7 +16,8 @@ import { canonical, sha256Hex } from './hash';
  * fell between the two renames.
  */
 export const CHECKPOINT_FORMAT = 'tfkd-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/** 2: `players` (a checkpoint of version 1 is read with `players: []`). */
+export const CHECKPOINT_VERSION = 2;
 export const CHECKPOINT_FILE = 'checkpoint.json';
 
 export interface TensorData {
@@ -86,6 +87,8 @@ export interface TrainingState {
   teachers: Record<string, string>;
   /** Every student: all its weights (`model.weights` order, non-trainable included) and its optimizer. */
   roles: { name: string; weights: TensorData[]; optimizer: OptimizerState | null }[];
+  /** Every player (spec `players:`): all its weights and its optimizer (the phase's); [] without players. */
+  players: { name: string; weights: TensorData[]; optimizer: OptimizerState | null }[];
   /** Every plugin instance in spec order: variables, buffers, JSON state and its generator's state. */
   plugins: { name: string; variables: TensorData[]; buffers: TensorData[]; state?: unknown; rng: (number | null)[] }[];
   caches: TeacherCacheState[];

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { OutputCache } from './cache';
 import { type Batch, type CostLedger, firstOutput, KdError, type LossObjective, type LossTerm, type ObjectList, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, ViewName, type ViewSpec } from '@tfkd/kd-core';
+import { detachOutputs, type PlayerRuntime } from './players';
 import type { RoleRuntime } from './roles';
 import type { FastTeacher } from './teacher-source';
 
@@ -23,6 +24,8 @@ export interface StepHost {
   teacherForward?: ReadonlyMap<string, FastTeacher>;
   /** A plugin's objective (DOT's task or distillation gradient), by instance name; absent: `task`. */
   objectiveOf?(owner: string): LossObjective | 'mixed';
+  /** Players (spec `players:`) by name, for `ctx.player`; absent or empty without players. */
+  playerModels?: ReadonlyMap<string, PlayerRuntime>;
 }
 
 export interface RecordedTerm {
@@ -47,8 +50,18 @@ export class StepContextImpl implements StepContext {
   readonly terms: RecordedTerm[] = [];
   private readonly outputsCache = new Map<string, RoleOutputs>();
   private readonly inputCache = new Map<string, Tensor>();
+  /** The players read through `player()` in this step (the students' backward passes through them). */
+  readonly playersRead = new Set<string>();
+  /**
+   * A step with players: every output and input cached here is kept (`tf.keep`) past the gradient
+   * scope that computed it, for the players' objectives after the students' update; `release()`
+   * frees them. Null otherwise (nothing is kept: a run without players is as before).
+   */
+  private retained: Tensor[] | null = null;
   protected owner: string | null = null;
   protected base: StepContextImpl | null = null;
+  /** The players' view (`detachedView`): `outputs()` behind a stop-gradient. */
+  protected detached = false;
 
   constructor(
     private readonly host: StepHost,
@@ -77,8 +90,34 @@ export class StepContextImpl implements StepContext {
   scoped(owner: string): StepContext {
     const view = Object.create(this) as StepContextImpl;
     view.owner = owner;
-    view.base = this;
+    view.base = this.root();
     return view;
+  }
+
+  /** Keep what the step caches (outputs, inputs) until `release()`: a step with players. */
+  retain(): void {
+    this.root().retained ??= [];
+  }
+
+  /** Free what `retain()` kept. */
+  release(): void {
+    const self = this.root();
+    for (const t of self.retained ?? []) t.dispose();
+    self.retained = null;
+  }
+
+  /** The context of the players' objectives: the same step, its `outputs()` detached (stop-gradient). */
+  detachedView(): StepContextImpl {
+    const view = Object.create(this.root()) as StepContextImpl;
+    view.base = this.root();
+    view.detached = true;
+    return view;
+  }
+
+  private hold<T extends Tensor>(t: T): T {
+    const kept = this.root().retained;
+    if (kept) kept.push(tf.keep(t));
+    return t;
   }
 
   replaceBatch(
@@ -163,7 +202,7 @@ export class StepContextImpl implements StepContext {
     const key = variant === null ? role : `${role}\u0000${variant}`;
     const cached = self.inputCache.get(key);
     if (cached) return cached;
-    const x = viewFor(r, self.imagesOf(variant));
+    const x = self.hold(viewFor(r, self.imagesOf(variant)));
     self.inputCache.set(key, x);
     return x;
   }
@@ -198,6 +237,28 @@ export class StepContextImpl implements StepContext {
   }
 
   outputs(role: string): RoleOutputs {
+    const out = this.root().forwardOutputs(role);
+    return this.detached ? detachOutputs(out) : out;
+  }
+
+  player(name: string): (x: Tensor) => Tensor {
+    const self = this.root();
+    const p = self.host.playerModels?.get(name);
+    if (!p) {
+      const names = [...(self.host.playerModels?.keys() ?? [])];
+      throw new KdError('KD_PLUGIN_DEPENDENCY', `no player '${name}' in this run (players: ${names.join(', ') || 'none'})`, {
+        path: 'players',
+        fix: "declare the player under the spec's `players:`, and list it in the plugin's requires().players",
+      });
+    }
+    self.playersRead.add(name);
+    return (x: Tensor) => {
+      self.host.ledger.forward(name, x.shape[0] as number);
+      return firstOutput(p.model.apply(x, { training: true }) as Tensor | Tensor[]);
+    };
+  }
+
+  private forwardOutputs(role: string): RoleOutputs {
     const self = this.root();
     const hit = self.outputsCache.get(role);
     if (hit) return hit;
@@ -223,7 +284,7 @@ export class StepContextImpl implements StepContext {
       self.host.ledger.forward(role, self.batch.size);
       if (cache && indices) cache.put(indices, list);
     }
-    const fix = (t: Tensor): Tensor => (student ? t : stopGradient(t));
+    const fix = (t: Tensor): Tensor => self.hold(student ? t : stopGradient(t));
     const outputs: RoleOutputs = {
       logits: fix(list[0] as Tensor),
       taps: Object.fromEntries(r.tapNames.map((name, i) => [name, fix(list[i + 1] as Tensor)])),

@@ -19,6 +19,7 @@ import { frozenState, teacherCaches, trainHost, trainUpToLayers, type UpTo } fro
 import { resolvePlugins, type ResolvedPlugin } from './resolve';
 import { learningRateAt, type RoleRuntime } from './roles';
 import { loadRunData } from './run-data';
+import type { PlayerRuntime } from './players';
 import { prepareRoles } from './setup';
 import { resolvePhases, type Phase } from './stages';
 import { TeacherForward } from './teacher-forward';
@@ -49,6 +50,8 @@ export class Engine {
   private backend!: SelectedBackend;
   private data!: DataSplits & { note?: string };
   private roles = new Map<string, RoleRuntime>();
+  /** Players (spec `players:`): trainable models with their own optimizer (players.ts). */
+  private players = new Map<string, PlayerRuntime>();
   private plugins: ResolvedPlugin[] = [];
   /** Declared stages (spec `stages:`), then the main phase; one entry for a spec without stages. */
   private phases: Phase[] = [];
@@ -71,8 +74,8 @@ export class Engine {
   }
 
   private get parts(): RunParts & { bus: LifecycleBus; data: DataSplits } {
-    const { spec, phase, phases, backend, roles, plugins, instances, ledger, bus, data } = this;
-    return { spec, phase, phases, backend, roles, plugins, instances, ledger, bus, data, log: (l) => this.log(l) };
+    const { spec, phase, phases, backend, roles, players, plugins, instances, ledger, bus, data } = this;
+    return { spec, phase, phases, backend, roles, players, plugins, instances, ledger, bus, data, log: (l) => this.log(l) };
   }
 
   async prepare(): Promise<void> {
@@ -97,6 +100,7 @@ export class Engine {
       dryRun: this.opts.dryRun,
     });
     this.roles = setup.roles;
+    this.players = setup.players;
     this.teachers = setup.teachers;
     this.instances = setup.instances;
     this.upTo = trainUpToLayers(this.phases, this.roles);
@@ -168,10 +172,11 @@ export class Engine {
       history: progress.history,
       ledger: this.ledger.snapshot(),
       seconds,
-      models: new Map(roleList.map((r) => [r.info.name, r.model])),
+      models: new Map([...roleList.map((r) => [r.info.name, r.model] as const), ...[...this.players.values()].map((p) => [p.info.name, p.model] as const)]),
       data: this.data,
       teachers: this.teachers,
       resumes: progress.resumes,
+      ...(this.players.size > 0 ? { players: [...this.players.keys()] } : {}),
       ...(stop ? { stoppedAt: { ...stop.at, step: progress.step, ...at(stop.phase) } } : {}),
       ...(resumedFrom ? { resumedFrom } : {}),
     };
@@ -202,6 +207,7 @@ export class Engine {
         const first = epoch === start.epoch ? start.batchIndex : 0;
         const carried = first > 0 ? (resume?.epochProgress ?? null) : null;
         for (const s of students) setLearningRate(s.optimizer as NonNullable<typeof s.optimizer>, learningRateAt(s.train as TrainSpec, epoch));
+        for (const p of this.players.values()) setLearningRate(p.optimizer as NonNullable<typeof p.optimizer>, learningRateAt(p.train as TrainSpec, epoch));
         const lr = learningRateAt(students[0].train as TrainSpec, epoch);
         const batches = epochBatches(n, { batchSize: ptrain.batchSize, seed: orderSeed, epoch }).slice(0, batchesPerEpoch);
         const sums: Record<string, number> = carried ? { ...carried.sums } : { loss: 0 };
@@ -337,6 +343,11 @@ export class Engine {
     return this.roles;
   }
 
+  /** The run's players (spec `players:`) after `prepare()`: their models and, once a phase runs, their optimizers. */
+  playerRuntimes(): ReadonlyMap<string, PlayerRuntime> {
+    return this.players;
+  }
+
   /** Free the models (except those of the roles in `keep`), optimizers and plugin state. */
   dispose(keep: readonly string[] = []): void {
     // A stepper's worker (a run closes its own): terminated, its folded models freed.
@@ -346,6 +357,10 @@ export class Engine {
     for (const r of this.roles.values()) {
       r.optimizer?.dispose();
       if (!keep.includes(r.info.name) && !external.has(r.model)) r.model.dispose();
+    }
+    for (const p of this.players.values()) {
+      p.optimizer?.dispose();
+      if (!keep.includes(p.info.name)) p.model.dispose();
     }
     this.bus.complete();
   }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { KdError, makeOptimizer, Rng, TrainSpec, type DataSplits } from '@tfkd/kd-core';
 import { OutputCache } from './cache';
 import { pluginObjectives } from './objectives';
+import { playerSteps } from './players';
 import type { RunParts } from './state';
 import { layersUpTo, variablesOf, type Phase } from './stages';
 import type { LifecycleBus } from '@tfkd/kd-core';
@@ -75,21 +76,34 @@ export function trainHost(parts: RunParts & { bus: LifecycleBus; data: DataSplit
   const pluginVars = parts.instances.filter((_, i) => phase.active.has(parts.plugins[i].name)).flatMap((p) => p.variables?.() ?? []);
   const layers = upTo.get(phase.name);
   const objectives = pluginObjectives(spec, parts.plugins);
+  const players = playerSteps(parts.players, parts.plugins, parts.instances, phase);
+  const trainables = students.map((s, i) => ({
+    role: s,
+    variables: [...(layers ? variablesOf(s.model, layers.get(s.info.name) as Set<string>) : trainableVariables(s.model)), ...(i === 0 ? pluginVars : [])],
+    weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
+  }));
+  // A player's weights are its own optimizer's alone: no student loss may move them.
+  const owned = new Set(players.flatMap((p) => p.variables.map((v) => v.id)));
+  const shared = trainables.flatMap((t) => t.variables).find((v) => owned.has(v.id));
+  if (shared) {
+    throw new KdError('KD_INTERNAL', `the player weight '${shared.name}' is among the students' trainable variables (a plugin's variables() returned it)`, {
+      path: 'players',
+      fix: "a plugin must not list a player's weights in variables(): the player's own step trains them",
+    });
+  }
   return {
     bus: parts.bus,
     train: parts.data.train,
     roles: parts.roles,
+    playerModels: parts.players,
     roleInfos: roleList.map((r) => r.info),
     ledger: parts.ledger,
     numClasses: parts.data.train.numClasses,
     weightOf: (owner) => phase.active.get(owner) ?? parts.plugins.find((p) => p.name === owner)?.entry.weight ?? 1,
     rngOf: (owner) => parts.plugins.find((p) => p.name === owner)?.rng ?? new Rng(spec.seed),
     objectiveOf: (owner) => objectives.get(owner) ?? 'task',
-    trainables: students.map((s, i) => ({
-      role: s,
-      variables: [...(layers ? variablesOf(s.model, layers.get(s.info.name) as Set<string>) : trainableVariables(s.model)), ...(i === 0 ? pluginVars : [])],
-      weightDecay: (s.train as TrainSpec).optimizer.weightDecay,
-    })),
+    trainables,
+    players,
     prefetch: teachers.filter((t) => active.some((p) => p.requiresRole(t.info))).map((t) => t.info.name),
     nonFinite: spec.nonFinite,
     caches,

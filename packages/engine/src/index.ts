@@ -11,6 +11,7 @@ export * from './registry';
 export { BUILTIN_METRICS, type ResolvedPlugin } from './resolve';
 export { RESERVED_PHASES, layersUpTo, type Phase } from './stages';
 export { learningRateAt, roleSpecs, type RoleRuntime } from './roles';
+export type { PlayerRuntime, PlayerStep } from './players';
 export type { ProvidedTeacher } from './setup';
 export * from './storage';
 export { sha256Hex } from './hash';

@@ -136,8 +136,19 @@ export function describePlan(plan: Plan): string[] {
         : r.kind === 'generation'
           ? `${r.name}: ${r.spec.student?.model ?? r.spec.student?.load}${r.needs.length ? ` taught by ${r.needs.join(', ')}` : ' from labels'}`
           : `${r.name}: ${roleSpecs(r.spec).map((x) => `${x.name} ${x.spec.model ?? x.spec.load}`).join(', ')}; plugins ${r.spec.plugins.map((p) => p.name ?? p.use).join(', ') || '(none)'}`;
+    const players = r.kind === 'main' && r.spec.players ? `; ${describePlayers(r.spec.players)}` : '';
     const cache = r.cache ? (r.cache.hit ? ` — cached, loaded from ${r.cache.dir}` : r.cache.dir ? ` — trained, then cached in ${r.cache.dir}` : ' — trained (no cache)') : '';
-    lines.push(`${i + 1}. ${what}; ${stages}${t.epochs} epochs × batch ${t.batchSize}${t.maxBatches ? ` (≤ ${t.maxBatches} batches)` : ''}, ${opt}${cache}`);
+    lines.push(`${i + 1}. ${what}; ${stages}${t.epochs} epochs × batch ${t.batchSize}${t.maxBatches ? ` (≤ ${t.maxBatches} batches)` : ''}, ${opt}${players}${cache}`);
   });
   return lines;
+}
+
+/** `players critic (sgd lr 0.0004 momentum 0.9 wd 0.0001, cosine, 1 step per student step)`. */
+function describePlayers(players: NonNullable<RunSpec['players']>): string {
+  const one = ([name, p]: [string, NonNullable<RunSpec['players']>[string]]) => {
+    const o = p.train.optimizer;
+    const opt = `${o.name} lr ${o.lr}${o.name !== 'adam' && o.momentum ? ` momentum ${o.momentum}` : ''}${o.weightDecay ? ` wd ${o.weightDecay}` : ''}`;
+    return `${name} (${opt}${p.train.schedule.name !== 'constant' ? `, ${p.train.schedule.name}` : ''}, ${p.stepsPerStudentStep} step${p.stepsPerStudentStep === 1 ? '' : 's'} per student step)`;
+  };
+  return `player${Object.keys(players).length === 1 ? '' : 's'} ${Object.entries(players).map(one).join(', ')}`;
 }

@@ -1,5 +1,6 @@
 import type { RunSpec, Storage } from '@tfkd/kd-core';
 import type { LoadedPackage, Registry } from './registry';
+import { playerTrainers } from './players';
 import { resolvePlugins } from './resolve';
 import { roleSpecs } from './roles';
 
@@ -11,9 +12,16 @@ import { roleSpecs } from './roles';
 export function resolvedSpec(spec: RunSpec, registry: Registry, specDir: string, storage: Storage): RunSpec {
   const abs = (p: string) => storage.resolve(specDir, p);
   const isPath = (p: string) => p.startsWith('.') || p.startsWith('/');
-  const options = new Map(resolvePlugins(spec, registry).map((p) => [p.specPath, p.options as Record<string, unknown>]));
+  const plugins = resolvePlugins(spec, registry);
+  const options = new Map(plugins.map((p) => [p.specPath, p.options as Record<string, unknown>]));
   const out: RunSpec = structuredClone(spec);
   out.plugins = spec.plugins.map((p, i) => ({ ...p, with: defined(options.get(`plugins[${i}]`) ?? p.with) }));
+  // A player's model options with their defaults, by the schema of the (main-list) plugin that trains it.
+  for (const [name, trainer] of playerTrainers(plugins)) {
+    const player = out.players?.[name];
+    const parsed = player && trainer.def.player?.options?.safeParse(player.options);
+    if (player && parsed?.success) player.options = defined(parsed.data as Record<string, unknown>);
+  }
   out.packages = spec.packages.map((p) => (isPath(p) ? abs(p) : p));
   for (const r of roleSpecs(out)) if (r.spec.load) r.spec.load = abs(r.spec.load);
   const data = registry.datasets().find((d) => d.id === spec.data.name);

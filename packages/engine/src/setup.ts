@@ -1,6 +1,7 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { batchWrites, type CostLedger, type DataSplits, didYouMean, KdError, parseTap, type Plugin, Rng, type RoleSpec, type RunSpec, runTask } from '@tfkd/kd-core';
+import { batchWrites, type CostLedger, type DataSplits, didYouMean, KdError, parseTap, type Plugin, type PluginDeps, Rng, type RoleSpec, type RunSpec, runTask } from '@tfkd/kd-core';
 import type { Registry } from './registry';
+import { buildPlayers, type PlayerRuntime } from './players';
 import type { ResolvedPlugin } from './resolve';
 import { buildModel, roleSpecs, tappedModel, type RoleRuntime } from './roles';
 import type { Storage } from '@tfkd/kd-core';
@@ -53,7 +54,7 @@ export async function prepareRoles(ctx: SetupContext): Promise<PreparedRoles> {
   }
 }
 
-type PreparedRoles = { roles: Map<string, RoleRuntime>; teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>; instances: Plugin[] };
+type PreparedRoles = { roles: Map<string, RoleRuntime>; players: Map<string, PlayerRuntime>; teachers: Record<string, { cached: boolean; key: string | null; dir: string | null }>; instances: Plugin[] };
 
 async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promise<PreparedRoles> {
   const spec = ctx.spec;
@@ -150,58 +151,62 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
     maxBatches: spec.train.maxBatches,
     log: ctx.log,
   });
+  const depsOf = (p: ResolvedPlugin): PluginDeps => ({
+    training,
+    name: p.name,
+    weight: p.entry.weight,
+    numClasses,
+    inputShape,
+    roles: [...roles.values()].map((r) => r.info),
+    rng: ctx.dryRun ? copyRng(p.rng) : p.rng,
+    log: ctx.log,
+    storage: ctx.storage,
+    specPath: p.specPath,
+    tapShape(tap: string) {
+      const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);
+      const rt = roles.get(role) as RoleRuntime;
+      const idx = rt.tapNames.indexOf(layer);
+      if (idx < 0) {
+        throw new KdError('KD_TAP_UNKNOWN', `'${p.name}' asked for tap '${tap}' it did not declare in requires()`, {
+          path: p.specPath,
+          fix: 'list every tap the plugin reads in its requires().taps',
+        });
+      }
+      return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
+    },
+    layerShapes(role: string) {
+      const rt = roles.get(role);
+      if (!rt) return [];
+      // A zoo model's documented taps when it has them (a ResNet's every conv and add would drown
+      // the hint); any other model's hidden layers.
+      const documented = rt.spec.model ? (ctx.registry.models().find((m) => m.id === rt.spec.model)?.taps ?? null) : null;
+      const outputs = new Set(rt.model.outputLayers.map((l) => l.name));
+      return rt.model.layers
+        .filter((l) => l.getClassName() !== 'InputLayer' && !outputs.has(l.name) && !Array.isArray(l.outputShape[0]))
+        .filter((l) => !documented || documented.length === 0 || documented.includes(l.name))
+        .map((l) => ({ layer: l.name, shape: (l.outputShape as (number | null)[]).slice(1) as number[] }));
+    },
+    model(role: string) {
+      const rt = roles.get(role);
+      if (!rt) {
+        throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' asked for the model of role '${role}', and the run has no such role (roles: ${roleNames.join(', ')})`, {
+          path: p.specPath,
+          fix: "name one of the run's roles",
+        });
+      }
+      return rt.model;
+    },
+    tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
+  });
+  // Players (spec `players:`): built by the plugins that train them, once the roles exist.
+  const players = buildPlayers(spec, ctx.plugins, depsOf, (m) => tools.countFlops(m), made);
+  for (const pl of players.values()) ctx.ledger.addRole(pl.info.name, pl.flopsPerImage);
   const instances = ctx.plugins.map((p) => {
-    const instance = p.def.create(p.options, {
-      training,
-      name: p.name,
-      weight: p.entry.weight,
-      numClasses,
-      inputShape,
-      roles: [...roles.values()].map((r) => r.info),
-      rng: ctx.dryRun ? copyRng(p.rng) : p.rng,
-      log: ctx.log,
-      storage: ctx.storage,
-      specPath: p.specPath,
-      tapShape(tap: string) {
-        const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);
-        const rt = roles.get(role) as RoleRuntime;
-        const idx = rt.tapNames.indexOf(layer);
-        if (idx < 0) {
-          throw new KdError('KD_TAP_UNKNOWN', `'${p.name}' asked for tap '${tap}' it did not declare in requires()`, {
-            path: p.specPath,
-            fix: 'list every tap the plugin reads in its requires().taps',
-          });
-        }
-        return (rt.tapped.outputs[idx + 1].shape as number[]).slice(1);
-      },
-      layerShapes(role: string) {
-        const rt = roles.get(role);
-        if (!rt) return [];
-        // A zoo model's documented taps when it has them (a ResNet's every conv and add would drown
-        // the hint); any other model's hidden layers.
-        const documented = rt.spec.model ? (ctx.registry.models().find((m) => m.id === rt.spec.model)?.taps ?? null) : null;
-        const outputs = new Set(rt.model.outputLayers.map((l) => l.name));
-        return rt.model.layers
-          .filter((l) => l.getClassName() !== 'InputLayer' && !outputs.has(l.name) && !Array.isArray(l.outputShape[0]))
-          .filter((l) => !documented || documented.length === 0 || documented.includes(l.name))
-          .map((l) => ({ layer: l.name, shape: (l.outputShape as (number | null)[]).slice(1) as number[] }));
-      },
-      model(role: string) {
-        const rt = roles.get(role);
-        if (!rt) {
-          throw new KdError('KD_PLUGIN_DEPENDENCY', `'${p.name}' asked for the model of role '${role}', and the run has no such role (roles: ${roleNames.join(', ')})`, {
-            path: p.specPath,
-            fix: "name one of the run's roles",
-          });
-        }
-        return rt.model;
-      },
-      tapFlops: (taps: string | readonly string[]) => subgraphFlops(typeof taps === 'string' ? [taps] : taps, roles, `${p.specPath}.with`, tools.countFlops),
-    });
+    const instance = p.def.create(p.options, depsOf(p));
     made.push({ dispose: () => instance.dispose?.() });
     return instance;
   });
-  return { roles, teachers, instances };
+  return { roles, players, teachers, instances };
 }
 
 /**

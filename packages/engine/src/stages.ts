@@ -3,6 +3,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { KdError, type RunSpec, TrainSpec, validate } from '@tfkd/kd-core';
 import type { Registry } from './registry';
 import { checkOptimizerTerms } from './objectives';
+import { checkPlayers } from './players';
 import { resolvePlugin, type ResolvedPlugin } from './resolve';
 
 import type { Phase } from './phase';
@@ -123,6 +124,7 @@ export function resolvePhases(spec: RunSpec, registry: Registry, main: ResolvedP
 /** The phases, once each has the losses its optimizer needs (DOT: a task and a distillation loss). */
 function checkedPhases(spec: RunSpec, plugins: ResolvedPlugin[], phases: Phase[]): { plugins: ResolvedPlugin[]; phases: Phase[] } {
   checkOptimizerTerms(spec, plugins, phases);
+  checkPlayers(spec, plugins);
   return { plugins, phases };
 }
 

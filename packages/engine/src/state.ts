@@ -6,6 +6,7 @@ import { checkSameSpec, specHash, type OptimizerState, type TensorData, type Tra
 import { sha256Hex } from './hash';
 import type { ResolvedPlugin } from './resolve';
 import type { RoleRuntime } from './roles';
+import type { PlayerRuntime } from './players';
 import type { Phase } from './stages';
 
 /** What capturing and restoring a run's state reads and writes: the engine's parts, after `prepare()`. */
@@ -15,6 +16,8 @@ export interface RunParts {
   phases: Phase[];
   backend: SelectedBackend;
   roles: Map<string, RoleRuntime>;
+  /** Players (spec `players:`); empty without. */
+  players: Map<string, PlayerRuntime>;
   plugins: ResolvedPlugin[];
   instances: Plugin[];
   ledger: CostLedger;
@@ -52,6 +55,7 @@ export async function captureState(parts: RunParts, caches: Map<string, OutputCa
     dataset: { name: at.dataset.name, train: at.dataset.train, test: at.dataset.test },
     teachers: teacherFingerprints(parts),
     roles,
+    players: await playerStates(parts),
     plugins: parts.instances.map((p, i) => ({
       name: p.name,
       variables: (p.variables?.() ?? []).map((v) => tensorData(v, v.name)),
@@ -92,6 +96,7 @@ export function checkResumable(parts: RunParts, state: TrainingState, dataset: {
       });
     }
   }
+  checkPlayers(parts, state);
   if (state.backend !== parts.backend.name) {
     parts.log(`note: the checkpoint was written on ${state.backend}, this run uses ${parts.backend.name}: the continuation is not bit-identical to an uninterrupted run`);
   }
@@ -107,6 +112,11 @@ export function restoreState(parts: RunParts, state: TrainingState, caches: Map<
     const saved = state.roles.find((r) => r.name === s.info.name);
     if (!saved) throw mismatch(`no saved weights for role '${s.info.name}'`);
     assignAll(s.model.weights.map((w) => w.read() as tf.Variable), saved.weights, `role '${s.info.name}'`, mismatch);
+  }
+  for (const p of parts.players.values()) {
+    const saved = state.players.find((x) => x.name === p.info.name);
+    if (!saved) throw mismatch(`no saved weights for player '${p.info.name}'`);
+    assignAll(p.model.weights.map((w) => w.read() as tf.Variable), saved.weights, `player '${p.info.name}'`, mismatch);
   }
   if (state.plugins.length !== parts.instances.length) throw mismatch(`${state.plugins.length} plugins saved, the run has ${parts.instances.length}`);
   parts.instances.forEach((p, i) => {
@@ -125,6 +135,42 @@ export async function restoreOptimizers(parts: RunParts, state: TrainingState): 
   for (const s of students(parts)) {
     const saved = state.roles.find((r) => r.name === s.info.name);
     if (s.optimizer && saved?.optimizer) await restoreOptimizer(s.optimizer, saved.optimizer, `role '${s.info.name}'`, checkpointMismatch);
+  }
+  for (const p of parts.players.values()) {
+    const saved = state.players.find((x) => x.name === p.info.name);
+    if (p.optimizer && saved?.optimizer) await restoreOptimizer(p.optimizer, saved.optimizer, `player '${p.info.name}'`, checkpointMismatch);
+  }
+}
+
+/** Every player's weights (all of `model.weights`) and its optimizer's state (the phase's). */
+async function playerStates(parts: RunParts): Promise<TrainingState['players']> {
+  const out: TrainingState['players'] = [];
+  for (const p of parts.players.values()) {
+    out.push({ name: p.info.name, weights: p.model.weights.map((w) => tensorData(w.read(), w.name)), optimizer: p.optimizer ? await optimizerState(p.optimizer) : null });
+  }
+  return out;
+}
+
+/** The checkpoint's players must be this run's, by name and by the shapes of their weights. */
+function checkPlayers(parts: RunParts, state: TrainingState): void {
+  const here = [...parts.players.keys()];
+  const saved = state.players.map((p) => p.name);
+  if (here.join() !== saved.join()) {
+    throw new KdError('KD_RESUME_MISMATCH', `the run has the players ${here.map((n) => `'${n}'`).join(', ') || '(none)'}, the checkpoint ${saved.map((n) => `'${n}'`).join(', ') || '(none)'}`, {
+      path: 'players',
+      fix: 'resume with the spec (and package versions) the run started with',
+    });
+  }
+  for (const p of parts.players.values()) {
+    const s = state.players.find((x) => x.name === p.info.name) as TrainingState['players'][number];
+    const shapes = p.model.weights.map((w) => `[${w.shape}]`).join(' ');
+    const savedShapes = s.weights.map((w) => `[${w.shape}]`).join(' ');
+    if (shapes !== savedShapes) {
+      throw new KdError('KD_RESUME_MISMATCH', `player '${p.info.name}' has weights ${shapes}, the checkpoint's ${savedShapes}`, {
+        path: p.specPath,
+        fix: "resume with the spec and the package versions the run started with (the player's model is built by its plugin)",
+      });
+    }
   }
 }
 

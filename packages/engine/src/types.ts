@@ -82,6 +82,7 @@ export interface RunResult {
   history: EpochSummary[];
   ledger: LedgerSnapshot;
   seconds: number;
+  /** Every role's model by name, and every player's. */
   models: Map<string, LayersModel>;
   /** The data the run used (plain arrays), for post-run analysis such as calibration. */
   data: DataSplits;
@@ -92,4 +93,6 @@ export interface RunResult {
   resumedFrom?: RunPosition & { step: number; phase?: string };
   /** How many times the run was resumed (0 for a run in one go). */
   resumes: number;
+  /** The players' names (spec `players:`; their trained models are in `models`); absent without players. */
+  players?: string[];
 }

@@ -33,7 +33,11 @@ export function isTensorHook(hook: HookName): hook is TensorHook {
 export const STAGES = ['sample', 'default', 'observe'] as const;
 export type Stage = (typeof STAGES)[number];
 
-export type RoleKind = 'teacher' | 'student';
+/**
+ * `player`: a further trainable model of the run (spec `players:`, an adversarial critic) with its
+ * own optimizer and its own objective, trained in alternation with the students (`ctx.player`).
+ */
+export type RoleKind = 'teacher' | 'student' | 'player';
 
 export interface RoleInfo {
   name: string;
@@ -182,6 +186,14 @@ export interface StepContext {
   apply(role: string, x: Tensor, opts?: { training?: boolean; backward?: boolean }): Tensor;
   /** Lazy forward of the current batch; teachers without gradient, students with. Cached per step. */
   outputs(role: string): RoleOutputs;
+  /**
+   * A player's model (spec `players:`, e.g. an adversarial critic) as a function of its input, in
+   * training mode, never cached: every call is a forward, counted in the ledger. In a student's loss
+   * its gradient reaches the input (the student's map) but never the player's weights — only the
+   * player's own step trains them (`PluginDefinition.player`). In that step (`Plugin.playerLoss`) the
+   * context's `outputs()` are detached: the step's student and teacher outputs behind a stop-gradient.
+   */
+  player(name: string): (x: Tensor) => Tensor;
   addLoss(term: LossTerm): void;
 }
 

@@ -2,7 +2,7 @@ import type { Scalar, Variable } from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import { KdError } from './errors';
 import type { HookHandler, HookName, LossObjective, StepContext } from './hooks';
-import type { Plugin, PluginBus, PluginDefinition, PluginDeps, PluginRequirements } from './plugin';
+import type { PlayerDefinition, Plugin, PluginBus, PluginDefinition, PluginDeps, PluginRequirements } from './plugin';
 import type { Task } from './task';
 
 /** A named term with its own weight (multiplied by the entry's spec `weight:`). */
@@ -68,6 +68,16 @@ export interface LossDefinition<S extends z.ZodType, T extends object = object> 
   setup?(options: z.output<S>, deps: PluginDeps): T & LossState;
   /** The loss of the current step, inside the step's tidy and gradient scope: pure tensor math on what `ctx` and `state` hold. */
   compute(ctx: StepContext, options: z.output<S>, deps: PluginDeps, state: T & LossState): LossValue;
+  /**
+   * A loss that trains a player (spec `players:`, an adversarial critic): the player it trains, its
+   * model's builder (`PluginDefinition.player`) and its objective — `compute` here is the player's
+   * loss, differentiated in the player's weights only, after the students' update (`ctx.outputs()`
+   * detached). The students' side stays the loss's ordinary `compute` (which reads the player through
+   * `ctx.player(name)`); list the player in `requires().players` too.
+   */
+  player?: PlayerDefinition<z.output<S>> & {
+    compute(ctx: StepContext, options: z.output<S>, deps: PluginDeps, state: T & LossState): Scalar;
+  };
 }
 
 /**
@@ -87,6 +97,7 @@ export function defineLoss<S extends z.ZodType, T extends object = object>(def: 
     ...(def.generations ? { generations: def.generations } : {}),
     ...(def.objective ? { objective: def.objective } : {}),
     ...(def.tasks ? { tasks: def.tasks } : {}),
+    ...(def.player ? { player: { role: def.player.role, build: def.player.build, ...(def.player.options ? { options: def.player.options } : {}) } } : {}),
     create(options, deps): Plugin {
       const state = def.setup ? def.setup(options, deps) : ({} as T & LossState);
       try {
@@ -97,12 +108,14 @@ export function defineLoss<S extends z.ZodType, T extends object = object>(def: 
       }
       const variables = state.variables ?? [];
       const buffers = state.buffers ?? [];
+      const player = def.player;
       return {
         name: deps.name,
         register(bus) {
           bus.on('loss', (ctx) => addTerms(ctx, deps.name, def.compute(ctx, options, deps, state)));
           onHooks(bus, state.hooks ?? {});
         },
+        ...(player ? { playerLoss: (ctx: StepContext) => player.compute(ctx, options, deps, state) } : {}),
         ...(variables.length > 0 ? { variables: () => variables } : {}),
         ...(buffers.length > 0 ? { buffers: () => buffers } : {}),
         ...(variables.length + buffers.length > 0 || state.dispose ? { dispose: () => disposeState(state) } : {}),

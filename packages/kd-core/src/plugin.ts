@@ -1,7 +1,7 @@
-import type { Variable } from '@tensorflow/tfjs-core';
+import type { Scalar, Variable } from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { z } from 'zod';
-import type { HookHandler, HookName, LossObjective, RoleInfo, Stage } from './hooks';
+import type { HookHandler, HookName, LossObjective, RoleInfo, Stage, StepContext } from './hooks';
 import type { Rng } from './rng';
 import type { Storage } from './storage';
 import type { Task } from './task';
@@ -17,6 +17,30 @@ export interface PluginRequirements {
   taps?: string[];
   /** Named image views the plugin reads (`weak`, `strong`): some plugin before it must write each (checked at start-up). */
   views?: string[];
+  /**
+   * Players (keys of the spec's `players:`) the plugin reads through `ctx.player(name)`, the one it
+   * trains included: each must be declared in the spec (KD_PLUGIN_DEPENDENCY at plan time otherwise).
+   */
+  players?: string[];
+}
+
+/**
+ * A plugin that trains a player (spec `players:`, an adversarial critic): which player, and how its
+ * model is built. The player's objective is the instance's `playerLoss`; the engine differentiates it
+ * in the player's weights only and steps the player's own optimizer after every student step,
+ * `stepsPerStudentStep` times. Exactly one plugin trains each player.
+ */
+export interface PlayerDefinition<O = unknown> {
+  /** The player this plugin trains (a key of `players:`), as its options name it. */
+  role(options: O): string;
+  /** Schema of the player's model options (spec `players.<name>.options`); absent: it takes none. */
+  options?: z.ZodType;
+  /**
+   * Builds the player's model at start-up (at plan time too), once the run's roles exist:
+   * `deps.model(role)` gives their shapes. `player.options` are validated by `options`; `player.seed`
+   * is its initialisation seed (the spec's `players.<name>.seed`, else derived from the run's).
+   */
+  build(options: O, deps: PluginDeps, player: { name: string; options: unknown; seed: number }): LayersModel;
 }
 
 /** The bus as one plugin sees it: subscriptions are attributed to the plugin for ordering and errors. */
@@ -86,6 +110,11 @@ export interface Plugin {
    * Never given to an optimizer; saved with the adapters (`savePluginStates`) next to `variables()`.
    */
   buffers?(): Variable[];
+  /**
+   * The objective of the player this plugin trains (`PluginDefinition.player`), on the step's
+   * context: its `outputs()` detached. Called after the students' update, once per player step.
+   */
+  playerLoss?(ctx: StepContext): Scalar;
   /** JSON-serialisable state for checkpoints (tensors go through `variables`). */
   getState?(): unknown;
   setState?(state: unknown): void;
@@ -125,6 +154,8 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
    * for each run and loads generation g − 1 as the role `teacher` of generation g. Absent: one run.
    */
   generations?(options: z.output<S>): number;
+  /** A plugin that trains a player (spec `players:`): which one, and how its model is built. Its instances give `playerLoss`. */
+  player?: PlayerDefinition<z.output<S>>;
   create(options: z.output<S>, deps: PluginDeps): Plugin;
 }
 

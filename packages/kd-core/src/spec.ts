@@ -79,6 +79,48 @@ export const TrainOverride = z
   })
   .strict();
 
+/**
+ * A player's recipe (spec `players.<name>.train`): its own optimizer and schedule, never the
+ * students' (the schedule runs over the phase's epochs). DOT is refused: it splits a student's
+ * gradient into task and distillation parts, and a player has one objective.
+ */
+export const PlayerTrainSpec = z
+  .object({
+    optimizer: OptimizerSpec.default(() => OptimizerSpec.parse({})),
+    schedule: ScheduleSpec.default(() => ScheduleSpec.parse({})),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.optimizer.name !== 'dot') return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['optimizer', 'name'],
+      message: "a player cannot train with 'dot': DOT splits a student's task and distillation gradients, and a player has one objective",
+      params: { fix: 'give the player `name: sgd` or `name: adam`' },
+    });
+  });
+
+/**
+ * A further trainable model of the run (an adversarial critic): built by the plugin that trains it
+ * (a plugin option names the player, e.g. `critic: critic`), with its own optimizer, updated after
+ * every student step, `stepsPerStudentStep` times. See docs/spec.md#players.
+ */
+export const PlayerSpec = z
+  .object({
+    /** Options of the player's model (its builder's schema: `kd list` shows them with the plugin). */
+    options: z.record(z.string(), z.unknown()).default({}),
+    train: PlayerTrainSpec.default(() => PlayerTrainSpec.parse({})),
+    /** Player updates after every student update (each on the same batch, a fresh objective). */
+    stepsPerStudentStep: z.number().int().positive().max(100).default(1),
+    /** Initialisation seed; default derived from the run's. */
+    seed: z.number().int().min(0).optional(),
+  })
+  .strict();
+export type PlayerSpec = z.output<typeof PlayerSpec>;
+
+/** A player's name: lower-case letters, digits, `-` and `_`, starting with a letter (`critic`). */
+export const PlayerName = z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a player name is lower-case letters, digits, - and _, starting with a letter (e.g. critic)');
+
 export const ViewSpec = z
   .object({
     /** Bilinear resize of this role's input to [h, w] (cross-quality KD). */
@@ -201,6 +243,8 @@ export const RunSpec = z
     student: RoleSpec.optional(),
     /** Several students (DML, ONE): roles `student.0`, `student.1`, … */
     students: z.array(RoleSpec).min(1).optional(),
+    /** Further trainable models with their own optimizers (adversarial critics), by name; see docs/spec.md#players. */
+    players: z.record(PlayerName, PlayerSpec).optional(),
     train: TrainSpec.default(() => TrainSpec.parse({})),
     plugins: z.array(PluginEntry).default([]),
     /** Stages run in order before the main phase (`train` + `plugins`); see docs/spec.md#stages. Absent: one phase. */

@@ -38,3 +38,13 @@ describePluginContract({ ...seg, id: 'loss/seg-cross-entropy', stack: [], needsT
 describePluginContract({ ...seg, id: 'loss/seg-pixel-kd', invalidOptions: { temperature: -2 } });
 describePluginContract({ ...seg, id: 'loss/seg-pairwise', invalidOptions: { scale: 2 } });
 describePluginContract({ ...seg, id: 'metric/miou', needsTeacher: false });
+describePluginContract({ ...seg, id: 'loss/seg-cwd', invalidOptions: { temperature: 0 } });
+// on features of a half-width student (enc2: 2 vs 4 channels): a 1×1 adapter trained with it
+describePluginContract({ ...seg, id: 'loss/seg-cwd', student: { model: 'segmenter-student', options: { width: 1 } }, options: { pairs: [['student.enc2', 'teacher.enc2']] }, invalidOptions: { pairs: [] } });
+// the critic is a player: the spec declares it (a narrow critic on the 16×16 maps), with its own optimizer
+describePluginContract({
+  ...seg,
+  id: 'loss/seg-adversarial',
+  spec: { players: { critic: { options: { width: 2 }, train: { optimizer: { name: 'sgd', lr: 4e-4, momentum: 0.9, weightDecay: 1e-4 } } } } },
+  invalidOptions: { gpWeight: -1 },
+});

@@ -27,10 +27,13 @@ interface CacheRef {
   version: number;
   bytes: number;
 }
-type Manifest = Omit<TrainingState, 'roles' | 'plugins' | 'caches'> & {
+type RoleRef = { name: string; weights: TensorRef[]; optimizer: (Omit<OptimizerState, 'slots'> & { slots: TensorRef[] }) | null };
+type Manifest = Omit<TrainingState, 'roles' | 'players' | 'plugins' | 'caches'> & {
   format: typeof CHECKPOINT_FORMAT;
   version: number;
-  roles: { name: string; weights: TensorRef[]; optimizer: (Omit<OptimizerState, 'slots'> & { slots: TensorRef[] }) | null }[];
+  roles: RoleRef[];
+  /** Version 2 on (absent in version 1: no players). */
+  players?: RoleRef[];
   plugins: { name: string; variables: TensorRef[]; buffers: TensorRef[]; state?: unknown; rng: (number | null)[] }[];
   caches: CacheRef[];
   tensorBytes: number;
@@ -128,11 +131,13 @@ export function writeCheckpoint(dir: string, state: TrainingState): { bytes: num
       offset += t.values.byteLength;
       return r;
     };
-    const roles = state.roles.map((r) => ({
+    const roleRef = (r: TrainingState['roles'][number]): RoleRef => ({
       name: r.name,
       weights: r.weights.map(ref),
       optimizer: r.optimizer ? { ...r.optimizer, slots: r.optimizer.slots.map(ref) } : null,
-    }));
+    });
+    const roles = state.roles.map(roleRef);
+    const players = state.players.map(roleRef);
     const plugins = state.plugins.map((p) => ({ ...p, variables: p.variables.map(ref), buffers: p.buffers.map(ref) }));
     bytes += writeParts(path.join(tmp, 'tensors.bin'), parts);
 
@@ -159,11 +164,12 @@ export function writeCheckpoint(dir: string, state: TrainingState): { bytes: num
       return { role: c.role, shapes: c.shapes, file, version: c.version, bytes: n };
     });
 
-    const { roles: _r, plugins: _p, caches: _c, ...rest } = state;
+    const { roles: _r, players: _pl, plugins: _p, caches: _c, ...rest } = state;
     void _r;
+    void _pl;
     void _p;
     void _c;
-    const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, ...rest, roles, plugins, caches, tensorBytes: offset };
+    const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, ...rest, roles, players, plugins, caches, tensorBytes: offset };
     // Serialised before the file is opened: a state that cannot be serialised fails here, with the
     // tensors already on disk in tmp/ — the previous checkpoint is untouched either way.
     const text = encodeJson(manifest);
@@ -219,6 +225,11 @@ export function readCheckpoint(dir: string): TrainingState {
     const own = new Uint8Array(bytes).buffer;
     return { name: r.name, dtype: r.dtype, shape: r.shape, values: r.dtype === 'int32' ? new Int32Array(own) : new Float32Array(own) };
   };
+  const roleOf = (r: RoleRef): TrainingState['roles'][number] => ({
+    name: r.name,
+    weights: r.weights.map(tensor),
+    optimizer: r.optimizer ? { ...r.optimizer, slots: r.optimizer.slots.map(tensor) } : null,
+  });
   const caches = m.caches.map((c): TeacherCacheState => {
     const file = path.join(at, c.file);
     if (!fs.existsSync(file)) throw invalid(at, `${c.file} is missing`);
@@ -241,11 +252,9 @@ export function readCheckpoint(dir: string): TrainingState {
   void _b;
   return {
     ...rest,
-    roles: m.roles.map((r) => ({
-      name: r.name,
-      weights: r.weights.map(tensor),
-      optimizer: r.optimizer ? { ...r.optimizer, slots: r.optimizer.slots.map(tensor) } : null,
-    })),
+    roles: m.roles.map(roleOf),
+    // A version-1 checkpoint has no players.
+    players: (m.players ?? []).map(roleOf),
     plugins: m.plugins.map((p) => ({ ...p, variables: p.variables.map(tensor), buffers: (p.buffers ?? []).map(tensor) })),
     caches,
   };

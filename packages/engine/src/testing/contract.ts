@@ -56,6 +56,8 @@ export interface PluginContractOptions {
   data?: (size: { train: number; test: number }) => { name: string } & Record<string, unknown>;
   /** The teacher the run loads (default: a test-dense model on 4×4×1 images, 3 classes), e.g. a detector. */
   teacher?: () => LayersModel;
+  /** More keys of the run's spec, e.g. the `players:` a plugin with a player objective trains. */
+  spec?: Partial<RunSpecInput>;
 }
 
 const TEACHER_DIR = '/kd-contract/teacher';
@@ -80,6 +82,7 @@ export function describePluginContract(o: PluginContractOptions): void {
       ...((o.needsTeacher ?? true) ? { teacher: { load: TEACHER_DIR } } : {}),
       train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.05, momentum: 0, weightDecay: 0 } },
       plugins,
+      ...o.spec,
       ...over,
     });
   const data = o.data ?? ((size: { train: number; test: number }) => ({ name: 'blobs', ...size }));
