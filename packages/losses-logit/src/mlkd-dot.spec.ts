@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { Registry } from '@tfkd/engine';
 import { RunSpec, type LossObjective } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
-import { any, dotProbe, expectGrads, firstDotStep } from './__fixtures__/dot';
+import { any, dotProbe, expectGrads, firstDotStep } from '@tfkd/engine/testing';
 import { VIEW_WRITERS, viewWritersModule } from './__fixtures__/views';
 import { mlkdLoss } from './mlkd';
 import { logitLossesModule } from './module';

@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { Registry } from '@tfkd/engine';
 import { RunSpec, type LossObjective, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
-import { any, dotProbe, expectGrads, firstDotStep } from './__fixtures__/dot';
+import { any, dotProbe, expectGrads, firstDotStep } from '@tfkd/engine/testing';
 import { dmlEnsembleLossDefinition, dmlLossDefinition } from './dml';
 import { onlineDmlModule } from './module';
 import { oneLossDefinition } from './one';

@@ -6,7 +6,7 @@ import { hintonKdLoss } from '@tfkd/losses-logit';
 import { ContainerModule } from 'inversify';
 import { bornAgainLoss } from './born-again';
 import { byotPlugin } from './byot';
-import { any, dotProbe, expectGrads, firstDotStep, type DotStep } from './__fixtures__/dot';
+import { any, dotProbe, expectGrads, firstDotStep, type DotStep } from '@tfkd/engine/testing';
 import { engineModules } from './__fixtures__/engine';
 import { tfKdCalibratedLoss, tfKdSelfLoss, tfKdVirtualLoss } from './tf-kd';
 

@@ -1,7 +1,8 @@
-import { runSpec, type Registry } from '@tfkd/engine';
+import { runSpec } from '../execute';
+import type { Registry } from '../registry';
 import { DotOptimizer, type LossObjective, type LossTerm, type PluginBus, type PluginDefinition, type RunSpec, type StepContext } from '@tfkd/kd-core';
 
-// DOT (`train.optimizer: { name: dot }`) in a real run: which gradient a plugin's terms land in. The
+// Test helpers for plugin authors: DOT (`train.optimizer: { name: dot }`) in a real run: which gradient a plugin's terms land in. The
 // engine differentiates the step's task terms and its distillation terms apart (engine `splitGrads`)
 // and hands both to `DotOptimizer.applyDot`, where these helpers read them.
 
