@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { batchTensors, type Dataset, type EvalReport, type LifecycleBus, type Task } from '@tfkd/kd-core';
 import { viewFor } from './context';
 import type { RoleRuntime } from './roles';
-import { evaluate } from './step';
+import { evalReport, evaluate } from './step';
 
 type EvalMeta = Parameters<typeof evaluate>[3];
 
@@ -22,15 +22,7 @@ export function evaluateRoles(task: Task, bus: LifecycleBus, roles: RoleRuntime[
  * batches than classification's: a dense model's activations are per pixel.
  */
 export async function evaluateDense(bus: LifecycleBus, roles: RoleRuntime[], test: Dataset, meta: EvalMeta): Promise<EvalReport> {
-  const metrics: Record<string, Record<string, number>> = {};
-  const report: EvalReport = {
-    phase: meta.phase,
-    epoch: meta.epoch,
-    metrics,
-    set(role, values) {
-      metrics[role] = { ...(metrics[role] ?? {}), ...values };
-    },
-  };
+  const { report } = evalReport(meta);
   const n = test.labels.length;
   const bs = meta.batchSize ?? 100;
   for (const r of roles) {

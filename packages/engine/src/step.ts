@@ -254,6 +254,20 @@ function releaseTape(): void {
   state.activeTape = null;
 }
 
+/** An empty evaluation report whose `set(role, values)` merges into `metrics` (classification and dense evaluation). */
+export function evalReport(meta: { phase: string; epoch: number }): { report: EvalReport; metrics: Record<string, Record<string, number>> } {
+  const metrics: Record<string, Record<string, number>> = {};
+  const report: EvalReport = {
+    phase: meta.phase,
+    epoch: meta.epoch,
+    metrics,
+    set(role, values) {
+      metrics[role] = { ...(metrics[role] ?? {}), ...values };
+    },
+  };
+  return { report, metrics };
+}
+
 /**
  * Evaluate roles on a dataset: accuracy and mean CE computed here; `evalBatch` lets metric plugins
  * accumulate; `evalEnd` lets them write their numbers into the report.
@@ -264,15 +278,7 @@ export async function evaluate(
   test: Dataset,
   meta: { phase: string; epoch: number; batchSize?: number; logits?: Record<string, Float32Array> },
 ): Promise<EvalReport> {
-  const metrics: Record<string, Record<string, number>> = {};
-  const report: EvalReport = {
-    phase: meta.phase,
-    epoch: meta.epoch,
-    metrics,
-    set(role, values) {
-      metrics[role] = { ...(metrics[role] ?? {}), ...values };
-    },
-  };
+  const { report } = evalReport(meta);
   const n = test.labels.length;
   const bs = meta.batchSize ?? 500;
   for (const r of roles) {
