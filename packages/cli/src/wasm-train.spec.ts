@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Engine, planRun, startPlan } from '@tfkd/engine';
-import { RunSpec, type RunSpecInput } from '@tfkd/kd-core';
+import { RunSpec, supportedTasks, type RunSpecInput } from '@tfkd/kd-core';
 import { MODEL_ZOO } from '@tfkd/models';
 import { defaultRegistry } from './modules';
 
@@ -88,9 +88,12 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
     'loss/mlkd': { before: [{ use: 'augment/flip', with: { view: 'weak', p: 1 } }, { use: 'augment/random-erasing', with: { view: 'strong', p: 1 } }] },
   };
   const registry = defaultRegistry();
+  // Classification losses. The dense ones (`task: detection | segmentation`) need scenes and dense
+  // models: their contract tests run on cpu (@tfkd/dense plugins/contract.spec.ts); only seg-cwd's and
+  // the adversarial critic's gradients are compared wasm against cpu (losses/seg-cwd-adversarial.spec.ts).
   const ids = registry
     .plugins()
-    .filter((d) => d.kind === 'loss')
+    .filter((d) => d.kind === 'loss' && supportedTasks(d).includes('classification'))
     .map((d) => d.id);
   it('covers the logit and feature families, the online and the self-distillation methods', () => {
     expect(ids).toEqual(

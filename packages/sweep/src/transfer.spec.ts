@@ -47,6 +47,7 @@ function checkpoint(dir: string, step: number, epoch: number, values = 4): void 
     dataset: { name: 'd', train: 8, test: 8 },
     teachers: {},
     roles: [{ name: 'student', weights: [{ name: 'w', dtype: 'float32', shape: [values], values: new Float32Array(values).fill(step) }], optimizer: null }],
+    players: [],
     plugins: [],
     caches: [],
     resumes: 0,
