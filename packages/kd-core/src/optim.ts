@@ -95,16 +95,10 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
     pairs.forEach(([value], i) => {
       // As tfjs: slots by position, created (zeros) for every variable, with or without a gradient.
       if (self.accumulatedFirstMoment[i] == null) {
-        self.accumulatedFirstMoment[i] = {
-          originalName: `${value.name}/m`,
-          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-        };
+        self.accumulatedFirstMoment[i] = zeroSlot(`${value.name}/m`, value);
       }
       if (self.accumulatedSecondMoment[i] == null) {
-        self.accumulatedSecondMoment[i] = {
-          originalName: `${value.name}/v`,
-          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-        };
+        self.accumulatedSecondMoment[i] = zeroSlot(`${value.name}/v`, value);
       }
     });
     tf.tidy(() => {
@@ -123,17 +117,21 @@ export class FusedAdamOptimizer extends tf.AdamOptimizer {
         epsilon: self.epsilon,
         learningRate: self.learningRate,
       };
-      const outs = tf
-        .engine()
-        .runKernel(
-          FUSED_ADAM_KERNEL,
-          inputs as unknown as tf.NamedTensorMap,
-          attrs as unknown as tf.NamedAttrMap,
-        ) as unknown as tf.Tensor[];
-      outs.forEach((t, i) => targets[i].assign(t));
+      runFusedInto(FUSED_ADAM_KERNEL, inputs, attrs, targets);
     });
     this.incrementIterations();
   }
+}
+
+/** A zero-filled optimizer slot for `value`, named as tfjs names it (`<weight>/m`, `/v`, `/momentum`). */
+function zeroSlot(originalName: string, value: tf.Variable): OptimizerVariable {
+  return { originalName, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
+}
+
+/** Runs a fused optimizer kernel over `inputs` and assigns its outputs, in order, to `targets`. */
+function runFusedInto(kernel: string, inputs: tf.Tensor[], attrs: FusedAdamAttrs | FusedSgdAttrs, targets: tf.Variable[]): void {
+  const outs = tf.engine().runKernel(kernel, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  outs.forEach((t, i) => targets[i].assign(t));
 }
 
 interface SgdInternals {
@@ -155,10 +153,7 @@ function fusedSgdStep(
     const acc = self.accumulations as OptimizerVariable[];
     pairs.forEach(([value], i) => {
       if (acc[i] == null)
-        acc[i] = {
-          originalName: `${value.name}/momentum`,
-          variable: tf.tidy(() => tf.zerosLike(value).variable(false)),
-        };
+        acc[i] = zeroSlot(`${value.name}/momentum`, value);
     });
   }
   tf.tidy(() => {
@@ -178,14 +173,7 @@ function fusedSgdStep(
     });
     if (targets.length === 0) return;
     const attrs: FusedSgdAttrs = { mode };
-    const outs = tf
-      .engine()
-      .runKernel(
-        FUSED_SGD_KERNEL,
-        inputs as unknown as tf.NamedTensorMap,
-        attrs as unknown as tf.NamedAttrMap,
-      ) as unknown as tf.Tensor[];
-    outs.forEach((t, i) => targets[i].assign(t));
+    runFusedInto(FUSED_SGD_KERNEL, inputs, attrs, targets);
   });
   return true;
 }
