@@ -120,18 +120,7 @@ export class StepContextImpl implements StepContext {
     return t;
   }
 
-  replaceBatch(
-    b: {
-      x: Tensor;
-      y: Tensor;
-      indices?: Int32Array | null;
-      targets?: Tensor | null;
-      views?: Readonly<Record<string, Tensor>> | null;
-      objects?: readonly ObjectList[] | null;
-      masks?: Tensor | null;
-    },
-    opts: { transformed: boolean },
-  ): void {
+  replaceBatch(b: Parameters<StepContext['replaceBatch']>[0], opts: { transformed: boolean }): void {
     const self = this.root();
     if (self.outputsCache.size > 0) {
       throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() after outputs() were computed for this step', {

@@ -3,7 +3,7 @@ import * as path from 'path';
 import '@tensorflow/tfjs-backend-cpu';
 import { z } from 'zod';
 import { defineLoss, definePlugin, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
-import { denseModel, testCrossEntropy, testModelTools, testModule } from '@tfkd/kd-core/testing';
+import { denseModel, tensorCounter, testCrossEntropy, testModelTools, testModule } from '@tfkd/kd-core/testing';
 import { Engine, type RunResult } from './engine';
 import { runSpec } from './execute';
 import { planRun } from './plan';
@@ -140,13 +140,7 @@ describe('DOT through the engine', () => {
 
   it('leaks no tensor: numTensors after step 5 equals numTensors after step 50', async () => {
     const counts: number[] = [];
-    const counter = definePlugin({
-      id: 'obs/count',
-      kind: 'observer',
-      describe: 'records tf.memory().numTensors after each step',
-      options: z.object({}).strict(),
-      create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('batchEnd', () => void counts.push(tf.memory().numTensors)) }),
-    });
+    const counter = tensorCounter(counts);
     const s = spec(
       { name: 'dot', lr: 0.1, momentum: 0.9, weightDecay: 5e-4 },
       {

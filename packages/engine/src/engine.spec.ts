@@ -6,7 +6,7 @@ import { Engine } from './engine';
 import { prepareRun, runSpec } from './execute';
 import { defineLoss, definePlugin, KdError, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { Registry } from './registry';
-import { testModule, tracer } from '@tfkd/kd-core/testing';
+import { tensorCounter, testModule, tracer } from '@tfkd/kd-core/testing';
 
 const base: RunSpecInput = {
   seed: 3,
@@ -177,13 +177,7 @@ describe('Engine', () => {
 
   it('leaks no tensor: numTensors after step 5 equals numTensors after step 50', async () => {
     const counts: number[] = [];
-    const counter = definePlugin({
-      id: 'obs/count',
-      kind: 'observer',
-      describe: 'records tf.memory().numTensors after each step',
-      options: z.object({}).strict(),
-      create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('batchEnd', () => void counts.push(tf.memory().numTensors)) }),
-    });
+    const counter = tensorCounter(counts);
     const registry = new Registry([testModule(counter)]);
     const s = spec({
       data: { name: 'blobs', train: 40, test: 4 },

@@ -1,24 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { Registry, runSpec } from '@tfkd/engine';
-import { RunSpec, definePlugin, type RunSpecInput } from '@tfkd/kd-core';
-import { testModule } from '@tfkd/kd-core/testing';
-import { z } from 'zod';
+import { RunSpec, type RunSpecInput } from '@tfkd/kd-core';
+import { tensorCounter, testModule } from '@tfkd/kd-core/testing';
 import { onlineDmlModule } from './module';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
-
-function counter(counts: number[]) {
-  return definePlugin({
-    id: 'obs/count',
-    kind: 'observer',
-    describe: 'records tf.memory().numTensors after each step',
-    options: z.object({}).strict(),
-    create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('batchEnd', () => void counts.push(tf.memory().numTensors)) }),
-  });
-}
 
 const base: RunSpecInput = {
   seed: 3,
@@ -33,7 +22,7 @@ const base: RunSpecInput = {
 describe('Engine + online/dml + metric/peer-ensemble (3 × test-dense)', () => {
   it('reports student.0..2, ensemble and peer-mean; the numbers match a recomputation; no tensor leaks over 30 steps', async () => {
     const counts: number[] = [];
-    const registry = new Registry([testModule(counter(counts)), onlineDmlModule]);
+    const registry = new Registry([testModule(tensorCounter(counts)), onlineDmlModule]);
     const result = await runSpec(RunSpec.parse(base), { registry });
     try {
       expect(Object.keys(result.eval).sort()).toEqual(['ensemble', 'peer-mean', 'student.0', 'student.1', 'student.2']);

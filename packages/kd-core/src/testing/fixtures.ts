@@ -121,6 +121,17 @@ export const testCrossEntropy = defineLoss({
   },
 });
 
+/** Pushes `tf.memory().numTensors` into `counts` after every step (`batchEnd`): for leak tests. */
+export function tensorCounter(counts: number[], id = 'obs/count'): PluginDefinition {
+  return definePlugin({
+    id,
+    kind: 'observer',
+    describe: 'records tf.memory().numTensors after each step',
+    options: z.object({}).strict(),
+    create: (_o, deps) => ({ name: deps.name, register: (bus) => bus.on('batchEnd', () => void counts.push(tf.memory().numTensors)) }),
+  });
+}
+
 /** Records every hook it sees (with its stage) into `trace`. */
 export function tracer(trace: string[], id = 'test/tracer'): PluginDefinition {
   return definePlugin({
