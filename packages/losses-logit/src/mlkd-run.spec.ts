@@ -119,6 +119,23 @@ describe('loss/mlkd in an Engine run with two image views', () => {
     expect(result.ledger.roles.teacher.cacheHits).toBe(16);
   });
 
+  it('ccScale and bcScale weigh the class and batch terms: loss = 0.1·ce + 0.9·(kd + 50·cc + 200·bc), terms unchanged', async () => {
+    const out: Recomputed[] = [];
+    const batches: BatchSummary[] = [];
+    const registry = new Registry([testModule(recorder(out, [], batches)), viewWritersModule, logitLossesModule]);
+    const spec = runSpecOf({}, [...VIEW_WRITERS, { use: 'loss/mlkd', with: { ccScale: 50, bcScale: 200 } }, { use: 'obs/mlkd-record' }]);
+    const result = await runSpec(spec, { registry, cacheDir: null });
+    result.models.forEach((m) => m.dispose());
+    expect(batches).toHaveLength(8);
+    batches.forEach((b, i) => {
+      const r = out[i];
+      expectClose(b.terms['loss/mlkd:cc'], r.cc);
+      expectClose(b.terms['loss/mlkd:bc'], r.bc);
+      expectClose(b.loss, 0.1 * r.ce + 0.9 * (r.kd + 50 * r.cc + 200 * r.bc));
+      expect(Math.abs(b.loss - r.total)).toBeGreaterThan(1e-3); // the reference weighting would differ
+    });
+  });
+
   it('does not leak tensors: numTensors after step 5 equals numTensors after step 32', async () => {
     const counts: number[] = [];
     const registry = new Registry([testModule(recorder([], counts, [])), viewWritersModule, logitLossesModule]);

@@ -159,6 +159,16 @@ describe('mlkd (pure function) against the reference re-run in torch float64', (
     }
   });
 
+  it('ccScale and bcScale (not in the reference) scale only the class and batch terms: total = loss_ce + loss_kd + 0.25·loss_cc + 3·loss_bc', () => {
+    const scaled = { ...DEFAULTS, ccScale: 0.25, bcScale: 3 };
+    const c = TORCH.cifar;
+    expectClose(weighted(scaled).total, c.loss_ce + c.loss_kd + 0.25 * c.loss_cc + 3 * c.loss_bc);
+    const [sw, ss, tw, ts, y] = [tf.tensor2d(SW), tf.tensor2d(SS), tf.tensor2d(TW), tf.tensor2d(TS), tf.tensor1d(Y, 'int32')];
+    const fd = finiteDifferenceCheck((x) => mlkd({ studentWeak: x, studentStrong: ss, teacherWeak: tw, teacherStrong: ts }, y, scaled), SW.flat(), [4, 3]);
+    expect(fd.maxRelError).toBeLessThan(1e-2);
+    tf.dispose([sw, ss, tw, ts, y]);
+  });
+
   it('passes finite-difference gradient checks w.r.t. the student’s logits of both views', () => {
     const [sw, ss, tw, ts, y] = [tf.tensor2d(SW), tf.tensor2d(SS), tf.tensor2d(TW), tf.tensor2d(TS), tf.tensor1d(Y, 'int32')];
     for (const o of [DEFAULTS, IMAGENET]) {
@@ -304,6 +314,8 @@ function handlerOf(options: Record<string, unknown>): (ctx: StepContext) => void
 describe('loss/mlkd plugin', () => {
   it('defaults: the reference’s temperatures, 50th percentile, CE 0.1, KD 0.9, views weak / strong', () => {
     expect(DEFAULTS).toEqual({
+      ccScale: 1,
+      bcScale: 1,
       temperatures: [4, 3, 5, 2, 6],
       strongTemperatures: [4, 3, 5],
       unmaskedWeakTemperatures: [2, 6],

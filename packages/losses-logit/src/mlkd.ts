@@ -40,6 +40,15 @@ export interface MlkdOptions extends MlkdTerms {
   ceWeight: number;
   /** Weight of the kd, cc and bc sums (cfg.KD.LOSS.KD_WEIGHT: 0.9 on CIFAR-100, 0.5 on ImageNet). */
   kdWeight: number;
+  /**
+   * Extra factor on the class-correlation sum (total weight kdWeight·ccScale); 1 in the reference. Not a
+   * reference option: cc sums (pᵀp)² over a K×K matrix whose entries grow with the batch, so its size
+   * relative to the KL terms goes as B²/K³ — 4000× larger at B = 128, K = 10 than at the reference's
+   * B = 64, K = 100 (docs/results.md, MLKD).
+   */
+  ccScale: number;
+  /** Extra factor on the batch-correlation sum (total weight kdWeight·bcScale); 1 in the reference. Not a reference option. */
+  bcScale: number;
 }
 
 /** The parts of MLKD, unweighted: the reference's `loss_ce`, `loss_kd`, `loss_cc`, `loss_bc` divided by their weights. */
@@ -172,11 +181,15 @@ export function mlkdParts(l: MlkdLogits, y: Tensor, o: MlkdTerms): MlkdParts {
   });
 }
 
-/** The reference's total, `sum(losses_dict.values())`: ceWeight·ce + kdWeight·(kd + cc + bc). */
+/**
+ * The reference's total, `sum(losses_dict.values())`: ceWeight·ce + kdWeight·(kd + ccScale·cc + bcScale·bc)
+ * (ccScale = bcScale = 1 in the reference).
+ */
 export function mlkd(l: MlkdLogits, y: Tensor, o: MlkdOptions): Scalar {
   return tf.tidy(() => {
     const p = mlkdParts(l, y, o);
-    return tf.add(tf.mul(p.ce, o.ceWeight), tf.mul(tf.addN([p.kd, p.cc, p.bc]), o.kdWeight)) as Scalar;
+    const distill = tf.addN([p.kd, tf.mul(p.cc, o.ccScale), tf.mul(p.bc, o.bcScale)]);
+    return tf.add(tf.mul(p.ce, o.ceWeight), tf.mul(distill, o.kdWeight)) as Scalar;
   });
 }
 
@@ -197,6 +210,12 @@ export const mlkdSchema = z
     percentile: z.number().min(0).max(100).default(50).describe('percentile of the teacher’s weak-view confidences (and class sums) the masks keep at or below; 50 in the reference'),
     ceWeight: z.number().min(0).default(0.1).describe('weight of CE(weak) + CE(strong): mdistiller CFG.KD.LOSS.CE_WEIGHT 0.1 (CIFAR-100; ImageNet config 0.5)'),
     kdWeight: z.number().min(0).default(0.9).describe('weight of the kd, cc and bc terms: mdistiller CFG.KD.LOSS.KD_WEIGHT 0.9 (CIFAR-100; ImageNet config 0.5)'),
+    ccScale: z
+      .number()
+      .min(0)
+      .default(1)
+      .describe('factor on the class-correlation term (its weight is kdWeight·ccScale); 1 = the reference. Not in the reference: its size relative to the KL terms grows as B²/K³ (docs/results.md, MLKD)'),
+    bcScale: z.number().min(0).default(1).describe('factor on the batch-correlation term (its weight is kdWeight·bcScale); 1 = the reference. Not in the reference'),
     weakView: ViewName.default('weak').describe('image view the weak terms read (an augmentation with `view: weak` writes it): random crop + flip in the reference'),
     strongView: ViewName.default('strong').describe('image view the strong terms read (`view: strong`): crop + flip + RandAugment in the reference'),
     student: studentOption,
@@ -244,8 +263,8 @@ export const mlkdLoss = defineLoss({
     return {
       ce: { value: p.ce, weight: o.ceWeight, objective: 'task' },
       kd: { value: p.kd, weight: o.kdWeight, objective: 'distill' },
-      cc: { value: p.cc, weight: o.kdWeight, objective: 'distill' },
-      bc: { value: p.bc, weight: o.kdWeight, objective: 'distill' },
+      cc: { value: p.cc, weight: o.kdWeight * o.ccScale, objective: 'distill' },
+      bc: { value: p.bc, weight: o.kdWeight * o.bcScale, objective: 'distill' },
     };
   },
 });
