@@ -371,6 +371,18 @@ describe('kd worker on a shared Redis', () => {
     expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 2, cancelled: 2 });
     const client = connection(redis.url);
     const queue = new Queue(QUEUE, { connection: client });
+    const releaseHolds = async () =>
+      (await queue.getJobs(['waiting-children', 'waiting'])).filter((j) => j?.name === 'release').flatMap((j) => (j!.data as { cells: { id: string }[] }).cells.map((x) => x.id)).sort();
+    const scratchIds = plan.cells.filter((x) => x.row === 'scratch').map((x) => x.id).sort();
+    expect(await releaseHolds()).toEqual(scratchIds);
+    // Submitted again while the teacher still waits: the cancelled cells go back into the job that
+    // releases them (not only counted as pending); a second cancel takes them out again.
+    const back = kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']);
+    expect(lastJson(back.stdout).submitted).toMatchObject({ cells: 4, enqueued: 2, pending: 2, done: 0 });
+    expect(await releaseHolds()).toEqual(plan.cells.map((x) => x.id).sort());
+    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 4, cancelled: 0 });
+    expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--rows', 'kd', '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 0 });
+    expect(await releaseHolds()).toEqual(scratchIds);
     const w = start(['worker', '--redis', redis.url, '--dir', at('machine-f'), '--lock-ms', '1500']);
     try {
       // Every cell of the spec waits behind its teacher (the base spec names one). The teacher is

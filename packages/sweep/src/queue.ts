@@ -138,8 +138,16 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     }
     for (const [key, cells] of behind) {
       const releaseId = `r-${key}-${plan.id.slice(2, 10)}`;
-      if (await queue.getJob(releaseId)) {
-        out.pending += cells.length;
+      const release = await queue.getJob(releaseId);
+      if (release) {
+        // Its teacher is still being trained. Cells `kd sweep cancel` took out of this release go back
+        // into it (they were dropped from its data; the job stays for the cells it still holds).
+        const data = release.data as ReleaseJob;
+        const held = new Set(data.cells.map((c) => c.id));
+        const back = cells.filter((c) => !held.has(c.id));
+        if (back.length) await release.updateData({ ...data, cells: [...data.cells, ...back] });
+        out.pending += cells.length - back.length;
+        out.enqueued += back.length;
         continue;
       }
       const first = plan.cells.find((c) => c.id === cells[0].id) as PlannedCell;
