@@ -148,10 +148,15 @@ export function readSweepFolder(out: string): SweepPlan & { redis: string | null
   return plan;
 }
 
+/** The table of the finished cells whose metrics are in `<out>/runs/`. */
+export function readTable(out: string, plan: SweepPlan): SweepTable {
+  const byId = new Map(plan.cells.map((c) => [c.id, c]));
+  return sweepTable(plan, (id) => readJson<CellMetrics>(path.join(out, 'runs', runFolderName(byId.get(id) as SweepPlan['cells'][number]), 'metrics.json')));
+}
+
 /** Read the finished cells' metrics from `<out>/runs/` and write table.md, table.csv, table.json and table.svg. */
 export function writeTable(out: string, plan: SweepPlan): SweepTable {
-  const byId = new Map(plan.cells.map((c) => [c.id, c]));
-  const t = sweepTable(plan, (id) => readJson<CellMetrics>(path.join(out, 'runs', runFolderName(byId.get(id) as SweepPlan['cells'][number]), 'metrics.json')));
+  const t = readTable(out, plan);
   writeOut(path.join(out, 'table.md'), tableMarkdown(t));
   writeOut(path.join(out, 'table.csv'), tableCsv(t));
   writeOut(path.join(out, 'table.json'), JSON.stringify(t, null, 2) + '\n');
