@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { KdError, makeOptimizer, Rng, TrainSpec, type DataSplits } from '@tfkd/kd-core';
-import { OutputCache } from './cache';
+import { outputCaches, type OutputCache } from './cache';
 import { pluginObjectives } from './objectives';
 import { playerSteps } from './players';
 import type { RunParts } from './state';
@@ -110,7 +110,7 @@ export function trainHost(parts: RunParts & { bus: LifecycleBus; data: DataSplit
   };
 }
 
-/** Per-teacher output caches, when no plugin transforms batches and each fits the budget. */
+/** Per-teacher output caches, when no plugin transforms batches, within the `teacherCacheMB` budget (`outputCaches`). */
 export function teacherCaches(parts: RunParts & { data: DataSplits }): Map<string, OutputCache> {
   const caches = new Map<string, OutputCache>();
   if (parts.spec.teacherCache === 'off') return caches;
@@ -119,11 +119,14 @@ export function teacherCaches(parts: RunParts & { data: DataSplits }): Map<strin
     return typeof t === 'function' ? t(p.options as never) : Boolean(t);
   });
   if (transforms) return caches;
-  const n = parts.data.train.labels.length;
-  for (const t of [...parts.roles.values()].filter((r) => r.info.kind === 'teacher')) {
-    const shapes = t.tapped.outputs.map((o) => (o.shape as number[]).slice(1));
-    if (OutputCache.bytes(n, shapes) <= parts.spec.teacherCacheMB * 2 ** 20) caches.set(t.info.name, new OutputCache(n, shapes));
-    else parts.log(`teacher '${t.info.name}': outputs too large to cache (${(OutputCache.bytes(n, shapes) / 2 ** 20).toFixed(0)} MB > teacherCacheMB)`);
-  }
-  return caches;
+  const teachers = [...parts.roles.values()].filter((r) => r.info.kind === 'teacher');
+  const outputs = teachers.map((t) => ({
+    role: t.info.name,
+    outputs: t.tapped.outputs.map((o, i) => ({
+      name: i === 0 ? (t.heads?.[0] ?? 'logits') : t.tapNames[i - 1],
+      shape: o.shape.slice(1),
+    })),
+  }));
+  const log = (line: string) => parts.log(line);
+  return outputCaches(outputs, parts.data.train.labels.length, parts.spec.teacherCacheMB, log);
 }

@@ -2,13 +2,20 @@ import { holdOut, KdError, keepClassFractions, runTask, supportedTasks, taskMism
 import type { Registry } from './registry';
 
 /**
+ * A run's data. `runSeed`: the run's `seed` when the samples depend on it — the dataset read it (its
+ * own seed option left out: `synthetic`, `fashion-scenes`) or `calibrate:` held out a part chosen by
+ * it; absent when every run seed gets the same samples. A teacher trained on them is keyed by it.
+ */
+export type RunData = DataSplits & { note?: string; runSeed?: number };
+
+/**
  * A spec's data: the dataset definition named by `data.name`, its options validated at `data.*`,
  * relative paths resolved against the spec's folder (`specDir`, like `load:` and `packages:`), and
  * then the generic data options — `classFractions` (class imbalance), `validation` (the test split
  * replaced by a held-out part of the training set) — and the `calibrate:` hold-out split off the
  * training set, in that order. Loaded once per plan, shared by its runs.
  */
-export async function loadRunData(spec: RunSpec, registry: Registry, specDir: string): Promise<DataSplits & { note?: string }> {
+export async function loadRunData(spec: RunSpec, registry: Registry, specDir: string): Promise<RunData> {
   const { name, validation, classFractions, ...rest } = spec.data;
   const def = registry.dataset(name, 'data.name');
   const task = runTask(spec);
@@ -21,7 +28,18 @@ export async function loadRunData(spec: RunSpec, registry: Registry, specDir: st
     throw new KdError('KD_TASK_MISMATCH', `\`${at}\` is defined for classification only; this run's task is ${task}`, { path: at, fix: `remove \`${at}\` from the ${task} spec` });
   }
   const options = validate(def.options, rest, { prefix: 'data' });
-  let splits: DataSplits & { note?: string } = await def.load(options as Record<string, unknown>, { seed: spec.seed, specPath: 'data', specDir, ...(spec.task ? { task } : {}) });
+  // A loader that reads the run's seed (its own `seed` option left out) draws other samples for another.
+  let readSeed = false;
+  const ctx = {
+    get seed() {
+      readSeed = true;
+      return spec.seed;
+    },
+    specPath: 'data',
+    specDir,
+    ...(spec.task ? { task } : {}),
+  };
+  let splits: RunData = await def.load(options as Record<string, unknown>, ctx);
   const missing = (['train', 'test'] as const).find((k) => (task === 'detection' && !splits[k].objects) || (task === 'segmentation' && !splits[k].masks));
   if (missing) {
     throw new KdError('KD_TASK_MISMATCH', `dataset '${name}' declares ${task} but its ${missing} split has no ${task === 'detection' ? 'objects' : 'masks'}`, {
@@ -53,7 +71,8 @@ export async function loadRunData(spec: RunSpec, registry: Registry, specDir: st
   }
   if (spec.calibrate) {
     const { train, heldOut } = holdOut(splits.train, spec.calibrate.holdout, spec.seed);
-    return { ...splits, train, validation: heldOut };
+    // the hold-out is drawn with the run's seed, and so are the training samples left
+    return { ...splits, train, validation: heldOut, runSeed: spec.seed };
   }
-  return splits;
+  return readSeed ? { ...splits, runSeed: spec.seed } : splits;
 }

@@ -1,7 +1,16 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { KdError, RunSpec, runTask, TASK_DEFAULTS, TrainSpec, type DataSplits, type ModelTools, type RoleSpec } from '@tfkd/kd-core';
+import {
+  KdError,
+  RunSpec,
+  runTask,
+  TASK_DEFAULTS,
+  TrainSpec,
+  type ModelTools,
+  type RoleSpec,
+} from '@tfkd/kd-core';
 import { Engine, type EngineOptions, type RunResult } from './engine';
 import { sha256Hex } from './hash';
+import type { RunData } from './run-data';
 import type { ProvidedTeacher } from './setup';
 import type { Storage } from '@tfkd/kd-core';
 
@@ -25,13 +34,14 @@ export interface TeacherRun {
  * The run that trains a teacher from labels. The recipe is the teacher's own `train:` (TrainSpec
  * defaults for what it leaves out) — the run's `train:` is the student's and never leaks into it,
  * so `--set train.epochs=…` neither retrains nor re-keys a cached teacher. Cached by the hash of
- * (model, options, seed, recipe, data, input shape, classes, held-out split).
+ * (model, options, seed, recipe, data, input shape, classes, held-out split, and the run's seed when
+ * the samples depend on it: `data.runSeed`). The teacher trains on `data`, the run's own splits.
  */
 export function teacherRun(
   spec: RunSpec,
   r: { name: string; spec: RoleSpec; specPath: string },
   seed: number,
-  data: DataSplits,
+  data: RunData,
   cache: { storage: Storage; cacheDir: string | null },
 ): TeacherRun {
   const train = TrainSpec.parse(r.spec.train ?? {});
@@ -39,10 +49,20 @@ export function teacherRun(
   const numClasses = data.train.numClasses;
   // A held-out split (spec `calibrate:`) changes what the teacher trains on, so it is part of the key.
   // A dense task trains another head on other targets: part of the key (absent for classification, so its keys are unchanged).
+  // Samples drawn with the run's seed (a dataset seeded by it, the `calibrate:` hold-out) differ from
+  // one run seed to the next: that seed is part of the key (absent when the data do not depend on it, so those keys are unchanged).
   const keyObj = {
-    v: 1, model: r.spec.model, options: r.spec.options, seed, train, data: spec.data, inputShape, numClasses,
+    v: 1,
+    model: r.spec.model,
+    options: r.spec.options,
+    seed,
+    train,
+    data: spec.data,
+    inputShape,
+    numClasses,
     ...(spec.calibrate ? { calibrate: spec.calibrate } : {}),
     ...(runTask(spec) !== 'classification' ? { task: spec.task } : {}),
+    ...(data.runSeed !== undefined ? { dataSeed: data.runSeed } : {}),
   };
   const task = TASK_DEFAULTS[runTask(spec)];
   const key = sha256Hex(JSON.stringify(keyObj)).slice(0, 16);
@@ -61,7 +81,15 @@ export function teacherRun(
     eval: [task.metric ?? 'accuracy'],
     nonFinite: spec.nonFinite,
   });
-  return { role: r.name, specPath: r.specPath, spec: childSpec, key, keyObj, dir, cached: dir !== null && storage.exists(storage.join(dir, 'model.json')) };
+  return {
+    role: r.name,
+    specPath: r.specPath,
+    spec: childSpec,
+    key,
+    keyObj,
+    dir,
+    cached: dir !== null && storage.exists(storage.join(dir, 'model.json')),
+  };
 }
 
 /** A KdError of a teacher's run, with its `student…`/`train…` paths mapped to the teacher's. */
@@ -74,7 +102,10 @@ export function teacherError(e: unknown, teacherPath: string): unknown {
 }
 
 /** Load a planned teacher from the cache, or train it (a child engine run) and cache it. */
-export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & { storage: Storage; tools: ModelTools }): Promise<ProvidedTeacher> {
+export async function executeTeacherRun(
+  run: TeacherRun,
+  opts: EngineOptions & { storage: Storage; tools: ModelTools },
+): Promise<ProvidedTeacher> {
   const log = (l: string) => opts.log?.(l);
   if (run.dir && opts.storage.exists(opts.storage.join(run.dir, 'model.json'))) {
     log(`teacher '${run.role}': reusing the cached model ${run.dir}`);
@@ -83,8 +114,17 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
   const warn = (l: string) => (opts.warn ?? opts.log)?.(l);
   // An unwritable cache degrades to "no cache" (the teacher is trained and used, not kept), with a warning.
   const dir = run.dir && writable(opts.storage, opts.storage.dirname(run.dir), warn) ? run.dir : null;
-  log(`teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs${dir ? ' (cached afterwards)' : ''}`);
-  const child = new Engine(run.spec, { ...opts, phase: 'teacher', teachers: undefined, resume: undefined, onCheckpoint: undefined, dryRun: false });
+  log(
+    `teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs${dir ? ' (cached afterwards)' : ''}`,
+  );
+  const child = new Engine(run.spec, {
+    ...opts,
+    phase: 'teacher',
+    teachers: undefined,
+    resume: undefined,
+    onCheckpoint: undefined,
+    dryRun: false,
+  });
   let result: RunResult;
   try {
     result = await child.run();
@@ -95,18 +135,29 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
   }
   if (result.status === 'interrupted') {
     child.dispose();
-    throw new KdError('KD_INTERRUPTED', `stopped while training teacher '${run.role}' (epoch ${result.stoppedAt?.epoch} of ${run.spec.train.epochs}); nothing was cached`, {
-      path: run.specPath,
-      fix: 'run again: a teacher is trained from the start and cached only once complete',
-    });
+    throw new KdError(
+      'KD_INTERRUPTED',
+      `stopped while training teacher '${run.role}' (epoch ${result.stoppedAt?.epoch} of ${run.spec.train.epochs}); nothing was cached`,
+      {
+        path: run.specPath,
+        fix: 'run again: a teacher is trained from the start and cached only once complete',
+      },
+    );
   }
   child.dispose(['student']);
   const model = result.models.get('student') as LayersModel;
   if (dir) {
     try {
-      await saveToCache(model, dir, { key: run.keyObj, eval: result.eval.student, seconds: result.seconds }, opts);
+      await saveToCache(
+        model,
+        dir,
+        { key: run.keyObj, eval: result.eval.student, seconds: result.seconds },
+        opts,
+      );
     } catch (e) {
-      warn(`warning: teacher '${run.role}' was trained but not cached: ${e instanceof KdError ? e.format() : String(e)}`);
+      warn(
+        `warning: teacher '${run.role}' was trained but not cached: ${e instanceof KdError ? e.format() : String(e)}`,
+      );
       return { model, cached: false, key: run.key, dir: null };
     }
   }
@@ -118,7 +169,12 @@ export async function executeTeacherRun(run: TeacherRun, opts: EngineOptions & {
  * own, then renamed into place. A model store that is not this storage (tests' in-memory tools)
  * gets the model at `dir` directly.
  */
-export async function saveToCache(model: LayersModel, dir: string, meta: unknown, io: { storage: Storage; tools: ModelTools }): Promise<void> {
+export async function saveToCache(
+  model: LayersModel,
+  dir: string,
+  meta: unknown,
+  io: { storage: Storage; tools: ModelTools },
+): Promise<void> {
   const { storage, tools } = io;
   const tmp = `${dir}.tmp-${storage.uniqueSuffix()}`;
   try {
@@ -137,11 +193,15 @@ export async function saveToCache(model: LayersModel, dir: string, meta: unknown
     } catch {
       // the first error is the one to report
     }
-    throw new KdError('KD_OUTPUT_WRITE', `could not write the cached model ${dir}: ${(e as Error)?.message ?? String(e)}`, {
-      path: dir,
-      fix: 'check that the teacher cache folder (--cache-dir, $KD_CACHE_DIR) is writable and its disk has room',
-      cause: e,
-    });
+    throw new KdError(
+      'KD_OUTPUT_WRITE',
+      `could not write the cached model ${dir}: ${(e as Error)?.message ?? String(e)}`,
+      {
+        path: dir,
+        fix: 'check that the teacher cache folder (--cache-dir, $KD_CACHE_DIR) is writable and its disk has room',
+        cause: e,
+      },
+    );
   }
 }
 
@@ -154,7 +214,9 @@ export function writable(storage: Storage, dir: string, warn: (line: string) => 
     storage.remove(probe);
     return true;
   } catch (e) {
-    warn(`warning: the teacher cache ${dir} cannot be written (${(e as Error)?.message ?? String(e)}): runs go on without caching there`);
+    warn(
+      `warning: the teacher cache ${dir} cannot be written (${(e as Error)?.message ?? String(e)}): runs go on without caching there`,
+    );
     return false;
   }
 }
