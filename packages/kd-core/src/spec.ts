@@ -1,104 +1,16 @@
+// The run spec (YAML) as zod schemas — roles and their views, players, plugins, stages, `RunSpec` —
+// and its text: parsing, `--set` overrides, printing. The training recipe's schemas (optimizer,
+// schedule, `train:`) are in train-spec.ts and `validate` (a zod issue as a KdError) in validate.ts;
+// both are re-exported here.
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { didYouMean } from './did-you-mean';
 import { KdError } from './errors';
 import { TASKS } from './task';
+import { PlayerTrainSpec, TrainOverride, TrainSpec } from './train-spec';
+import { validate } from './validate';
 
-/** DOT's default Δ: mdistiller `CFG.SOLVER.DOT.DELTA` (its CIFAR-100 configs; ImageNet R34→R18 uses 0.09). */
-export const DOT_DELTA = 0.075;
-
-/**
- * Optimizer and schedule of a trainable role. Defaults are the UNIXKD/RepDistiller CIFAR recipe's shape.
- * `dot` (Zhao et al. ICCV 2023, the distillation-oriented trainer): SGD with momentum μ − Δ for the task
- * loss's gradient and μ + Δ for the distillation losses' (`delta`, default {@link DOT_DELTA}, filled in
- * only for `dot`, so other optimizers' resolved specs and hashes are unchanged); see kd-core `DotOptimizer`.
- */
-export const OptimizerSpec = z
-  .object({
-    name: z.enum(['sgd', 'adam', 'dot']).default('sgd'),
-    lr: z.number().positive().default(0.05),
-    momentum: z.number().min(0).max(1).default(0.9),
-    weightDecay: z.number().min(0).default(5e-4),
-    nesterov: z.boolean().default(false),
-    /** `dot` only: the momentum gap Δ (task μ − Δ, distillation μ + Δ); default 0.075. */
-    delta: z.number().min(0).max(1).optional(),
-  })
-  .strict()
-  .superRefine((o, ctx) => {
-    const issue = (path: string, message: string, fix: string) => ctx.addIssue({ code: 'custom', path: [path], message, params: { fix } });
-    if (o.name !== 'dot') {
-      if (o.delta !== undefined) issue('delta', '`delta` is an option of `name: dot` only', 'remove `delta`, or set `name: dot`');
-      return;
-    }
-    if (o.nesterov) issue('nesterov', 'DOT has no Nesterov variant (the reference trainer has none)', 'remove `nesterov` (or use `name: sgd` with Nesterov momentum)');
-    const delta = o.delta ?? DOT_DELTA;
-    if (delta > o.momentum) {
-      issue('delta', `DOT's task momentum μ − Δ = ${o.momentum} − ${delta} is negative`, `give \`delta\` at most \`momentum\` (${o.momentum})`);
-    }
-  })
-  .transform((o) => (o.name === 'dot' && o.delta === undefined ? { ...o, delta: DOT_DELTA } : o));
-
-export const ScheduleSpec = z
-  .object({
-    name: z.enum(['constant', 'step', 'cosine']).default('constant'),
-    /** `step`: after each milestone epoch (1-based) lr is multiplied by `gamma` (PyTorch MultiStepLR). */
-    milestones: z.array(z.number().int().positive()).default([]),
-    gamma: z.number().positive().default(0.1),
-    /** Linear warm-up epochs. */
-    warmup: z.number().int().min(0).default(0),
-  })
-  .strict();
-
-const count = z.number().int().positive();
-
-export const TrainSpec = z
-  .object({
-    epochs: count.default(10),
-    batchSize: count.default(64),
-    optimizer: OptimizerSpec.default(() => OptimizerSpec.parse({})),
-    schedule: ScheduleSpec.default(() => ScheduleSpec.parse({})),
-    /** Cap on batches per epoch (quick development runs). */
-    maxBatches: count.optional(),
-  })
-  .strict();
-export type TrainSpec = z.output<typeof TrainSpec>;
-
-/**
- * A role's overrides of the run's `train`: only the fields given. (Not `TrainSpec.partial()`: under
- * zod 4 that still fills every absent field with its default, so `train: { epochs: 2 }` reset the
- * batch size to 64 and the optimizer to SGD 0.05 instead of keeping the run's.) A given `optimizer`
- * or `schedule` is complete in itself: its own absent fields take their defaults.
- */
-export const TrainOverride = z
-  .object({
-    epochs: count.optional(),
-    batchSize: count.optional(),
-    optimizer: OptimizerSpec.optional(),
-    schedule: ScheduleSpec.optional(),
-    maxBatches: count.optional(),
-  })
-  .strict();
-
-/**
- * A player's recipe (spec `players.<name>.train`): its own optimizer and schedule, never the
- * students' (the schedule runs over the phase's epochs). DOT is refused: it splits a student's
- * gradient into task and distillation parts, and a player has one objective.
- */
-export const PlayerTrainSpec = z
-  .object({
-    optimizer: OptimizerSpec.default(() => OptimizerSpec.parse({})),
-    schedule: ScheduleSpec.default(() => ScheduleSpec.parse({})),
-  })
-  .strict()
-  .superRefine((t, ctx) => {
-    if (t.optimizer.name !== 'dot') return;
-    ctx.addIssue({
-      code: 'custom',
-      path: ['optimizer', 'name'],
-      message: "a player cannot train with 'dot': DOT splits a student's task and distillation gradients, and a player has one objective",
-      params: { fix: 'give the player `name: sgd` or `name: adam`' },
-    });
-  });
+export * from './train-spec';
+export { formatPath, validate } from './validate';
 
 /**
  * A further trainable model of the run (an adversarial critic): built by the plugin that trains it
@@ -119,12 +31,19 @@ export const PlayerSpec = z
 export type PlayerSpec = z.output<typeof PlayerSpec>;
 
 /** A player's name: lower-case letters, digits, `-` and `_`, starting with a letter (`critic`). */
-export const PlayerName = z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a player name is lower-case letters, digits, - and _, starting with a letter (e.g. critic)');
+export const PlayerName = z
+  .string()
+  .regex(
+    /^[a-z][a-z0-9_-]*$/,
+    'a player name is lower-case letters, digits, - and _, starting with a letter (e.g. critic)',
+  );
 
 export const ViewSpec = z
   .object({
     /** Bilinear resize of this role's input to [h, w] (cross-quality KD). */
-    resize: z.tuple([z.number().int().positive().max(4096), z.number().int().positive().max(4096)]).optional(),
+    resize: z
+      .tuple([z.number().int().positive().max(4096), z.number().int().positive().max(4096)])
+      .optional(),
     /** Resize back to the original size after down-sampling. */
     upsample: z.boolean().default(false),
   })
@@ -138,7 +57,10 @@ export type ViewSpec = z.output<typeof ViewSpec>;
 export const ViewName = z
   .string()
   .max(64)
-  .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)');
+  .regex(
+    /^[A-Za-z][A-Za-z0-9_-]*$/,
+    'a view name is a letter, then letters, digits, _ or - (e.g. weak, strong)',
+  );
 
 export const RoleSpec = z
   .object({
@@ -198,8 +120,13 @@ export type StagePluginEntry = z.output<typeof StagePluginEntry>;
  */
 export const StageSpec = z
   .object({
-    name: z.string().regex(/^[a-z][a-z0-9_-]*$/, 'a stage name is lower-case letters, digits, - and _, starting with a letter (e.g. hint, init)'),
-    epochs: count,
+    name: z
+      .string()
+      .regex(
+        /^[a-z][a-z0-9_-]*$/,
+        'a stage name is lower-case letters, digits, - and _, starting with a letter (e.g. hint, init)',
+      ),
+    epochs: z.number().int().positive(),
     plugins: z.array(StagePluginEntry),
     /** Overrides of the run's `train` for this stage (its epochs are the stage's `epochs`). */
     train: TrainOverride.omit({ epochs: true }).optional(),
@@ -284,76 +211,6 @@ export const RunSpec = z
 export type RunSpec = z.output<typeof RunSpec>;
 export type RunSpecInput = z.input<typeof RunSpec>;
 
-/** `plugins[2].with.temperature` from zod's path array. */
-export function formatPath(path: readonly PropertyKey[], prefix = ''): string {
-  let out = prefix;
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out ? `.${String(p)}` : String(p);
-  }
-  return out || '(root)';
-}
-
-/** Validate with a zod schema; the first issue becomes a KdError with its spec path. */
-export function validate<S extends z.ZodType>(
-  schema: S,
-  value: unknown,
-  opts: { code?: 'KD_SPEC_INVALID' | 'KD_PLUGIN_OPTIONS'; prefix?: string; fix?: string } = {},
-): z.output<S> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issues = r.error.issues;
-  const first = issues[0];
-  const path = formatPath(first.path, opts.prefix);
-  const others = issues.length > 1 ? ` (+${issues.length - 1} more: ${issues.slice(1, 4).map((i) => formatPath(i.path, opts.prefix)).join(', ')})` : '';
-  throw new KdError(opts.code ?? 'KD_SPEC_INVALID', `${first.message}${others}`, {
-    path,
-    fix: opts.fix ?? fixFor(first, schema),
-  });
-}
-
-/** The keys an object schema accepts at `path` (through optional/default/array wrappers), or []. */
-function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  type Def = { type?: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; element?: z.ZodType; in?: z.ZodType; left?: z.ZodType };
-  const defOf = (s: z.ZodType | undefined) => (s as unknown as { _zod?: { def?: Def } } | undefined)?._zod?.def;
-  const unwrap = (s: z.ZodType | undefined): z.ZodType | undefined => {
-    const d = defOf(s);
-    if (!d) return s;
-    if (d.innerType) return unwrap(d.innerType);
-    if (d.type === 'pipe' && d.in) return unwrap(d.in);
-    if (d.type === 'intersection' && d.left) return unwrap(d.left);
-    return s;
-  };
-  let at = unwrap(schema);
-  for (const p of path) {
-    const d = defOf(at);
-    if (typeof p === 'number' && d?.element) at = unwrap(d.element);
-    else if (typeof p === 'string' && d?.shape) at = unwrap(d.shape[p]);
-    else return [];
-  }
-  const shape = defOf(at)?.shape;
-  return shape ? Object.keys(shape) : [];
-}
-
-function fixFor(issue: z.core.$ZodIssue, schema: z.ZodType): string {
-  // A refinement may carry its own fix (the optimizer's: `delta` beyond `momentum`).
-  if (issue.code === 'custom' && typeof issue.params?.fix === 'string') return issue.params.fix;
-  switch (issue.code) {
-    case 'unrecognized_keys': {
-      const known = keysAt(schema, issue.path);
-      const hint = issue.keys.map((k) => didYouMean(k, known)).join('');
-      const options = known.length ? ` (known: ${known.join(', ')})` : '';
-      return `${hint}remove or rename ${issue.keys.map((k) => `'${k}'`).join(', ')}${options}; see the spec reference in docs/spec.md or \`kd list\``;
-    }
-    case 'invalid_value':
-      return `use one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'invalid_type':
-      return `give a value of type ${issue.expected}`;
-    default:
-      return 'correct the value; `kd list` shows every plugin option with its default';
-  }
-}
-
 /** Parse YAML (or JSON) text into a raw spec object (not yet validated). `source` names the file in errors. */
 export function parseSpecText(text: string, source = 'spec'): Record<string, unknown> {
   let raw: unknown;
@@ -388,42 +245,63 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  * is a KdError at the override: a value that is not YAML (KD_SPEC_PARSE), a prototype key, a name
  * used on a list, or a list index past its end (KD_SPEC_INVALID; an index may append one entry).
  */
-export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
+export function applyOverrides(
+  raw: Record<string, unknown>,
+  sets: readonly string[],
+): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const s of sets) {
     const eq = s.indexOf('=');
     if (eq <= 0) {
-      throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, { path: s || '--set', fix: 'write e.g. --set train.epochs=5' });
+      throw new KdError('KD_SPEC_INVALID', `--set '${s}' is not path=value`, {
+        path: s || '--set',
+        fix: 'write e.g. --set train.epochs=5',
+      });
     }
     const target = s.slice(0, eq);
     const keys = target
       .split(/\.|\[(\d+)\]/)
       .filter((k) => k !== undefined && k !== '')
       .map((k) => (/^\d+$/.test(k) ? Number(k) : k));
-    const bad = (message: string, fix: string) => new KdError('KD_SPEC_INVALID', `--set '${s}': ${message}`, { path: target, fix });
+    const bad = (message: string, fix: string) =>
+      new KdError('KD_SPEC_INVALID', `--set '${s}': ${message}`, { path: target, fix });
     if (keys.length === 0) throw bad('names no spec field', 'write e.g. --set train.epochs=5');
     let value: unknown;
     try {
       value = parseYaml(s.slice(eq + 1));
     } catch (e) {
-      throw new KdError('KD_SPEC_PARSE', `--set '${s}': the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`, {
-        path: target,
-        fix: "quote the value for the shell and YAML, e.g. --set 'plugins[0].with.pairs=[[student.block2, teacher.block3]]'",
-        cause: e,
-      });
+      throw new KdError(
+        'KD_SPEC_PARSE',
+        `--set '${s}': the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`,
+        {
+          path: target,
+          fix: "quote the value for the shell and YAML, e.g. --set 'plugins[0].with.pairs=[[student.block2, teacher.block3]]'",
+          cause: e,
+        },
+      );
     }
     let node: Record<string | number, unknown> = out;
     keys.forEach((k, i) => {
-      if (typeof k === 'string' && FORBIDDEN_KEYS.has(k)) throw bad(`'${k}' is not a spec field`, 'name a field of the spec, e.g. --set train.epochs=5');
+      if (typeof k === 'string' && FORBIDDEN_KEYS.has(k))
+        throw bad(`'${k}' is not a spec field`, 'name a field of the spec, e.g. --set train.epochs=5');
       if (Array.isArray(node)) {
-        if (typeof k !== 'number') throw bad(`'${keys.slice(0, i).join('.')}' is a list: index it, e.g. [0]`, `write e.g. ${keys.slice(0, i).join('.')}[0].${k}=…`);
-        if (k > node.length) throw bad(`index ${k} is past the end of a list of ${node.length}`, `use an index up to ${node.length} (${node.length} appends)`);
+        if (typeof k !== 'number')
+          throw bad(
+            `'${keys.slice(0, i).join('.')}' is a list: index it, e.g. [0]`,
+            `write e.g. ${keys.slice(0, i).join('.')}[0].${k}=…`,
+          );
+        if (k > node.length)
+          throw bad(
+            `index ${k} is past the end of a list of ${node.length}`,
+            `use an index up to ${node.length} (${node.length} appends)`,
+          );
       }
       if (i === keys.length - 1) {
         node[k] = value;
         return;
       }
-      if (typeof node[k] !== 'object' || node[k] === null) node[k] = typeof keys[i + 1] === 'number' ? [] : {};
+      if (typeof node[k] !== 'object' || node[k] === null)
+        node[k] = typeof keys[i + 1] === 'number' ? [] : {};
       node = node[k] as Record<string | number, unknown>;
     });
   }
