@@ -63,4 +63,16 @@ describe('generationKey and the run seed', () => {
     expect(new Set([...a, ...b]).size).toBe(4);
     expect(again).toEqual(a);
   });
+
+  it('stages before the main phase are part of every generation’s key; a spec without them keeps its key', async () => {
+    const fixed = { ...synthetic, seed: 9 };
+    const plain = await keys(spec(1, fixed));
+    // The key of a stage-less spec, pinned: adding fields to the key object must not change it.
+    expect(plain).toEqual(['3c5684af32785891', '7b8b6d82e6a5d47e']);
+    const staged = RunSpec.parse({ ...spec(1, fixed), stages: [{ name: 'warm', epochs: 1, plugins: [{ use: 'test/generations' }] }] });
+    const withStage = await keys(staged);
+    expect(withStage).toHaveLength(2);
+    expect(new Set([...plain, ...withStage]).size).toBe(4);
+  });
 });
+

@@ -67,7 +67,7 @@ export function generationSpec(spec: RunSpec, plan: GenerationPlan, g: number, t
 /**
  * Cache key of generation g: everything that decides its training — the run's seed, data, student,
  * optimizer recipe, plugins (the planned entry without its `generations` count, so asking for more
- * generations later reuses the first ones), packages, held-out split — and the key of generation
+ * generations later reuses the first ones), packages, held-out split, stages, players, task — and the key of generation
  * g − 1, whose model is its teacher. A chain of hashes: the key names the whole lineage.
  */
 export function generationKey(spec: RunSpec, plan: GenerationPlan, g: number, parent: string | null, data: DataSplits): { key: string; keyObj: unknown } {
@@ -94,6 +94,11 @@ export function generationKey(spec: RunSpec, plan: GenerationPlan, g: number, pa
     inputShape: data.train.shape,
     numClasses: data.train.numClasses,
     ...(gs.calibrate ? { calibrate: gs.calibrate } : {}),
+    // Absent from most specs, and then absent here (their keys are unchanged): stages before the main
+    // phase, other trainable players, a dense task — each changes what a generation learns.
+    ...(gs.stages ? { stages: gs.stages } : {}),
+    ...(gs.players ? { players: gs.players } : {}),
+    ...(gs.task ? { task: gs.task } : {}),
   };
   return { key: sha256Hex(JSON.stringify(keyObj)).slice(0, 16), keyObj };
 }
