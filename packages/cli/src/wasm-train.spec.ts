@@ -89,8 +89,7 @@ describe('every loss in the repo trains on wasm like on cpu', () => {
   };
   const registry = defaultRegistry();
   // Classification losses. The dense ones (`task: detection | segmentation`) need scenes and dense
-  // models: their contract tests run on cpu (@tfkd/dense plugins/contract.spec.ts); only seg-cwd's and
-  // the adversarial critic's gradients are compared wasm against cpu (losses/seg-cwd-adversarial.spec.ts).
+  // models: the same one-step comparison for each of them is in wasm-train-dense.spec.ts.
   const ids = registry
     .plugins()
     .filter((d) => d.kind === 'loss' && supportedTasks(d).includes('classification'))

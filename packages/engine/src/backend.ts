@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendProvider, KdError } from '@tfkd/kd-core';
+import { fixCpuKernels } from './cpu-kernels';
 
 export type BackendName = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 
@@ -45,7 +46,9 @@ export const BUILTIN_BACKENDS: BackendProvider[] = [
     priority: 0,
     label: 'cpu',
     async init() {
-      return registered('cpu') && (await tf.setBackend('cpu'));
+      if (!registered('cpu')) return false;
+      fixCpuKernels(); // tfjs-backend-cpu kernels with a known error (cpu-kernels.ts)
+      return tf.setBackend('cpu');
     },
   },
 ];
