@@ -1,7 +1,7 @@
 import { env } from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
-import { isKdError, type KdError } from '@tfkd/kd-core';
-import { evalCommand } from './eval';
+import { isKdError, TASKS, type KdError } from '@tfkd/kd-core';
+import { evalCommand, type EvalOptions } from './eval';
 import { listText } from './list';
 import { defaultRegistry } from './modules';
 import { runCommand } from './run';
@@ -44,14 +44,20 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
       state.exitCode = exitCode;
     });
   p.command('eval')
-    .description('evaluate saved models: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram; several models: also their ensemble (mean logits)')
-    .argument('<model...>', 'folder(s) with model.json and weights.bin')
-    .option('--data <name>', 'dataset id', 'fashion-mnist')
+    .summary('evaluate saved models: classifiers (accuracy, calibration; several: their ensemble), detectors and segmenters (mAP / mIoU, as their run evaluated them)')
+    .description(
+      'evaluate saved models on a test split. Classifiers: accuracy and calibration (ECE, MCE, NLL, Brier), reliability diagram; several models: also their ensemble (mean logits). ' +
+        "Detectors and segmenters (one at a time): mAP / mIoU as their run evaluated them — the task, metric options and data from the run's spec.resolved.yaml beside the model folder (RUN/student), or --spec, or --task; no reliability diagram, no ensemble",
+    )
+    .argument('<model...>', 'folder(s) with model.json and weights.bin (a run folder\'s student/)')
+    .option('--data <name>', "dataset id (default: a detector's or segmenter's run data, else fashion-mnist)")
     .option('--data-path <dir>', 'dataset folder')
     .option('--subset', 'use the shipped subset')
-    .option('--out <dir>', 'write eval.json and the reliability diagram(s) here')
+    .option('--spec <file>', "the run spec giving the model's task, metric options and data (default: spec.resolved.yaml beside the model folder)")
+    .addOption(new Option('--task <task>', 'the task of a model without a run spec (metric options at their defaults)').choices([...TASKS]))
+    .option('--out <dir>', 'write eval.json (and, for classifiers, the reliability diagram(s)) here')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKENDS).default('auto'))
-    .action(async (models: string[], o: { data: string; dataPath?: string; subset?: boolean; out?: string; backend: string }) => {
+    .action(async (models: string[], o: EvalOptions) => {
       process.stdout.write(`${await evalCommand(models, o)}\n`);
     });
   p.command('list')
