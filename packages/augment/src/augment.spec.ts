@@ -85,6 +85,26 @@ describe('random erasing / Cutout', () => {
     expect(drawErasingBoxes(new Rng(5), 50, 28, 28, { ...o, p: 0 }).every((v) => v === 0)).toBe(true);
   });
 
+  it('boxes by hand from fixed draws (torchvision get_params: reject what does not fit, then a uniform position)', () => {
+    // A generator replaying fixed uniforms (`next`) and integers (`int`, recording its bound).
+    const scripted = (nexts: number[], ints: number[], bounds: number[]): Rng => ({ next: () => nexts.shift() as number, int: (n: number) => (bounds.push(n), ints.shift() as number) }) as unknown as Rng;
+    const bounds: number[] = [];
+    // 6×6, scale [0.3, 0.5], ratio [1/4, 4]. Draw p: 0 < 1.
+    // try 1: area = 36·(0.3 + 1·0.2) = 18, aspect = exp(ln ¼ + 1·ln 16) = 4 → bh = round(√72) = round(8.49) = 8 ≥ 6: rejected
+    // try 2: area = 36·0.3 = 10.8, aspect = exp(ln ¼ + 0.5·ln 16) = 1 → bh = bw = round(√10.8) = round(3.29) = 3: fits,
+    //        top ~ int(6 − 3 + 1 = 4) → 1, left ~ int(4) → 2
+    const b = drawErasingBoxes(scripted([0, 1, 1, 0, 0.5], [1, 2], bounds), 1, 6, 6, { p: 1, scale: [0.3, 0.5], ratio: [0.25, 4], size: null });
+    expect(Array.from(b)).toEqual([1, 2, 3, 3]);
+    expect(bounds).toEqual([4, 4]);
+    // Cutout size 8 on 28×28, centre (2, 20): rows [2 − 4, 2 + 4) → [0, 6), columns [16, 24)
+    const c = drawErasingBoxes(scripted([0], [2, 20], bounds), 1, 28, 28, { p: 1, scale: [0.02, 0.33], ratio: [0.3, 3.3], size: 8 });
+    expect(Array.from(c)).toEqual([0, 16, 6, 8]);
+    // p = 0.5 and a draw of 0.7: no box, and nothing else drawn
+    const none = drawErasingBoxes(scripted([0.7], [], bounds), 1, 28, 28, { p: 0.5, scale: [0.02, 0.33], ratio: [0.3, 3.3], size: null });
+    expect(Array.from(none)).toEqual([0, 0, 0, 0]);
+    expect(bounds).toEqual([4, 4, 28, 28]);
+  });
+
   it('Cutout: a size×size square centred on a pixel, clipped at the border', () => {
     const b = drawErasingBoxes(new Rng(8), 400, 28, 28, { p: 1, scale: [0.02, 0.33], ratio: [0.3, 3.3], size: 8 });
     let full = 0;
@@ -131,6 +151,26 @@ describe('CutMix', () => {
     }
     expect(boxes.filter((b) => b.height === 14 && b.width === 14).length).toBeGreaterThan(60); // unclipped: (15/28)² ≈ 29 %
     expect(new Set(boxes.map((b) => `${b.top},${b.left}`)).size).toBeGreaterThan(100);
+    // exactly rand_bbox: the centre (cy, cx) is the generator's next two ints in [0, 28), and the box is
+    // [c − 7, c + 7) ∩ [0, 28) on each axis (⌊28·√0.25⌋ = 14, half 7) — replayed with a twin generator
+    boxes.forEach((b, i) => {
+      const twin = new Rng(i);
+      const [cy, cx] = [twin.int(28), twin.int(28)];
+      expect(b).toEqual({ top: Math.max(0, cy - 7), left: Math.max(0, cx - 7), height: Math.min(28, cy + 7) - Math.max(0, cy - 7), width: Math.min(28, cx + 7) - Math.max(0, cx - 7) });
+    });
+  });
+
+  it('box sides by hand: 2·⌊⌊H·√(1 − λ)⌋/2⌋ when unclipped (the reference halves the cut), 0 at λ = 1, clipped at the border', () => {
+    // λ = 0.5, H = W = 28: ⌊28·0.70711⌋ = ⌊19.80⌋ = 19 → half 9 → side 18 (not 19)
+    // a centre at 14 (row and column) is unclipped: rows 5..22
+    const seq = (centre: number[]): Rng => ({ int: () => centre.shift() as number }) as unknown as Rng; // the centre draws, fixed
+    expect(drawCutmixBox(seq([14, 14]), 28, 28, 0.5)).toEqual({ top: 5, left: 5, height: 18, width: 18 });
+    // centre (2, 27): rows [−7, 11) → [0, 11), columns [18, 36) → [18, 28)
+    expect(drawCutmixBox(seq([2, 27]), 28, 28, 0.5)).toEqual({ top: 0, left: 18, height: 11, width: 10 });
+    // λ = 1: ⌊28·0⌋ = 0 → an empty box wherever the centre
+    expect(drawCutmixBox(seq([14, 3]), 28, 28, 1)).toEqual({ top: 14, left: 3, height: 0, width: 0 });
+    // non-square image, λ = 0.75: ⌊8·0.5⌋ = 4 rows (half 2), ⌊6·0.5⌋ = 3 columns (half 1 → side 2)
+    expect(drawCutmixBox(seq([4, 3]), 8, 6, 0.75)).toEqual({ top: 2, left: 2, height: 4, width: 2 });
   });
 });
 

@@ -16,6 +16,8 @@ interface Step {
   targets: number[] | null;
   logits: number[];
   mix: MixRecord | null;
+  /** The last mix of every mixing plugin, by plugin name (the run's instance: the last one created). */
+  mixes: Record<string, MixRecord | null>;
 }
 interface Trace {
   steps: Step[];
@@ -40,12 +42,15 @@ function tracer(trace: Trace, mixers: MixPlugin[]): PluginDefinition {
       register(bus) {
         bus.on('loss', (ctx) => {
           const m = mixers.filter((p) => typeof p.lastMix === 'function').pop()?.lastMix() ?? null;
+          const byName = new Map(mixers.filter((p) => typeof p.lastMix === 'function').map((p) => [p.name, p]));
+          const copy = (r: MixRecord | null) => r && { ...r, perm: r.perm.slice() };
           trace.steps.push({
             x: Array.from(ctx.batch.x.dataSync()),
             y: Array.from(ctx.batch.y.dataSync()),
             targets: ctx.batch.targets ? Array.from(ctx.batch.targets.dataSync()) : null,
             logits: Array.from(ctx.outputs('student').logits.dataSync()),
-            mix: m && { ...m, perm: m.perm.slice() },
+            mix: copy(m),
+            mixes: Object.fromEntries([...byName].map(([name, p]) => [name, copy(p.lastMix())])),
           });
         });
         bus.on('batchEnd', (b) => {
@@ -154,6 +159,7 @@ describe.each([
 ])('%s: soft targets in loss/cross-entropy', (_name, aug) => {
   it('the CE term equals λ·CE(y) + (1 − λ)·CE(y[perm]) from the recorded λ, partners and logits', async () => {
     const { trace } = await run(spec([aug]));
+    expect(trace.steps).toHaveLength(4);
     trace.steps.forEach((s, i) => {
       const mix = s.mix as MixRecord;
       expect(mix.applied).toBe(true);
@@ -173,17 +179,31 @@ describe.each([
 describe('composition in spec order', () => {
   it('two flips with p = 1 give back the images: each sees the previous one’s output', async () => {
     const { trace } = await run(spec([{ use: 'augment/flip', with: { p: 1 } }, { use: 'augment/flip', name: 'flip-again', with: { p: 1 } }]));
+    expect(trace.steps).toHaveLength(4);
     expect(trace.steps.map((s) => s.x)).toEqual(plain.trace.steps.map((s) => s.x));
   });
 
   it('crop, flip, then mixup: the soft targets survive; mixup then cutmix mixes the mixed targets again', async () => {
+    /** t̃ row r = λ·t_r + (1 − λ)·t_perm(r), in doubles. */
+    const mixRows = (t: number[][], m: MixRecord) => t.map((row, r) => row.map((v, j) => m.lambda * v + (1 - m.lambda) * t[m.perm[r]][j]));
     const { trace } = await run(spec([{ use: 'augment/random-crop', with: { padding: 1 } }, { use: 'augment/flip' }, { use: 'augment/mixup' }]));
+    expect(trace.steps).toHaveLength(4);
     for (const s of trace.steps) {
       const t = s.targets as number[];
       for (let r = 0; r < 8; r++) expect(t[3 * r] + t[3 * r + 1] + t[3 * r + 2]).toBeCloseTo(1, 6);
+      // crop and flip leave the labels alone: the targets are mixup's of the one-hot labels
+      const want = mixRows(s.y.map((y) => onehot(y)), s.mixes['augment/mixup'] as MixRecord);
+      t.forEach((v, j) => expect(v).toBeCloseTo(want[Math.floor(j / 3)][j % 3], 6));
     }
     const twice = await run(spec([{ use: 'augment/mixup' }, { use: 'augment/cutmix', with: { p: 1 } }]));
-    expect(twice.trace.steps.every((s) => s.targets !== null)).toBe(true);
+    expect(twice.trace.steps).toHaveLength(4);
+    for (const s of twice.trace.steps) {
+      // t = cutmix(mixup(onehot(y))): λ₂·t¹_r + (1 − λ₂)·t¹_π₂(r), t¹_r = λ₁·e_y(r) + (1 − λ₁)·e_y(π₁(r))
+      const [m1, m2] = [s.mixes['augment/mixup'] as MixRecord, s.mixes['augment/cutmix'] as MixRecord];
+      expect([m1.applied, m2.applied]).toEqual([true, true]);
+      const want = mixRows(mixRows(s.y.map((y) => onehot(y)), m1), m2);
+      (s.targets as number[]).forEach((v, j) => expect(v).toBeCloseTo(want[Math.floor(j / 3)][j % 3], 6));
+    }
     // three labels can now share a row
     expect(twice.trace.steps.some((s) => (s.targets as number[]).some((v, j) => j % 3 === 0 && v > 0 && s.targets?.[j + 1] && s.targets?.[j + 2]))).toBe(true);
   });

@@ -143,6 +143,7 @@ describe('start-up errors (planning, before any step)', () => {
 
   it('mixup before a view: the view is the flipped mixed images, the targets are the batch’s', async () => {
     const { trace } = await run(spec([{ use: 'augment/mixup' }, { use: 'augment/flip', with: { p: 1, view: 'weak' } }], { student: { model: 'test-dense', input: 'weak' } }));
+    expect(trace.steps).toHaveLength(4);
     for (const s of trace.steps) {
       expect(s.indices).toBeNull();
       expect(s.views.weak).toEqual(flipByHand(s.x));

@@ -100,7 +100,18 @@ describe('loss/factor-transfer: the loss on factors', () => {
 
   it('ftFactor rows are unit vectors', () => {
     const rows = ftFactor(tf.tensor4d(values(3 * 2 * 2 * 4, 107), [3, 2, 2, 4])).arraySync();
+    expect(rows).toHaveLength(3);
     for (const r of rows) expectClose(Math.hypot(...r), 1, 1e-6);
+  });
+
+  it('ftFactor by hand: attention = mean_c F² per position, L2-normalised; flat = the NHWC values, L2-normalised', () => {
+    // pixels (c0, c1) = (1, 1), (2, 0): mean_c F² = (1, 2) → (1, 2)/√5; flat (1, 1, 2, 0)/√6
+    const f = tf.tensor4d([1, 1, 2, 0], [1, 1, 2, 2]);
+    const r5 = Math.sqrt(5);
+    const r6 = Math.sqrt(6);
+    (ftFactor(f).arraySync()[0] as number[]).forEach((v, i) => expectClose(v, [1 / r5, 2 / r5][i], 1e-6));
+    (ftFactor(f, 'flat').arraySync()[0] as number[]).forEach((v, i) => expectClose(v, [1 / r6, 1 / r6, 2 / r6, 0][i], 1e-6));
+    expect(ftFactor(f, 'flat').shape).toEqual([1, 4]);
   });
 });
 
@@ -127,8 +138,13 @@ describe('paraphraser and translator (RepDistiller models/util.py geometry)', ()
     [...p.variables, ...tr.variables, ...one.variables].forEach((v) => v.dispose());
   });
 
-  it('a vector tap is treated as a 1×1 map', () => {
-    expect(asMap(tf.zeros([3, 8])).shape).toEqual([3, 1, 1, 8]);
+  it('a vector tap is treated as a 1×1 map (the same values, sample-major), a map is left as it is', () => {
+    const v = values(3 * 8, 111);
+    const m = asMap(tf.tensor2d(v, [3, 8]));
+    expect(m.shape).toEqual([3, 1, 1, 8]);
+    expect(Array.from(m.dataSync())).toEqual(Array.from(Float32Array.from(v)));
+    const map = tf.tensor4d(values(2 * 2 * 2 * 3, 112), [2, 2, 2, 3]);
+    expect(asMap(map)).toBe(map);
   });
 
   it('pre-training lowers the reconstruction loss (SGD + momentum, one loss value per epoch)', async () => {

@@ -117,6 +117,12 @@ describe('a FitNets hint stage (stages: with trainUpTo)', () => {
       expect(result.history.map((h) => `${h.phase}:${h.epoch}`)).toEqual(['init:1', 'distill:1']);
       expect(Object.keys(result.history[0].train).sort()).toEqual(['loss', 'loss/activation-boundary']);
       expect(Object.keys(result.ledger.phases)).toEqual(['init', 'distill']);
+      // init: the loss is the AB term alone (weight 1); distill: CE + AB, both at weight 1
+      const [init, distill] = result.history.map((h) => h.train);
+      expect(init['loss/activation-boundary']).toBeGreaterThan(0);
+      expect(init.loss).toBeCloseTo(init['loss/activation-boundary'], 6);
+      expect(Object.keys(distill).sort()).toEqual(['loss', 'loss/activation-boundary', 'loss/cross-entropy']);
+      expect(distill.loss).toBeCloseTo(distill['loss/cross-entropy'] + distill['loss/activation-boundary'], 5);
     } finally {
       engine.dispose();
     }

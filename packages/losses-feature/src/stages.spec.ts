@@ -141,6 +141,7 @@ describe('loss/crd mode memory in a run', () => {
     expect(logs).toContain('loss/crd: negatives clamped from 16384 to 26, the smallest other-class pool of the 40 training samples (RepDistiller draws with replacement past it)');
     const before = [v1.arraySync() as number[][], v2.arraySync() as number[][]];
     const r = stepper.step();
+    // a smoke check of the run; the memory-mode value by hand: crd-memory.spec.ts ('the loss equals a hand computation on a tiny bank', 'Z = mean(exp-scores) · N')
     expect(Number.isFinite(r.terms['loss/crd'])).toBe(true);
     const z = (plugin.getState?.() as { z: [number, number][] }).z[0];
     expect(logs.filter((l) => l.startsWith('loss/crd: normalisation constants'))).toHaveLength(1);
@@ -175,9 +176,34 @@ describe('loss/crd mode memory in a run', () => {
       registry,
       cacheDir: null,
     });
+    await engine.prepare();
+    const plugin = instance(engine, 'loss/crd');
+    expect(plugin.buffers).toBeUndefined();
+    // the term by hand, in doubles, from the step's fc1 taps (of the mixed batch) and the heads before the update:
+    // z = l2normalize(f·W + b); L = CE(z_s z_tᵀ/τ, diag) + CE(z_t z_sᵀ/τ, diag), τ = 0.07
+    let byHand: number | null = null;
+    engine.bus.forPlugin('test-probe', 'observe').on('loss', (ctx) => {
+      const [ws, bs, wt, bt] = (plugin.variables?.() ?? []).map((v) => v.arraySync() as number[][] | number[]);
+      const embed = (f: number[][], w: number[][], b: number[]) =>
+        f.map((row) => {
+          const y = b.map((bj, j) => row.reduce((acc, v, i) => acc + v * w[i][j], bj));
+          const n = Math.hypot(...y);
+          return y.map((v) => v / n);
+        });
+      const zs = embed(ctx.outputs('student').taps.fc1.arraySync() as number[][], ws as number[][], bs as number[]);
+      const zt = embed(ctx.outputs('teacher').taps.fc1.arraySync() as number[][], wt as number[][], bt as number[]);
+      const diagCe = (a: number[][], c: number[][]) =>
+        a.reduce((acc, ai, i) => {
+          const l = c.map((cj) => ai.reduce((d, v, k) => d + v * cj[k], 0) / 0.07);
+          const m = Math.max(...l);
+          return acc + m + Math.log(l.reduce((d, v) => d + Math.exp(v - m), 0)) - l[i];
+        }, 0) / a.length;
+      byHand = diagCe(zs, zt) + diagCe(zt, zs);
+    });
     const stepper = await engine.stepper();
-    expect(stepper.step().terms['loss/crd']).toBeGreaterThan(0);
-    expect(instance(engine, 'loss/crd').buffers).toBeUndefined();
+    const term = stepper.step().terms['loss/crd'];
+    expect(term).toBeGreaterThan(0);
+    expect(term).toBeCloseTo(byHand as unknown as number, 4);
     engine.dispose();
   });
 });

@@ -145,9 +145,20 @@ describe('an Engine run with eval: [accuracy, ece]', () => {
       const registry = new Registry([testModule(), metricsModule]);
       const spec = RunSpec.parse({ ...base, eval: ['accuracy', 'brier'], plugins: [{ use: 'test/ce' }, { use: 'metric/calibration', with: { svgDir: dir } }] });
       const result = await runSpec(spec, { registry });
+      const model = result.models.get('student');
+      if (!model) throw new Error('no student model');
+      const { test } = blobSplits(7, 96, 48);
+      const logits = tf.tidy(() => (model.predict(tf.tensor4d(test.images, [48, ...test.shape])) as tf.Tensor).dataSync());
       result.models.forEach((m) => m.dispose());
       expect(Object.keys(result.eval.student).sort()).toEqual(['accuracy', 'adaptiveEce', 'brier', 'classwiseEce', 'ece', 'mce', 'nll']);
+      // the six values are computeCalibration's on the trained model's test logits (default 15 bins);
+      // brier comes from both metric/brier (eval) and metric/calibration: the two routes agree
+      const expected = computeCalibration(logits, test.labels, { input: 'logits', bins: 15 });
+      for (const key of ['adaptiveEce', 'brier', 'classwiseEce', 'ece', 'mce', 'nll'] as const) expect([key, result.eval.student[key]]).toEqual([key, expect.closeTo(expected[key], 10)]);
+      expect(result.eval.student.accuracy).toBeCloseTo(expected.accuracy, 12);
       expect((await readdir(dir)).sort()).toEqual([1, 2, 3].map((e) => diagramFileName('student', result.history[0].phase, e)));
+      // the last diagram prints the final ECE
+      expect(await readFile(path.join(dir, diagramFileName('student', result.history[0].phase, 3)), 'utf8')).toContain(`ECE = ${(100 * expected.ece).toFixed(2)}%`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

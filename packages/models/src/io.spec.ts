@@ -59,8 +59,12 @@ describe('saveModel / loadModel', () => {
       Array.from((m.predict(x) as tf.Tensor).dataSync()),
     );
     const tapped = buildTappedModel(loaded, ['block3', 'embedding']);
-    const [, block3] = tapped.predict(x) as tf.Tensor[];
+    const [, block3, embedding] = tapped.predict(x) as tf.Tensor[];
     expect(block3.shape).toEqual([2, 3, 3, 64]);
+    // the taps of the loaded model read the same values as the original's
+    const [, block3Before, embeddingBefore] = buildTappedModel(m, ['block3', 'embedding']).predict(x) as tf.Tensor[];
+    expect(Array.from(block3.dataSync())).toEqual(Array.from(block3Before.dataSync()));
+    expect(Array.from(embedding.dataSync())).toEqual(Array.from(embeddingBefore.dataSync()));
   });
 
   it('writes the standard tfjs layers-model format', async () => {

@@ -136,6 +136,9 @@ describe('buildTappedModel', () => {
     const t = buildTappedModel(m, []);
     expect(t.outputs).toHaveLength(1);
     expect((t.outputs[0] as SymbolicTensor).shape).toEqual([null, 2]);
+    // …computing the original's logits
+    const x = fixedInput([3, 4, 4, 1]);
+    expect(arr(t.predict(x) as tf.Tensor)).toEqual(arr(m.predict(x) as tf.Tensor));
   });
 
   it('unknown tap → KD_TAP_UNKNOWN naming the tap, the model and the layers with shapes', () => {

@@ -137,8 +137,27 @@ describe('the gradient reaches the student through the shared slice', () => {
 
   it('the extra weights get a gradient too, and the tiny units’ slice is the student’s own', () => {
     const vars = extrasVariables(extras);
+    expect(vars.length).toBe(3); // fc1: cols [1, 4, 3] and bias [3]; logits: rows [1, 3, 3]
     const { grads } = tf.variableGrads(augLoss, vars);
     for (const v of vars.filter((w) => !w.name.endsWith('/bias'))) expect(Math.max(...Array.from(grads[v.name].dataSync()).map(Math.abs))).toBeGreaterThan(1e-4);
+    // …and that gradient is the loss's: central differences on every extra weight (bias included)
+    for (const v of vars) {
+      const analytic = grads[v.name].dataSync();
+      const base = Float64Array.from(v.dataSync());
+      const eps = 1e-2;
+      const numeric = Array.from(base, (_, j) => {
+        const at = (d: number) => {
+          const w = Float64Array.from(base);
+          w[j] += d;
+          v.assign(tf.tensor(Float32Array.from(w), v.shape));
+          return tf.tidy(() => augLoss().dataSync()[0]);
+        };
+        return (at(eps) - at(-eps)) / (2 * eps);
+      });
+      v.assign(tf.tensor(Float32Array.from(base), v.shape));
+      const scale = Math.max(1e-3, ...numeric.map(Math.abs));
+      expect(Math.max(...numeric.map((n, j) => Math.abs(n - analytic[j]))) / scale).toBeLessThan(1e-2);
+    }
     tf.dispose(grads);
     // the augmented fc1's first 3 units are the student's fc1 units: same pre-activations
     const fc1 = chain.matrices[0];

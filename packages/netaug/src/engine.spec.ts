@@ -48,6 +48,7 @@ describe('Engine + train/netaug on the shipped subset', () => {
     try {
       const tr = result.history[0].train;
       expect(Object.keys(tr).sort()).toEqual(['loss', 'loss/cross-entropy', 'train/netaug:aug']);
+      // the term's value is checked against an independent CE in 'widths: [1] …' below
       expect(Number.isFinite(tr['train/netaug:aug'])).toBe(true);
       expect(tr.loss).toBeCloseTo(tr['loss/cross-entropy'] + 0.5 * tr['train/netaug:aug'], 4);
       expect(student.countParams()).toBe(TINY_PARAMS);
@@ -81,6 +82,39 @@ describe('Engine + train/netaug on the shipped subset', () => {
     expect(netaug.map((w) => w.length)).toEqual(scratch.map((w) => w.length));
     expect(netaug[0]).not.toEqual(scratch[0]);
     expect(await weights(base.plugins)).toEqual(netaug);
+  });
+});
+
+describe('the augmented term against the tiny CE (test-dense on blobs, stepped)', () => {
+  const stepTerms = async (widths: number[]) => {
+    const spec = RunSpec.parse({
+      seed: 1,
+      backend: 'cpu',
+      data: { name: 'blobs', train: 32, test: 8 },
+      student: { model: 'test-dense' },
+      train: { epochs: 1, batchSize: 8, optimizer: { name: 'sgd', lr: 0.1, momentum: 0, weightDecay: 0 } },
+      plugins: [{ use: 'test/ce' }, { use: 'train/netaug', with: { widths, alpha: 0.5 } }],
+    });
+    const engine = new Engine(spec, { registry: new Registry([testModule(), netaugModule]) });
+    try {
+      const stepper = await engine.stepper();
+      return Array.from({ length: 6 }, () => stepper.step());
+    } finally {
+      engine.dispose();
+    }
+  };
+
+  it('widths: [1] — the augmented network is the student itself, so train/netaug:aug = CE(student logits, y) = test/ce, step by step', async () => {
+    const steps = await stepTerms([1]);
+    expect(steps).toHaveLength(6);
+    for (const r of steps) {
+      expect(r.terms['train/netaug:aug']).toBeCloseTo(r.terms['test/ce'], 6);
+      // L = CE + α·CE_aug = 1.5·CE at α = 0.5
+      expect(r.loss).toBeCloseTo(1.5 * r.terms['test/ce'], 5);
+    }
+    // not vacuous: with a wider network (extras initialised non-zero) the two terms differ
+    const wide = await stepTerms([2]);
+    expect(Math.abs(wide[0].terms['train/netaug:aug'] - wide[0].terms['test/ce'])).toBeGreaterThan(1e-4);
   });
 });
 

@@ -77,11 +77,19 @@ describe('Engine + online/dml + metric/peer-ensemble (3 × test-dense)', () => {
       const tr = result.history[0].train;
       expect(Object.keys(tr).sort()).toEqual(['loss', 'online/one:ce', 'online/one:ce-ensemble', 'online/one:kl']);
       expect(tr.loss).toBeCloseTo(tr['online/one:ce'] + tr['online/one:ce-ensemble'] + tr['online/one:kl'], 4);
-      // 3 branch CEs of a 3-class problem start near 3·ln 3
+      // 3 branch CEs of a 3-class problem start near 3·ln 3 (the terms' values by hand: one.spec.ts)
       expect(tr['online/one:ce']).toBeGreaterThan(0);
       expect(tr['online/one:ce']).toBeLessThan(3 * Math.log(3) + 1);
       expect(Object.keys(result.eval).sort()).toEqual(['ensemble', 'peer-mean', 'student']);
       expect(result.eval.ensemble.accuracy).toBe(result.eval.student.accuracy);
+      // one student: the "ensemble" is its gated logits; accuracy and nll recomputed from the trained model
+      const test = result.data.test;
+      const n = test.labels.length;
+      const z = tf.tidy(() => (result.models.get('student')?.predict(tf.tensor4d(test.images, [n, ...test.shape])) as tf.Tensor).arraySync() as number[][]);
+      const correct = z.filter((row, b) => row.indexOf(Math.max(...row)) === test.labels[b]).length;
+      const nll = z.reduce((s, row, b) => s + Math.log(row.reduce((a, v) => a + Math.exp(v), 0)) - row[test.labels[b]], 0) / n;
+      expect(result.eval.student.accuracy).toBeCloseTo(correct / n, 10);
+      expect(result.eval.ensemble.nll).toBeCloseTo(nll, 4);
     } finally {
       result.models.forEach((m) => m.dispose());
     }

@@ -103,9 +103,18 @@ describe.each(cases)('$def.id', ({ def, shape, extra }) => {
 
 describe('ONE model options', () => {
   it('branches: 4 gives a 4-way gate', () => {
-    const m = buildOneMlp({ inputShape: [2, 2, 1], numClasses: 3, branches: 4, hidden: 4, branchHidden: 4 });
+    const m = buildOneMlp({ inputShape: [2, 2, 1], numClasses: 3, branches: 4, hidden: 4, branchHidden: 4, seed: 2 });
     expect(m.getLayer('gate').outputShape).toEqual([null, 4]);
     expect(m.getLayer('branch3').outputShape).toEqual([null, 3]);
+    // and the fourth branch counts: logits = Σ_{i<4} g_i·z_i with the four gate weights summing to 1
+    const names = ['branch0', 'branch1', 'branch2', 'branch3', 'gate'];
+    const p4 = tfl.model({ inputs: m.inputs, outputs: [m.outputs[0], ...names.map((n) => m.getLayer(n).output as tfl.SymbolicTensor)] });
+    const out = tf.tidy(() => (p4.predict(tf.tensor4d([0.3, -1, 2, 0.5, 1, 0, -0.4, 0.8], [2, 2, 2, 1])) as tf.Tensor[]).map((t) => t.arraySync() as number[][]));
+    const [logits, z, gate] = [out[0], out.slice(1, 5), out[5]];
+    gate.forEach((g) => expect(g.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6));
+    logits.forEach((row, b) => row.forEach((v, k) => expect(v).toBeCloseTo(z.reduce((s, zi, i) => s + gate[b][i] * zi[b][k], 0), 5)));
+    // not vacuous: leaving branch3 out changes the sum
+    expect(Math.abs(logits[0][0] - z.slice(0, 3).reduce((s, zi, i) => s + gate[0][i] * zi[0][0], 0))).toBeGreaterThan(1e-4);
     m.dispose();
   });
 

@@ -133,8 +133,22 @@ describe('sampler/unix on a stub step', () => {
     const s = stepContext(LOGITS, rng);
     batchStart(s.ctx);
     expect(calls).toEqual({ beta: 0, permutation: 1 });
-    expect(plugin.lastSelection()?.lambda).toBe(0.25);
-    expect(plugin.lastSelection()?.kept).toHaveLength(6); // keep 48 > N = 6
+    const sel = plugin.lastSelection();
+    if (!sel) throw new Error('no selection');
+    expect(sel.lambda).toBe(0.25);
+    // keep 48 > N = 6: all six, most uncertain first (the entropy ranking of LOGITS)
+    expect(Array.from(sel.kept)).toEqual([1, 4, 0, 3, 5, 2]);
+    // m_r = 0.25·c_r with the default w = 10, b = 32 over N = 6: c_r = σ(10·(r/6 − 63/12)),
+    // e.g. c_0 = σ(−52.5) = 1.6e−23 (b > N: every row is barely mixed)
+    const c = mixRatios(6, { w: 10, b: 32 });
+    expect(c[0] * (1 + Math.exp(52.5))).toBeCloseTo(1, 10);
+    sel.m.forEach((m, r) => expect(m).toBe(0.25 * c[r]));
+    const want = Array.from(sel.kept).flatMap((src, r) => {
+      const q = sel.partners[r];
+      return [(1 - sel.m[r]) * src + sel.m[r] * q, (1 - sel.m[r]) * (100 + src) + sel.m[r] * (100 + q)];
+    });
+    s.replaced[0].x.forEach((v, i) => expect(v).toBeCloseTo(want[i], 4));
+    expect(s.replaced[0].x).toHaveLength(12);
     s.dispose();
   });
 
@@ -174,6 +188,8 @@ describe('sampler/random on a stub step', () => {
     expect(kept).toHaveLength(4);
     expect(new Set(kept).size).toBe(4);
     expect(kept.every((i) => i >= 0 && i < 6)).toBe(true);
+    // the ranking is the generator's one permutation: a twin generator gives the same first four
+    expect(kept).toEqual(Array.from(new Rng(5).permutation(6)).slice(0, 4));
     expect(s.predicts).toHaveLength(0);
     expect(calls).toEqual({ beta: 0, permutation: 1 });
     expect(s.replaced[0]).toEqual({
@@ -191,12 +207,26 @@ describe('sampler/random on a stub step', () => {
     const s = stepContext(LOGITS, rng);
     batchStart(s.ctx);
     const sel = plugin.lastSelection();
+    if (!sel) throw new Error('no selection');
     expect(calls).toEqual({ beta: 1, permutation: 2 });
-    expect(new Set(sel?.kept).size).toBe(4);
+    expect(new Set(sel.kept).size).toBe(4);
+    // replayed with a twin generator, in the sampler's order of draws: ranking, λ ~ Beta(1, 1), partners
+    const twin = new Rng(5);
+    const [order, lambda, perm] = [twin.permutation(6), twin.beta(1, 1), twin.permutation(6)];
+    expect(Array.from(sel.kept)).toEqual(Array.from(order).slice(0, 4));
+    expect(sel.lambda).toBe(lambda);
+    expect(Array.from(sel.partners)).toEqual(Array.from(perm).slice(0, 4));
     const c = mixRatios(6, { w: 10, b: 3 });
-    sel?.m.forEach((m, r) => expect(m / c[r]).toBeCloseTo(sel.lambda, 12));
+    sel.m.forEach((m, r) => expect(m / c[r]).toBeCloseTo(sel.lambda, 12));
     expect(s.replaced[0].transformed).toBe(true);
-    expect(s.replaced[0].y).toEqual(Array.from(sel?.kept ?? [], (i) => i % 3));
+    expect(s.replaced[0].y).toEqual(Array.from(sel.kept, (i) => i % 3));
+    // each mixed row is (1 − m_r)·own + m_r·partner of the loaded rows [i, 100 + i]
+    const want = Array.from(sel.kept).flatMap((src, r) => {
+      const q = sel.partners[r];
+      return [(1 - sel.m[r]) * src + sel.m[r] * q, (1 - sel.m[r]) * (100 + src) + sel.m[r] * (100 + q)];
+    });
+    expect(s.replaced[0].x).toHaveLength(8);
+    s.replaced[0].x.forEach((v, i) => expect(v).toBeCloseTo(want[i], 4));
     s.dispose();
   });
 
