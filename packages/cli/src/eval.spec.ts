@@ -52,6 +52,20 @@ describe('kd eval', () => {
     expect(fs.readFileSync(path.join(o, 'reliability.svg'), 'utf8')).toMatch(/^<svg/);
   });
 
+  it('a run folder stands for its student/: the same table as the model folder itself', async () => {
+    await tf.setBackend('cpu');
+    const model = MODEL_ZOO.find((d) => d.id === 'mlp-student')!.build({ inputShape: [28, 28, 1], numClasses: 10, seed: 4 });
+    const run = path.join(tmp, 'run');
+    await saveModel(model, path.join(run, 'student'));
+    model.dispose();
+    expect(await main(['eval', path.join(run, 'student'), '--data', 'fashion-mnist', '--subset', '--backend', 'cpu'])).toBe(0);
+    const direct = out;
+    out = '';
+    expect(await main(['eval', run, '--data', 'fashion-mnist', '--subset', '--backend', 'cpu'])).toBe(0);
+    expect(out).toBe(direct);
+    expect(out).toContain(`${path.join(run, 'student')} on fashion-mnist-subset:test`);
+  });
+
   it('several models: each one and their ensemble (mean logits), equal to a direct computation', async () => {
     await tf.setBackend('cpu');
     const { test } = loadFashionMnist({ subset: true });

@@ -35,9 +35,15 @@ export interface EvalOptions {
  * (`evalClassification`, unchanged by tasks); detection and segmentation: the run's evaluation (`evalDense`).
  */
 export async function evalCommand(modelDirs: string | readonly string[], o: EvalOptions): Promise<string> {
-  const dirs = typeof modelDirs === 'string' ? [modelDirs] : [...modelDirs];
+  const dirs = (typeof modelDirs === 'string' ? [modelDirs] : [...modelDirs]).map(modelFolder);
   const found = taskOf(dirs[0], o);
   return found.task === 'classification' ? evalClassification(dirs, o, found) : evalDense(dirs, found, o);
+}
+
+/** A run folder given for its model: its `student/` (a folder with no model.json that holds `student/model.json`). */
+function modelFolder(dir: string): string {
+  const student = path.join(dir, 'student');
+  return !fs.existsSync(path.join(dir, 'model.json')) && fs.existsSync(path.join(student, 'model.json')) ? student : dir;
 }
 
 /** Where a model's task comes from: its run spec (given or beside it), or `--task` alone (`spec` null). */
