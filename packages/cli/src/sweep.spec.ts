@@ -381,6 +381,12 @@ describe('kd worker on a shared Redis', () => {
     expect(lastJson(back.stdout).submitted).toMatchObject({ cells: 4, enqueued: 2, pending: 2, done: 0 });
     expect(await releaseHolds()).toEqual(plan.cells.map((x) => x.id).sort());
     expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 4, cancelled: 0 });
+    // Every cell cancelled: the emptied release goes with its teacher job; submitted again, a new pair holds them all.
+    expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 4, running: 0, done: 0 });
+    expect(await releaseHolds()).toEqual([]);
+    expect((await queue.getJobs(['waiting', 'waiting-children'])).filter((j) => j?.name === 'teacher')).toEqual([]);
+    expect(lastJson(kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']).stdout).submitted).toMatchObject({ cells: 4, enqueued: 6, done: 0 });
+    expect(await releaseHolds()).toEqual(plan.cells.map((x) => x.id).sort());
     expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--rows', 'kd', '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 0 });
     expect(await releaseHolds()).toEqual(scratchIds);
     const w = start(['worker', '--redis', redis.url, '--dir', at('machine-f'), '--lock-ms', '1500']);

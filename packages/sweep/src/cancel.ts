@@ -13,7 +13,8 @@ export interface CancelResult {
 
 /**
  * Take cells out of the queue: waiting (or failed) cell jobs are removed, cells waiting behind a
- * teacher are dropped from the job that would release them, and each is marked cancelled so
+ * teacher are dropped from the job that would release them (a release left empty is removed with its
+ * teacher job), and each is marked cancelled so
  * `kd sweep status` says so. Running and finished cells are left alone. A cell shared with another
  * sweep (same spec hash) is cancelled for both. Submitting the sweep again re-enqueues them.
  */
@@ -26,7 +27,10 @@ export async function cancelCells(cells: readonly { id: string }[], redis: Redis
       if (r?.name !== 'release') continue;
       const data = r.data as ReleaseJob;
       const keep = data.cells.filter((c) => !ids.has(c.id));
-      if (keep.length !== data.cells.length) await r.updateData({ ...data, cells: keep });
+      // A release left with no cell goes, and its teacher job with it (another sweep's cells wait on
+      // their own release and teacher job; submitting this sweep again makes a new pair).
+      if (keep.length === 0) await r.remove({ removeChildren: true });
+      else if (keep.length !== data.cells.length) await r.updateData({ ...data, cells: keep });
     }
     for (const id of ids) {
       if (await redis.exists(KEYS.run(id))) {
