@@ -4,7 +4,8 @@
  * of their sweeps (sweeps/<name>/runs/<row>-seed<N>/history.jsonl and metrics.json) — no training:
  *
  *   (a) docs/img/thesis-dml-curves.svg   every DML peer's test accuracy per epoch, each seed, with and
- *                                        without augmentation (sweeps/thesis-dml)
+ *                                        without augmentation (sweeps/thesis-dml), and without it at a
+ *                                        constant learning rate, 2 and 3 peers (sweeps/thesis-dml-constant)
  *   (c) docs/img/thesis-downscale.svg    test accuracy against the student's input resolution: the
  *                                        student from labels, cross-quality KD, the low-resolution DML
  *                                        peer; mean ± sample std over seeds (sweeps/thesis-downscale,
@@ -70,8 +71,8 @@ const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const std = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 
 async function dmlCurves() {
-  const runs = runsOf('thesis-dml');
-  if (runs.length === 0) return console.log('(a) skipped: no finished run in sweeps/thesis-dml/runs');
+  const runs = [...runsOf('thesis-dml'), ...runsOf('thesis-dml-constant')];
+  if (runs.length === 0) return console.log('(a) skipped: no finished run in sweeps/thesis-dml{,-constant}/runs');
   const values = [];
   for (const r of runs)
     for (const e of r.history)
@@ -80,12 +81,13 @@ async function dmlCurves() {
           values.push({ setting: r.row, epoch: e.epoch, accuracy: 100 * ev.accuracy, peer: `${role}, seed ${r.seed}` });
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: 'DML, two mlp-students: every peer, every seed (test accuracy per epoch)', subtitle: `${runs.length} runs` },
+    title: { text: 'DML of mlp-students: every peer, every seed (test accuracy per epoch)', subtitle: `${runs.length} runs; augmented and plain: cosine schedule, 2 peers` },
     background: 'white',
     padding: 12,
     config: CONFIG,
     data: { values },
-    facet: { column: { field: 'setting', type: 'nominal', title: null, sort: ['augmented', 'plain'] } },
+    facet: { field: 'setting', type: 'nominal', title: null, sort: ['augmented', 'plain', 'plain-k2-constant', 'plain-k3-constant'] },
+    columns: 2,
     spec: {
       width: 320,
       height: 220,
