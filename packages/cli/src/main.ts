@@ -86,6 +86,7 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--out <dir>', 'sweep folder (default sweeps/<sweep name>)')
     .option('--cache-dir <dir>', 'teacher cache of this machine (default: $KD_CACHE_DIR, else .kd-cache)')
     .option('--detach', 'submit and return (workers elsewhere run the cells)')
+    .option('--first', "put the sweep's cells at the front of the queue, before cells other sweeps left waiting (in sweep order)")
     .option('--plan', 'check every cell and print it with its `kd run` command; enqueue nothing')
     .option('--lock-ms <ms>', 'job lock of local workers: a worker silent this long (killed) loses its job to another (default 30000)')
     .option('--json', 'status: machine-readable')

@@ -351,6 +351,31 @@ describe('kd worker on a shared Redis', () => {
     }
   });
 
+  it('kd sweep --first puts its cells at the front of the queue, in sweep order, before cells another sweep left waiting', async () => {
+    // No teacher: every cell is enqueued directly. One epoch of 64 steps each.
+    fs.writeFileSync(at('order-base.yaml'), STEPS.replace('epochs: 8', 'epochs: 1'));
+    fs.writeFileSync(at('order-a.yaml'), 'spec: order-base.yaml\naxes:\n  seed: [51, 52]\n');
+    fs.writeFileSync(at('order-b.yaml'), 'spec: order-base.yaml\naxes:\n  seed: [61, 62, 63]\n');
+    expect(lastJson(kd(['sweep', 'order-a.yaml', '--redis', redis.url, '--detach', '--quiet']).stdout).submitted).toMatchObject({ cells: 2, enqueued: 2 });
+    expect(lastJson(kd(['sweep', 'order-b.yaml', '--redis', redis.url, '--detach', '--quiet', '--first']).stdout).submitted).toMatchObject({ cells: 3, enqueued: 3 });
+    const ids = (name: string) => (JSON.parse(fs.readFileSync(at('sweeps', name, 'sweep.json'), 'utf8')) as SweepPlan).cells.map((c) => c.id);
+    const expected = [...ids('order-b'), ...ids('order-a')];
+    const client = connection(redis.url);
+    const queue = new Queue(QUEUE, { connection: client });
+    const w = start(['worker', '--redis', redis.url, '--dir', at('machine-order'), '--lock-ms', '1500']);
+    try {
+      await until('every cell done', async () => (await Promise.all(expected.map((id) => client.exists(KEYS.run(id))))).every(Boolean), 300_000);
+      // One worker takes one cell at a time: the order it started them is the queue's order.
+      const started = await Promise.all(expected.map(async (id) => ({ id, at: (await queue.getJob(id))?.processedOn ?? 0 })));
+      expect([...started].sort((a, b) => a.at - b.at).map((x) => x.id)).toEqual(expected);
+    } finally {
+      await queue.close();
+      w.kill('SIGTERM');
+      await exited(w);
+      client.disconnect();
+    }
+  }, 400_000);
+
   it('kd sweep cancel takes waiting cells out (also those behind a teacher); submitting again puts them back', async () => {
     // A teacher no worker has trained yet: the cells wait behind its job.
     fs.writeFileSync(

@@ -54,6 +54,7 @@ export interface SweepCliOptions {
   out?: string;
   cacheDir?: string;
   detach?: boolean;
+  first?: boolean;
   plan?: boolean;
   quiet?: boolean;
   lockMs?: string;
@@ -81,6 +82,7 @@ export async function sweepCommand(file: string, o: SweepCliOptions): Promise<{ 
       workers: o.workers !== undefined ? Number(o.workers) : undefined,
       out: o.out,
       detach: o.detach,
+      first: o.first,
       planOnly: o.plan,
       workerCommand: workerCommand(),
       workerArgs: o.lockMs ? ['--lock-ms', o.lockMs] : [],

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { prepareRun, Registry, runSpec, type RunResult } from '@tfkd/engine';
+import { Registry, runSpec, type RunResult } from '@tfkd/engine';
 import { RunSpec, definePlugin, type BatchSummary, type PluginDefinition, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';

@@ -59,6 +59,8 @@ export interface ReleaseJob {
   kind: 'release';
   key: string;
   cells: CellJob[];
+  /** Submitted with `--first`: the cells go to the front of the queue when released, in sweep order. */
+  first?: boolean;
 }
 
 export const cellJob = (c: PlannedCell): CellJob => ({
@@ -89,7 +91,7 @@ export interface SubmitResult {
  * BullMQ flow: the teacher job is the child (BullMQ runs children first) of a `release` job that
  * enqueues those cells once the teacher is stored — trained once, whatever the number of cells.
  */
-export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUpload?: boolean } = {}): Promise<SubmitResult> {
+export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUpload?: boolean; first?: boolean } = {}): Promise<SubmitResult> {
   const queue = new Queue(QUEUE, { connection: redis });
   const flows = new FlowProducer({ connection: redis });
   const out: SubmitResult = { sweep: plan.id, cells: 0, enqueued: 0, done: 0, pending: 0, retried: 0 };
@@ -112,6 +114,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     // Submitting a cell again is how a cancelled cell goes back into the queue.
     if (unique.length) await redis.srem(KEYS.cancelled, ...unique.map((c) => c.id));
     const behind = new Map<string, CellJob[]>();
+    const ready: CellJob[] = [];
     for (const c of unique) {
       if (await redis.exists(KEYS.run(c.id))) {
         out.done++;
@@ -133,9 +136,10 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
         behind.set(missing, [...(behind.get(missing) ?? []), cellJob(c)]);
         continue;
       }
-      await queue.add('cell', cellJob(c), { ...JOB_OPTIONS, jobId: c.id });
-      out.enqueued++;
+      ready.push(cellJob(c));
     }
+    await addCells(queue, ready, opts.first === true);
+    out.enqueued += ready.length;
     for (const [key, cells] of behind) {
       const releaseId = `r-${key}-${plan.id.slice(2, 10)}`;
       const release = await queue.getJob(releaseId);
@@ -155,9 +159,9 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
       await flows.add({
         name: 'release',
         queueName: QUEUE,
-        data: { kind: 'release', key, cells } satisfies ReleaseJob,
+        data: { kind: 'release', key, cells, ...(opts.first ? { first: true } : {}) } satisfies ReleaseJob,
         opts: { ...JOB_OPTIONS, jobId: releaseId },
-        children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: `t-${key}-${plan.id.slice(2, 10)}` } }],
+        children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: `t-${key}-${plan.id.slice(2, 10)}`, ...(opts.first ? { lifo: true } : {}) } }],
       });
       out.enqueued += cells.length + 2;
     }
@@ -166,6 +170,15 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     await flows.close();
     await queue.close();
   }
+}
+
+/**
+ * Enqueue cell jobs in order: at the end of the queue (first in, first out), or with `first` at its
+ * front — pushed last to first (BullMQ `lifo`), so that they still run in the order given.
+ */
+export async function addCells(queue: Queue, cells: readonly CellJob[], first: boolean): Promise<void> {
+  const order = first ? [...cells].reverse() : cells;
+  for (const c of order) await queue.add('cell', c, { ...JOB_OPTIONS, jobId: c.id, ...(first ? { lifo: true } : {}) });
 }
 
 export type CellState = 'done' | 'running' | 'failed' | 'waiting' | 'cancelled';

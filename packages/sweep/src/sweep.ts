@@ -23,6 +23,8 @@ export interface SweepOptions extends Omit<SweepPlanOptions, 'log'> {
   workerArgs?: string[];
   /** Submit and return without waiting (with --redis). */
   detach?: boolean;
+  /** Put the sweep's cells at the front of the queue, before cells already waiting (in sweep order). */
+  first?: boolean;
   /** Check every cell and print the plan; enqueue nothing. */
   planOnly?: boolean;
   log?: (line: string) => void;
@@ -74,7 +76,7 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
     }
     const restored = await restoreRuns(plan, redis, out);
     if (restored > 0) log(`${restored === 1 ? '1 result' : `${restored} results`} kept in ${path.join(out, 'runs')} ${restored === 1 ? 'goes' : 'go'} back to Redis (not run again)`);
-    const submitted = await submitSweep(plan, redis);
+    const submitted = await submitSweep(plan, redis, { first: opts.first });
     log(`sweep ${plan.id}: ${submitted.cells} cells — ${submitted.done} done, ${submitted.pending} pending, ${submitted.retried} retried, ${submitted.enqueued} jobs enqueued`);
     if (opts.detach) return { out, plan, submitted, status: await sweepStatus(plan, redis), table: null, interrupted: false };
     const n = opts.workers ?? (opts.redis ? 0 : os.cpus().length);

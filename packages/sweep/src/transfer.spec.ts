@@ -6,7 +6,7 @@ import { peekCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
 import { KdError, type RunSpec } from '@tfkd/kd-core';
 import { dropCheckpoint, fetchCheckpoint, localCheckpoint, remoteCheckpoint, shipCheckpoints, uploadCheckpoint } from './checkpoints';
 import { jobError } from './errors';
-import { KEYS, collectRuns, getFolder, putFolder, restoreRuns, storeRun } from './queue';
+import { KEYS, getFolder, putFolder, storeRun } from './queue';
 import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
 
 // What travels through Redis (teachers, results, run checkpoints) and the coded errors of moving it,

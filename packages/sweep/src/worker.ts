@@ -7,7 +7,7 @@ import { planRun, startPlan, type Registry } from '@tfkd/engine';
 import type { Redis } from 'ioredis';
 import { CHECKPOINT_MAX_MB, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints } from './checkpoints';
 import { folderError, jobError, redisError } from './errors';
-import { JOB_OPTIONS, KEYS, QUEUE, getFolder, putFolder, storeRun, type CellJob, type ReleaseJob, type TeacherJob } from './queue';
+import { KEYS, QUEUE, addCells, getFolder, putFolder, storeRun, type CellJob, type ReleaseJob, type TeacherJob } from './queue';
 
 /** What a worker does with one cell: `kd run` of its spec into `outDir` (the CLI passes `runCommand`). */
 export type RunCell = (cell: {
@@ -183,13 +183,13 @@ export function startWorker(opts: WorkerOptions): Worker {
 
   const processRelease = async (job: Job) => {
     const data = job.data as ReleaseJob;
-    let added = 0;
+    const todo: CellJob[] = [];
     for (const c of data.cells) {
       if ((await redis.exists(KEYS.run(c.id))) || (await queue.getJob(c.id))) continue;
-      await queue.add('cell', c, { ...JOB_OPTIONS, jobId: c.id });
-      added++;
+      todo.push(c);
     }
-    return { key: data.key, added };
+    await addCells(queue, todo, data.first === true);
+    return { key: data.key, added: todo.length };
   };
 
   const lockMs = opts.lockMs ?? 30_000;
