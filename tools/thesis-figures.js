@@ -6,6 +6,7 @@
  *   (a) docs/img/thesis-dml-curves.svg   every DML peer's test accuracy per epoch, each seed, with and
  *                                        without augmentation (sweeps/thesis-dml), and without it at a
  *                                        constant learning rate, 2 and 3 peers (sweeps/thesis-dml-constant)
+ *                                        and the student alone at that rate (sweeps/thesis-scratch-constant)
  *   (c) docs/img/thesis-downscale.svg    test accuracy against the student's input resolution: the
  *                                        student from labels, cross-quality KD, the low-resolution DML
  *                                        peer; mean ± sample std over seeds (sweeps/thesis-downscale,
@@ -71,22 +72,24 @@ const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const std = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 
 async function dmlCurves() {
-  const runs = [...runsOf('thesis-dml'), ...runsOf('thesis-dml-constant')];
+  // The student trained alone at the constant rate (thesis-scratch-constant) is the control of the constant-rate panels.
+  const alone = runsOf('thesis-scratch-constant').map((r) => ({ ...r, row: 'alone-constant' }));
+  const runs = [...runsOf('thesis-dml'), ...runsOf('thesis-dml-constant'), ...alone];
   if (runs.length === 0) return console.log('(a) skipped: no finished run in sweeps/thesis-dml{,-constant}/runs');
   const values = [];
   for (const r of runs)
     for (const e of r.history)
       for (const [role, ev] of Object.entries(e.eval ?? {}))
-        if (role.startsWith('student.') && typeof ev.accuracy === 'number')
+        if ((role.startsWith('student.') || (r.row === 'alone-constant' && role === 'student')) && typeof ev.accuracy === 'number')
           values.push({ setting: r.row, epoch: e.epoch, accuracy: 100 * ev.accuracy, peer: `${role}, seed ${r.seed}` });
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: 'DML of mlp-students: every peer, every seed (test accuracy per epoch)', subtitle: `${runs.length} runs; augmented and plain: cosine schedule, 2 peers` },
+    title: { text: 'DML of mlp-students: every peer, every seed (test accuracy per epoch)', subtitle: `${runs.length} runs; augmented, plain: cosine schedule, 2 peers; *-constant: lr held at 0.05; alone-constant: the student without peers` },
     background: 'white',
     padding: 12,
     config: CONFIG,
     data: { values },
-    facet: { field: 'setting', type: 'nominal', title: null, sort: ['augmented', 'plain', 'plain-k2-constant', 'plain-k3-constant'] },
+    facet: { field: 'setting', type: 'nominal', title: null, sort: ['augmented', 'plain', 'plain-k2-constant', 'plain-k3-constant', 'alone-constant'] },
     columns: 2,
     spec: {
       width: 320,
