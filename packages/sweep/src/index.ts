@@ -4,6 +4,7 @@ export * from './errors';
 export * from './plan';
 export * from './queue';
 export * from './redis';
+export * from './runs';
 export * from './sweep';
 export * from './sweep-file';
 export * from './table';

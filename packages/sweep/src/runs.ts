@@ -1,0 +1,66 @@
+// A sweep's results on disk: each finished cell's run folder under `<out>/runs/<row>-seed<N>/`, marked
+// with the cell it is the result of (cell.json), copied from Redis (collectRuns) and back (restoreRuns).
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Redis } from 'ioredis';
+import { folderError } from './errors';
+import type { PlannedCell, SweepPlan } from './plan';
+import { KEYS, getFolder, storeRun } from './queue';
+
+/** The folder of a cell's run inside a sweep folder: `<row>-seed<N>` (as protocol runs were named). */
+export const runFolderName = (c: Pick<PlannedCell, 'row' | 'seed'>) => `${c.row.replace(/[^A-Za-z0-9._=,+-]/g, '_')}-seed${c.seed}`;
+
+/** Copy every finished cell's run folder from Redis into `<out>/runs/`; returns how many are there. */
+export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
+  let n = 0;
+  for (const c of plan.cells) {
+    const dir = path.join(out, 'runs', runFolderName(c));
+    if (fs.existsSync(path.join(dir, 'metrics.json'))) {
+      n++;
+      continue;
+    }
+    if (await getFolder(redis, KEYS.run(c.id), dir, { kind: 'run', flag: '--out' })) {
+      writeCellMark(dir, c.id);
+      n++;
+    }
+  }
+  return n;
+}
+
+/** `cell.json` in a collected run folder: which cell (spec hash) the folder is the result of. */
+export const CELL_MARK = 'cell.json';
+
+function writeCellMark(dir: string, id: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, CELL_MARK), `${JSON.stringify({ id })}\n`);
+  } catch (e) {
+    throw folderError(e, dir, 'write', '--out');
+  }
+}
+
+/**
+ * Results kept in `<out>/runs/` (committed with the repository, say) go back into a Redis that lacks
+ * them — a new machine, a fresh private server — so submitting the sweep there does not run them
+ * again. Only folders whose `cell.json` names the cell's id (its spec hash) and whose run completed
+ * count; what travels is what the folder holds (without the student's weights if they were not kept).
+ */
+export async function restoreRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
+  let n = 0;
+  for (const c of plan.cells) {
+    const dir = path.join(out, 'runs', runFolderName(c));
+    const mark = readJsonFile<{ id?: string }>(path.join(dir, CELL_MARK));
+    const metrics = readJsonFile<{ status?: string }>(path.join(dir, 'metrics.json'));
+    if (mark?.id !== c.id || metrics?.status !== 'completed') continue;
+    if (await redis.exists(KEYS.run(c.id))) continue;
+    if (await storeRun(redis, c.id, dir)) n++;
+  }
+  return n;
+}
+
+function readJsonFile<T>(file: string): T | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
