@@ -9,34 +9,12 @@ import { readSweepFolder, readTable, tableMarkdown } from '@tfkd/sweep';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const RESULTS = path.join(ROOT, 'docs', 'results.md');
-const MARKER = /^<!-- kd sweep table (examples\/sweeps\/([\w.-]+)\.yaml) -->$/;
-const SWEEP_HEADER = /^\| row \| entry \| seeds \|/;
-
-interface MarkedTable {
-  line: number;
-  file: string;
-  name: string;
-  table: string;
-}
-
-/** The markers and the table (consecutive `|` lines, after blank lines) each one precedes. */
-function markedTables(text: string): { marked: MarkedTable[]; unmarked: number[] } {
-  const lines = text.split('\n');
-  const marked: MarkedTable[] = [];
-  const markedAt = new Set<number>();
-  lines.forEach((l, i) => {
-    const m = MARKER.exec(l.trim());
-    if (!m) return;
-    let j = i + 1;
-    while (j < lines.length && lines[j].trim() === '') j++;
-    const start = j;
-    while (j < lines.length && lines[j].startsWith('|')) j++;
-    markedAt.add(start);
-    marked.push({ line: i + 1, file: m[1], name: m[2], table: lines.slice(start, j).join('\n') });
-  });
-  const unmarked = lines.flatMap((l, i) => (SWEEP_HEADER.test(l) && !markedAt.has(i) ? [i + 1] : []));
-  return { marked, unmarked };
-}
+// The parser tools/splice-tables.js puts the tables in with.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { markedTables, spliceTables } = require(path.join(ROOT, 'tools', 'splice-tables.js')) as {
+  markedTables: (text: string) => { marked: { line: number; file: string; name: string; start: number; end: number; table: string }[]; unmarked: number[] };
+  spliceTables: (text: string, tableOf: (name: string) => string) => { text: string; changed: number };
+};
 
 describe('docs/results.md tables are kd sweep table output', () => {
   const { marked, unmarked } = markedTables(fs.readFileSync(RESULTS, 'utf8'));
@@ -44,8 +22,11 @@ describe('docs/results.md tables are kd sweep table output', () => {
   it('the marker parser finds the table a marker precedes, and tables without one', () => {
     const doc = ['<!-- kd sweep table examples/sweeps/a.yaml -->', '', '| row | entry | seeds | x |', '|---|', '| k | student | 1 | 2 |', 'text', '| row | entry | seeds | y |'].join('\n');
     const r = markedTables(doc);
-    expect(r.marked).toEqual([{ line: 1, file: 'examples/sweeps/a.yaml', name: 'a', table: '| row | entry | seeds | x |\n|---|\n| k | student | 1 | 2 |' }]);
+    expect(r.marked).toEqual([{ line: 1, file: 'examples/sweeps/a.yaml', name: 'a', start: 2, end: 5, table: '| row | entry | seeds | x |\n|---|\n| k | student | 1 | 2 |' }]);
     expect(r.unmarked).toEqual([7]);
+    // splicing replaces only the marked table
+    const spliced = spliceTables(doc, (name) => `| row | entry | seeds | ${name} |\n|---|\n`);
+    expect(spliced).toEqual({ text: ['<!-- kd sweep table examples/sweeps/a.yaml -->', '', '| row | entry | seeds | a |', '|---|', 'text', '| row | entry | seeds | y |'].join('\n'), changed: 1 });
   });
 
   it('every sweep-shaped table has its marker', () => {
