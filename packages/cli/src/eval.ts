@@ -174,23 +174,17 @@ async function evalClassification(dirs: string[], o: EvalOptions, found: TaskSou
     ...metrics[0].map(([m], r) => `| ${m} | ${metrics.map((rows) => rows[r][1].toFixed(4)).join(' | ')} |`),
   ].join('\n');
   if (o.out) {
-    const staged = new StagedFolder(o.out);
-    try {
-      const dataset = { name: data.test.name, source: data.test.source, n };
-      const json =
-        dirs.length === 1
-          ? { model: entries[0].model, dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metrics[0]), bins: entries[0].cal.bins }
-          : { models: entries.filter((e) => e.model).map((e) => e.model), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e, i) => [e.name, Object.fromEntries(metrics[i])])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
-      staged.write('eval.json', JSON.stringify(json, null, 2) + '\n');
-      for (const e of entries) {
-        const file = dirs.length === 1 ? 'reliability.svg' : `reliability-${e.name.replace(/[^a-z0-9.-]/gi, '_')}.svg`;
-        staged.write(file, await reliabilitySvg(e.cal, { title: `${e.model ? path.basename(e.model) : 'ensemble'}: reliability` }));
-      }
-      staged.commit();
-    } catch (e) {
-      staged.abort();
-      throw e;
+    const dataset = { name: data.test.name, source: data.test.source, n };
+    const json =
+      dirs.length === 1
+        ? { model: entries[0].model, dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metrics[0]), bins: entries[0].cal.bins }
+        : { models: entries.filter((e) => e.model).map((e) => e.model), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e, i) => [e.name, Object.fromEntries(metrics[i])])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
+    const files: [string, string][] = [['eval.json', JSON.stringify(json, null, 2) + '\n']];
+    for (const e of entries) {
+      const file = dirs.length === 1 ? 'reliability.svg' : `reliability-${e.name.replace(/[^a-z0-9.-]/gi, '_')}.svg`;
+      files.push([file, await reliabilitySvg(e.cal, { title: `${e.model ? path.basename(e.model) : 'ensemble'}: reliability` })]);
     }
+    writeWhole(o.out, files);
   }
   return table;
 }
@@ -257,18 +251,23 @@ async function evalDense(dirs: string[], found: TaskSource, o: EvalOptions): Pro
     ].join('\n');
     if (o.out) {
       const json = { model: dir, task, spec: file, dataset: { name: test.name, source: test.source, n }, backend: backend.name, versions: versions(), metrics: values };
-      const staged = new StagedFolder(o.out);
-      try {
-        staged.write('eval.json', JSON.stringify(json, null, 2) + '\n');
-        staged.commit();
-      } catch (e) {
-        staged.abort();
-        throw e;
-      }
+      writeWhole(o.out, [['eval.json', JSON.stringify(json, null, 2) + '\n']]);
     }
     return table;
   } finally {
     model.dispose();
+  }
+}
+
+/** `kd eval --out`: the files written into the folder whole or not at all (staged, then renamed into place). */
+function writeWhole(out: string, files: readonly [string, string][]): void {
+  const staged = new StagedFolder(out);
+  try {
+    for (const [name, text] of files) staged.write(name, text);
+    staged.commit();
+  } catch (e) {
+    staged.abort();
+    throw e;
   }
 }
 
