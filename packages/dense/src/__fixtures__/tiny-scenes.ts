@@ -5,7 +5,7 @@
  * also a degenerate box (zero width: no pixel, no positive). `empty: true` makes every scene empty.
  * Detection: 2 classes; segmentation: 3 (background 0, class + 1).
  */
-import { DATASET_DEFINITION, type DataSplits, type Dataset, type DatasetDefinition, Rng, type Task } from '@tfkd/kd-core';
+import { DATASET_DEFINITION, type DataSplits, type Dataset, type DatasetDefinition, Rng, RunSpec, type RunSpecInput, type Task } from '@tfkd/kd-core';
 import { ContainerModule } from 'inversify';
 import { z } from 'zod';
 
@@ -69,3 +69,20 @@ export const tinyScenesDataset: DatasetDefinition = {
 export const tinyScenesModule = new ContainerModule((o) => {
   o.bind(DATASET_DEFINITION).toConstantValue(tinyScenesDataset);
 });
+
+/**
+ * A tiny run of a dense task on `tiny-scenes` (12 train / 6 test scenes, batch 4, one epoch, cpu):
+ * the width-2 student of the task with its label loss, SGD 0.01 with momentum 0.9; `over` replaces
+ * whole top-level keys.
+ */
+export const tinyRunSpec = (task: 'detection' | 'segmentation', over: Partial<RunSpecInput> = {}): RunSpec =>
+  RunSpec.parse({
+    seed: 3,
+    backend: 'cpu',
+    task,
+    data: { name: 'tiny-scenes', train: 12, test: 6 },
+    student: { model: task === 'detection' ? 'detector-student' : 'segmenter-student', options: { width: 2 } },
+    train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0 } },
+    plugins: [{ use: task === 'detection' ? 'loss/detection' : 'loss/seg-cross-entropy' }],
+    ...over,
+  });

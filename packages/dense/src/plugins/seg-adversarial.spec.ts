@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { Engine, Registry } from '@tfkd/engine';
-import { batchTensors, epochBatches, Rng, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
+import { batchTensors, epochBatches, Rng, type RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
-import { TINY, tinyScenes, tinyScenesModule } from '../__fixtures__/tiny-scenes';
+import { TINY, tinyRunSpec, tinyScenes, tinyScenesModule } from '../__fixtures__/tiny-scenes';
 import { buildSegDiscriminator, criticOf } from '../discriminator';
 import { segAdversarialCritic, segAdversarialStudent } from '../losses/seg-adversarial';
 import { segCwd } from '../losses/seg-cwd';
@@ -20,13 +20,9 @@ jest.setTimeout(120_000);
 const shape: [number, number, number] = [TINY, TINY, 1];
 const registry = () => new Registry([testModule(), tinyScenesModule, kdModule]);
 
+/** The tiny segmentation run with a teacher and plain SGD (no momentum: the hand-computed update is one gradient step). */
 const segSpec = (over: Partial<RunSpecInput>): RunSpec =>
-  RunSpec.parse({
-    seed: 3,
-    backend: 'cpu',
-    task: 'segmentation',
-    data: { name: 'tiny-scenes', train: 12, test: 6 },
-    student: { model: 'segmenter-student', options: { width: 2 } },
+  tinyRunSpec('segmentation', {
     teacher: { model: 'segmenter-teacher', options: { width: 2 } },
     train: { epochs: 1, batchSize: 4, optimizer: { name: 'sgd', lr: 0.01, momentum: 0, weightDecay: 0 } },
     ...over,

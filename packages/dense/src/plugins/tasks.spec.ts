@@ -5,7 +5,7 @@ import { Engine, planRun, Registry, runSpec } from '@tfkd/engine';
 import { batchTensors, type Dataset, isKdError, type KdError, type ObjectList, RunSpec, type RunSpecInput } from '@tfkd/kd-core';
 import { testModule } from '@tfkd/kd-core/testing';
 import { logitLossesModule } from '@tfkd/losses-logit';
-import { loads, TINY, tinyScenes, tinyScenesModule } from '../__fixtures__/tiny-scenes';
+import { loads, TINY, tinyRunSpec, tinyScenes, tinyScenesModule } from '../__fixtures__/tiny-scenes';
 import { decodeDetections } from '../decode';
 import { buildDetector, detectorHeads } from '../detector';
 import { makeLayout } from '../layout';
@@ -25,31 +25,8 @@ beforeAll(async () => {
 
 const registry = () => new Registry([testModule(), logitLossesModule, tinyScenesModule, kdModule]);
 const shape: [number, number, number] = [TINY, TINY, 1];
-const sgd = { name: 'sgd' as const, lr: 0.01, momentum: 0.9, weightDecay: 0 };
-
-const detSpec = (over: Partial<RunSpecInput> = {}): RunSpec =>
-  RunSpec.parse({
-    seed: 3,
-    backend: 'cpu',
-    task: 'detection',
-    data: { name: 'tiny-scenes', train: 12, test: 6 },
-    student: { model: 'detector-student', options: { width: 2 } },
-    train: { epochs: 1, batchSize: 4, optimizer: sgd },
-    plugins: [{ use: 'loss/detection' }],
-    ...over,
-  });
-
-const segSpec = (over: Partial<RunSpecInput> = {}): RunSpec =>
-  RunSpec.parse({
-    seed: 3,
-    backend: 'cpu',
-    task: 'segmentation',
-    data: { name: 'tiny-scenes', train: 12, test: 6 },
-    student: { model: 'segmenter-student', options: { width: 2 } },
-    train: { epochs: 1, batchSize: 4, optimizer: sgd },
-    plugins: [{ use: 'loss/seg-cross-entropy' }],
-    ...over,
-  });
+const detSpec = (over: Partial<RunSpecInput> = {}): RunSpec => tinyRunSpec('detection', over);
+const segSpec = (over: Partial<RunSpecInput> = {}): RunSpec => tinyRunSpec('segmentation', over);
 
 async function failure(p: Promise<unknown>): Promise<KdError> {
   const e = await p.then(() => null, (x: unknown) => x);
