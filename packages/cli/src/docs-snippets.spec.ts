@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { docBlocks, REGISTRY_STEPS, type DocBlock } from './__fixtures__/doc-blocks';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 
 // The code blocks of docs/writing-a-plugin.md and README.md run, so the docs cannot drift from the
 // code (the convention is in __fixtures__/doc-blocks.ts): the TypeScript blocks are one package —
@@ -42,17 +42,7 @@ function markerProblems(file: string): string[] {
 
 /** `kd run SPEC --plan` in this process (the CLI from source): exit code and what it printed. */
 async function plan(spec: string, cacheDir: string): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(['run', spec, '--plan', '--cache-dir', cacheDir]), out, err };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-  }
+  return runMain(['run', spec, '--plan', '--cache-dir', cacheDir]);
 }
 
 describe('docs/writing-a-plugin.md', () => {

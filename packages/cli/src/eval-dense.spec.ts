@@ -4,7 +4,7 @@ import * as path from 'path';
 import { parse, stringify } from 'yaml';
 import { isKdError, type KdError } from '@tfkd/kd-core';
 import { evalCommand, type EvalOptions } from './eval';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { runCommand } from './run';
 
 // `kd eval` of a saved detector / segmenter: a tiny detection run and a small segmentation run are
@@ -34,17 +34,7 @@ async function train(name: string, spec: string, set: string[]): Promise<Run> {
 
 /** `kd eval ARGS…` in this process: exit code, stdout, stderr. */
 async function kdEval(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(['eval', ...args, '--backend', 'wasm']), out, err };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-  }
+  return runMain(['eval', ...args, '--backend', 'wasm']);
 }
 
 /** The KdError `kd eval` refuses with, as [code, path]. */
