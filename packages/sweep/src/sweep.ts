@@ -60,7 +60,7 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
   // The sweep folder before minutes of planning: one that cannot be written is a coded error now.
   makeFolder(out);
   const plan = await planSweep(sweep, { ...opts, log });
-  writeOut(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, redis: opts.redis ?? null }, null, 2) + '\n');
+  savePlan(out, plan, opts.redis ?? null);
   if (opts.planOnly) return { out, plan, submitted: null, status: null, table: null, interrupted: false };
 
   let embedded: EmbeddedRedis | null = null;
@@ -144,11 +144,24 @@ async function stopWorkers(workers: ChildProcess[]): Promise<void> {
   for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
 }
 
-/** The sweep's plan as saved in its folder. */
+/**
+ * Save the plan as `<out>/sweep.json`, its paths (the sweep file, each cell's spec file, the model
+ * folders cells `load:`) relative to `out`: a sweep folder committed or copied elsewhere reads the same.
+ */
+export function savePlan(out: string, plan: SweepPlan, redis: string | null): void {
+  writeOut(path.join(out, 'sweep.json'), JSON.stringify({ ...movePaths(plan, (p) => path.relative(out, p) || '.'), redis }, null, 2) + '\n');
+}
+
+/** The sweep's plan as saved in its folder, its paths absolute again. */
 export function readSweepFolder(out: string): SweepPlan & { redis: string | null } {
   const plan = readJson<SweepPlan & { redis: string | null }>(path.join(out, 'sweep.json'));
   if (!plan) throw new KdError('KD_SWEEP_INVALID', `${out} is not a sweep folder (no sweep.json)`, { path: out, fix: 'give --out the folder `kd sweep` wrote (default sweeps/<sweep name>), or the sweep file' });
-  return plan;
+  return { ...movePaths(plan, (p) => path.resolve(out, p)), redis: plan.redis };
+}
+
+function movePaths(plan: SweepPlan, move: (p: string) => string): SweepPlan {
+  const cells = plan.cells.map((c) => ({ ...c, specFile: move(c.specFile), models: Object.fromEntries(Object.entries(c.models).map(([hash, dir]) => [hash, move(dir)])) }));
+  return { ...plan, file: move(plan.file), cells };
 }
 
 /** The table of the finished cells whose metrics are in `<out>/runs/`. */
