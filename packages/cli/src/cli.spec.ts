@@ -2,26 +2,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { encodeIdx } from '@tfkd/datasets';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 
 jest.setTimeout(120_000);
 
 let tmp: string;
-let stderr: string;
-let stdout: string;
-const origErr = process.stderr.write.bind(process.stderr);
-const origOut = process.stdout.write.bind(process.stdout);
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-cli-'));
-  stderr = '';
-  stdout = '';
-  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-  process.stdout.write = ((s: string) => ((stdout += s), true)) as typeof process.stdout.write;
 });
 afterEach(() => {
-  process.stderr.write = origErr;
-  process.stdout.write = origOut;
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -54,7 +44,7 @@ describe('kd run', () => {
   ])('a student with a view (%s): metrics.json calibration equals the engine evaluation on the viewed test images', async (_label, view) => {
     const f = spec('view.yaml', tiny.replace('student: { model: mlp, options: { hidden: [8] } }', `student: { model: mlp, options: { hidden: [8] }, view: ${view} }`));
     const out = path.join(tmp, 'view');
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).code).toBe(0);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
     const last = JSON.parse(fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n').pop() as string);
     // two routes to the same figures: the metric plugins inside the engine, and the CLI's pass over
@@ -89,7 +79,7 @@ plugins: [{ use: loss/cross-entropy }]
     const out = path.join(tmp, 'rel');
     // the working folder (the repository root under jest) has no idx/ folder
     expect(fs.existsSync(path.resolve('idx'))).toBe(false);
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).code).toBe(0);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
     expect(m.dataset).toMatchObject({ train: 12, test: 6 });
   });
@@ -98,7 +88,7 @@ plugins: [{ use: loss/cross-entropy }]
     const f = spec('tiny.yaml', tiny);
     const out = path.join(tmp, 'run1');
     const cache = path.join(tmp, 'cache');
-    expect(await main(['run', f, '--out', out, '--cache-dir', cache, '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', cache, '--quiet'])).code).toBe(0);
     expect(fs.readdirSync(out).sort()).toEqual(
       expect.arrayContaining(['history.jsonl', 'metrics.json', 'spec.resolved.yaml', 'student', 'training-curves.svg']),
     );
@@ -125,7 +115,7 @@ plugins: [{ use: loss/cross-entropy }]
     expect(fs.readdirSync(tmp).filter((n) => n.includes('.incomplete'))).toEqual([]);
 
     const out2 = path.join(tmp, 'run2');
-    expect(await main(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).code).toBe(0);
     const m2 = JSON.parse(fs.readFileSync(path.join(out2, 'metrics.json'), 'utf8'));
     expect(m2.teachers.teacher.cached).toBe(true);
     expect(m2.eval.teacher.accuracy).toBe(m.eval.teacher.accuracy);
@@ -136,7 +126,7 @@ plugins: [{ use: loss/cross-entropy }]
   it('calibrate: temperature holds out training data and reports ECE before and after scaling', async () => {
     const f = spec('cal.yaml', `${tiny}calibrate: { method: temperature, holdout: 0.25 }\n`);
     const out = path.join(tmp, 'cal');
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet'])).code).toBe(0);
     const m = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
     // 64 training images, 16 held out: the student trains on 48 per epoch for 2 epochs.
     expect(m.dataset.train).toBe(48);
@@ -153,7 +143,7 @@ plugins: [{ use: loss/cross-entropy }]
   it('applies --set overrides', async () => {
     const f = spec('tiny.yaml', tiny);
     const out = path.join(tmp, 'run');
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet', '--set', 'train.epochs=1'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet', '--set', 'train.epochs=1'])).code).toBe(0);
     const history = fs.readFileSync(path.join(out, 'history.jsonl'), 'utf8').trim().split('\n');
     expect(history).toHaveLength(1);
   });
@@ -169,10 +159,11 @@ plugins: [{ use: loss/cross-entropy }]
   it.each(failures)('%s: one coded error, exit 2, no run folder', async (_what, text, code, where) => {
     const f = spec('bad.yaml', text);
     const out = path.join(tmp, 'out');
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
-    expect(stderr).toContain(`error ${code}`);
-    if (where) expect(stderr).toMatch(new RegExp(` at \\S*${where.replace(/[[\].()]/g, '\\$&')}: `));
-    expect(stderr).toContain('fix: ');
+    const r = await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'c'), '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`error ${code}`);
+    if (where) expect(r.err).toMatch(new RegExp(` at \\S*${where.replace(/[[\].()]/g, '\\$&')}: `));
+    expect(r.err).toContain('fix: ');
     expect(fs.existsSync(out)).toBe(false);
     expect(fs.readdirSync(tmp).filter((n) => n.includes('.incomplete'))).toEqual([]);
   });
@@ -197,10 +188,11 @@ plugins: [{ use: loss/cross-entropy }]
     });
     fs.writeFileSync(pkg, 'module.exports = { kdModule: global.__tapperModule };');
     const f = spec('tap.yaml', `${tiny}packages: [./tapper.js]\n`.replace('  - use: loss/cross-entropy', '  - use: loss/tapper\n    with: { tap: student.block7 }\n  - use: loss/cross-entropy'));
-    expect(await main(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
-    expect(stderr).toContain("error KD_TAP_UNKNOWN at plugins[0]: role 'student'");
-    expect(stderr).toContain("has no layer 'block7'");
-    expect(stderr).toContain('fc1');
+    const r = await runMain(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("error KD_TAP_UNKNOWN at plugins[0]: role 'student'");
+    expect(r.err).toContain("has no layer 'block7'");
+    expect(r.err).toContain('fc1');
   });
 
   it('corrupt IDX file: names the file', async () => {
@@ -211,19 +203,21 @@ plugins: [{ use: loss/cross-entropy }]
     const bad = path.join(dir, 'train-images-idx3-ubyte.gz');
     fs.writeFileSync(bad, fs.readFileSync(bad).subarray(0, 5000));
     const f = spec('c.yaml', tiny.replace(/data: .*/, `data: { name: fashion-mnist, path: ${dir} }`));
-    expect(await main(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet'])).toBe(2);
-    expect(stderr).toContain('error KD_DATA_CORRUPT');
-    expect(stderr).toContain(bad);
+    const r = await runMain(['run', f, '--out', path.join(tmp, 'o'), '--cache-dir', path.join(tmp, 'c'), '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('error KD_DATA_CORRUPT');
+    expect(r.err).toContain(bad);
   });
 });
 
 describe('kd list', () => {
   it('lists plugins with their defaults, models and datasets', async () => {
-    expect(await main(['list'])).toBe(0);
-    expect(stdout).toMatch(/loss\/hinton-kd {2}\(loss\)/);
-    expect(stdout).toMatch(/temperature: number = 4/);
-    expect(stdout).toContain('mlp-teacher');
-    expect(stdout).toContain('fashion-mnist');
-    expect(await main(['list', '--json'])).toBe(0);
+    const r = await runMain(['list']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/loss\/hinton-kd {2}\(loss\)/);
+    expect(r.out).toMatch(/temperature: number = 4/);
+    expect(r.out).toContain('mlp-teacher');
+    expect(r.out).toContain('fashion-mnist');
+    expect((await runMain(['list', '--json'])).code).toBe(0);
   });
 });

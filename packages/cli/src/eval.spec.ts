@@ -6,26 +6,17 @@ import * as path from 'path';
 import { loadFashionMnist } from '@tfkd/datasets';
 import { MODEL_ZOO, saveModel } from '@tfkd/models';
 import { computeCalibration } from '@tfkd/metrics-ece';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { tidyValue } from '@tfkd/kd-core/testing';
 
 jest.setTimeout(120_000);
 
 describe('kd eval', () => {
   let tmp: string;
-  let out = '';
-  let err = '';
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-eval-'));
-    out = '';
-    err = '';
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
   });
   afterEach(() => {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -41,7 +32,8 @@ describe('kd eval', () => {
     model.dispose();
 
     const o = path.join(tmp, 'eval');
-    expect(await main(['eval', dir, '--data', 'fashion-mnist', '--subset', '--backend', 'cpu', '--out', o])).toBe(0);
+    const { code, out } = await runMain(['eval', dir, '--data', 'fashion-mnist', '--subset', '--backend', 'cpu', '--out', o]);
+    expect(code).toBe(0);
     expect(out).toContain('| metric | value |');
     expect(out).toContain(`| accuracy | ${accuracy.toFixed(4)} |`);
     const j = JSON.parse(fs.readFileSync(path.join(o, 'eval.json'), 'utf8'));
@@ -58,11 +50,11 @@ describe('kd eval', () => {
     const run = path.join(tmp, 'run');
     await saveModel(model, path.join(run, 'student'));
     model.dispose();
-    expect(await main(['eval', path.join(run, 'student'), '--data', 'fashion-mnist', '--subset', '--backend', 'cpu'])).toBe(0);
-    const direct = out;
-    out = '';
-    expect(await main(['eval', run, '--data', 'fashion-mnist', '--subset', '--backend', 'cpu'])).toBe(0);
-    expect(out).toBe(direct);
+    const direct = await runMain(['eval', path.join(run, 'student'), '--data', 'fashion-mnist', '--subset', '--backend', 'cpu']);
+    expect(direct.code).toBe(0);
+    const { code, out } = await runMain(['eval', run, '--data', 'fashion-mnist', '--subset', '--backend', 'cpu']);
+    expect(code).toBe(0);
+    expect(out).toBe(direct.out);
     expect(out).toContain(`${path.join(run, 'student')} on fashion-mnist-subset:test`);
   });
 
@@ -83,7 +75,8 @@ describe('kd eval', () => {
     const mean = logits[0].map((v, i) => (v + logits[1][i]) / 2);
     const direct = computeCalibration(Array.from(mean), test.labels, { input: 'logits', numClasses: 10 });
     const o = path.join(tmp, 'ens');
-    expect(await main(['eval', ...dirs, '--subset', '--backend', 'cpu', '--out', o])).toBe(0);
+    const { code, out } = await runMain(['eval', ...dirs, '--subset', '--backend', 'cpu', '--out', o]);
+    expect(code).toBe(0);
     expect(out).toContain('| metric | m4 | m5 | ensemble |');
     const j = JSON.parse(fs.readFileSync(path.join(o, 'eval.json'), 'utf8'));
     expect(Object.keys(j.metrics)).toEqual(['m4', 'm5', 'ensemble']);
@@ -96,7 +89,8 @@ describe('kd eval', () => {
   });
 
   it('a model folder that does not exist: KD_MODEL_LOAD, exit 2', async () => {
-    expect(await main(['eval', path.join(tmp, 'nope'), '--subset', '--backend', 'cpu'])).toBe(2);
+    const { code, err } = await runMain(['eval', path.join(tmp, 'nope'), '--subset', '--backend', 'cpu']);
+    expect(code).toBe(2);
     expect(err).toContain('error KD_MODEL_LOAD');
   });
 });

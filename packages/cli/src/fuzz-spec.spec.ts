@@ -24,7 +24,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { ERROR_CODES, isKdError, parseSpec, type KdError, type LifecycleBus } from '@tfkd/kd-core';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { runCommand } from './run';
 
 const SEED = 20261126;
@@ -501,30 +501,17 @@ describe('kd run on fuzzed specs', () => {
 });
 
 describe('kd run: the exit code of fuzzed cases through main()', () => {
-  const origErr = process.stderr.write.bind(process.stderr);
-  const origOut = process.stdout.write.bind(process.stdout);
-  let stderr = '';
-  beforeEach(() => {
-    stderr = '';
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    process.stdout.write = (() => true) as typeof process.stdout.write;
-  });
-  afterEach(() => {
-    process.stderr.write = origErr;
-    process.stdout.write = origOut;
-  });
-
   it('a KdError exits 2 with `error CODE at PATH: …` and a fix line; success exits 0', async () => {
     const dir = path.join(tmp, 'main');
     fs.mkdirSync(dir);
     const f = path.join(dir, 'spec.yaml');
     fs.writeFileSync(f, dump(BASES.scratch));
-    const run = (...extra: string[]) => main(['run', f, '--out', path.join(dir, `out-${caseNo++}`), '--cache-dir', cacheDir, '--quiet', ...extra]);
-    expect(await run()).toBe(0);
+    const run = (...extra: string[]) => runMain(['run', f, '--out', path.join(dir, `out-${caseNo++}`), '--cache-dir', cacheDir, '--quiet', ...extra]);
+    expect((await run()).code).toBe(0);
     for (const bad of [['--set', 'train.epochs=0'], ['--set', 'plugins[0].use=loss/nope'], ['--set', 'train.epochs=['], ['--set', 'x']]) {
-      stderr = '';
-      expect(await run(...bad)).toBe(2);
-      expect(stderr).toMatch(/^error KD_[A-Z_]+ at \S.*: .+\n {2}fix: .+/);
+      const { code, err } = await run(...bad);
+      expect(code).toBe(2);
+      expect(err).toMatch(/^error KD_[A-Z_]+ at \S.*: .+\n {2}fix: .+/);
     }
   });
 });

@@ -2,7 +2,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 
 // The plugin generator (tools/kd-plugin): generate a package, run its own tests, find it in
 // `kd list`, and stack it with sampler/unix in a spec. (In the CLI package: it uses `kd`.)
@@ -21,8 +21,6 @@ describe('plugin generator', () => {
   const name = `kd-gen-test-${process.pid}`;
   const dir = path.join(ROOT, 'packages', name);
   let tmp: string;
-  let out = '';
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
 
   beforeAll(() => {
     for (const [file, content] of pluginFiles({ name })) {
@@ -34,15 +32,6 @@ describe('plugin generator', () => {
   afterAll(() => {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  beforeEach(() => {
-    out = '';
-    process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-    process.stderr.write = (() => true) as typeof process.stderr.write;
-  });
-  afterEach(() => {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
   });
 
   it('writes a package whose own tests pass (value, gradient check, plugin contract)', () => {
@@ -57,7 +46,8 @@ describe('plugin generator', () => {
   });
 
   it('shows up in `kd list --package`', async () => {
-    expect(await main(['list', '--package', path.join(dir, 'src/index.ts')])).toBe(0);
+    const { code, out } = await runMain(['list', '--package', path.join(dir, 'src/index.ts')]);
+    expect(code).toBe(0);
     expect(out).toContain(`loss/${name}  (loss)`);
     expect(out).toMatch(/temperature: number = 4/);
   });
@@ -83,7 +73,7 @@ plugins:
 `,
     );
     const o = path.join(tmp, 'run');
-    expect(await main(['run', spec, '--out', o, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    expect((await runMain(['run', spec, '--out', o, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).code).toBe(0);
     const m = JSON.parse(fs.readFileSync(path.join(o, 'metrics.json'), 'utf8'));
     // UNIX keeps 12 of 16 per batch: 2 batches → 24 images back-propagated, teacher on 24.
     expect(m.ledger.roles.student.backwardImages).toBe(24);

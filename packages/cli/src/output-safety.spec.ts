@@ -20,7 +20,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { nodeStorage } from '@tfkd/engine/node';
 import type { KdError, Storage } from '@tfkd/kd-core';
-import { main } from './main';
+import { captureOutput, runMain } from './__fixtures__/run-main';
 import { existingOutput } from './output';
 import { runCommand } from './run';
 
@@ -29,19 +29,11 @@ import { runCommand } from './run';
 jest.setTimeout(120_000);
 
 let tmp: string;
-let stderr: string;
-const origErr = process.stderr.write.bind(process.stderr);
-const origOut = process.stdout.write.bind(process.stdout);
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-safety-'));
-  stderr = '';
-  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-  process.stdout.write = (() => true) as typeof process.stdout.write;
 });
 afterEach(() => {
   jest.restoreAllMocks();
-  process.stderr.write = origErr;
-  process.stdout.write = origOut;
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -93,8 +85,9 @@ describe('an --out that holds a run', () => {
     const out = path.join(tmp, 'notes');
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'todo.txt'), 'mine');
-    expect(await main(['run', spec(), '--out', out, '--quiet', '--cache-dir', path.join(tmp, 'cache')])).toBe(2);
-    expect(stderr).toBe(`error KD_OUTPUT_EXISTS at ${out}: ${out} already holds files that are not a finished run; this run would replace it\n  fix: give another --out, or add --overwrite to replace it (only once the new run has completed)\n`);
+    const { code, err } = await runMain(['run', spec(), '--out', out, '--quiet', '--cache-dir', path.join(tmp, 'cache')]);
+    expect(code).toBe(2);
+    expect(err).toBe(`error KD_OUTPUT_EXISTS at ${out}: ${out} already holds files that are not a finished run; this run would replace it\n  fix: give another --out, or add --overwrite to replace it (only once the new run has completed)\n`);
     expect(fs.readFileSync(path.join(out, 'todo.txt'), 'utf8')).toBe('mine');
 
     const stopped = path.join(tmp, 'stopped');
@@ -123,7 +116,7 @@ describe('a file-system failure under the run folder (injected at each fs call s
     const out = path.join(tmp, 'run');
     let hits = 0;
     mockFault = (name, args) => (name === fn && String(args[0]).startsWith(out) && ++hits ? errno(code) : null);
-    const e = await fail(runCommand(spec(), { out, cacheDir: path.join(tmp, 'cache'), quiet: true, signals: false })).finally(() => (mockFault = null));
+    const { value: e } = await captureOutput(() => fail(runCommand(spec(), { out, cacheDir: path.join(tmp, 'cache'), quiet: true, signals: false }))).finally(() => (mockFault = null));
     expect(hits).toBeGreaterThan(0);
     expect(e?.code).toBe('KD_OUTPUT_WRITE');
     expect(e?.message).toContain(`${code}: injected`);
@@ -137,10 +130,10 @@ describe('the sweep folder (kd sweep)', () => {
   it('writing sweep.json failing with ENOSPC: exit 2, KD_OUTPUT_WRITE with the fix, no half-written file', async () => {
     const out = path.join(tmp, 'sweep');
     mockFault = (name, args) => (name === 'writeFileSync' && String(args[0]).startsWith(out) ? errno('ENOSPC') : null);
-    const code = await main(['sweep', sweepFile, '--plan', '--out', out, '--quiet']).finally(() => (mockFault = null));
+    const { code, err } = await runMain(['sweep', sweepFile, '--plan', '--out', out, '--quiet']).finally(() => (mockFault = null));
     expect(code).toBe(2);
-    expect(stderr).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${out}/sweep\\.json: could not write .*ENOSPC: injected\n {2}fix: free space on that disk`, 'm'));
-    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(err).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${out}/sweep\\.json: could not write .*ENOSPC: injected\n {2}fix: free space on that disk`, 'm'));
+    expect(err).not.toMatch(/\n\s+at /);
     expect(fs.readdirSync(out)).toEqual([]);
   });
 });
@@ -155,10 +148,10 @@ describe('the teacher cache through the storage port', () => {
         return (nodeStorage[method] as (...a: unknown[]) => unknown)(p, ...rest);
       },
     };
-    const outcome = await runCommand(spec(), { out: path.join(tmp, 'run'), cacheDir, storage: broken, quiet: true, signals: false });
+    const { value: outcome, err } = await captureOutput(() => runCommand(spec(), { out: path.join(tmp, 'run'), cacheDir, storage: broken, quiet: true, signals: false }));
     expect(outcome.status).toBe('completed');
     expect((outcome.metrics.teachers as Record<string, { cached: boolean; dir: string | null }>).teacher).toMatchObject({ cached: false, dir: null });
-    expect(stderr).toMatch(/^warning: (the teacher cache .* cannot be written|teacher 'teacher' was trained but not cached)/m);
+    expect(err).toMatch(/^warning: (the teacher cache .* cannot be written|teacher 'teacher' was trained but not cached)/m);
     const left = fs.existsSync(cacheDir) ? execFileSync('find', [cacheDir, '-type', 'f'], { encoding: 'utf8' }).trim() : '';
     expect(left).toBe('');
   });
@@ -195,22 +188,24 @@ onTmpfs('real file systems (tmpfs)', () => {
 
   it('read-only: --out there is KD_OUTPUT_WRITE before anything trains; a cache there is a warning and the run goes on', async () => {
     const ro = mount('ro');
-    expect(await main(['run', spec(), '--out', path.join(ro, 'run'), '--quiet', '--cache-dir', path.join(tmp, 'cache')])).toBe(2);
-    expect(stderr).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${ro}/run\\.incomplete: could not create the staging folder .*EROFS`));
-    expect(stderr).toMatch(/\n {2}fix: the file system is read-only: give --out a folder on a writable one\n$/);
-    expect(stderr).not.toMatch(/\n\s+at /);
-    stderr = '';
-    expect(await main(['run', spec(), '--out', path.join(tmp, 'run'), '--quiet', '--cache-dir', path.join(ro, 'cache')])).toBe(0);
-    expect(stderr).toMatch(/^warning: the teacher cache .* cannot be written .*EROFS/m);
+    const refused = await runMain(['run', spec(), '--out', path.join(ro, 'run'), '--quiet', '--cache-dir', path.join(tmp, 'cache')]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${ro}/run\\.incomplete: could not create the staging folder .*EROFS`));
+    expect(refused.err).toMatch(/\n {2}fix: the file system is read-only: give --out a folder on a writable one\n$/);
+    expect(refused.err).not.toMatch(/\n\s+at /);
+    const uncached = await runMain(['run', spec(), '--out', path.join(tmp, 'run'), '--quiet', '--cache-dir', path.join(ro, 'cache')]);
+    expect(uncached.code).toBe(0);
+    expect(uncached.err).toMatch(/^warning: the teacher cache .* cannot be written .*EROFS/m);
   });
 
   it('read-only: a sweep folder there is KD_OUTPUT_WRITE before any cell is planned', async () => {
     const ro = mount('ro');
     const sweepFile = path.resolve(__dirname, '..', '..', '..', 'examples', 'sweeps', 'demo.yaml');
     const t0 = Date.now();
-    expect(await main(['sweep', sweepFile, '--plan', '--out', path.join(ro, 'sweep'), '--quiet'])).toBe(2);
-    expect(stderr).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${ro}/sweep: could not create the sweep folder .*EROFS`));
-    expect(stderr).not.toMatch(/\n\s+at /);
+    const { code, err } = await runMain(['sweep', sweepFile, '--plan', '--out', path.join(ro, 'sweep'), '--quiet']);
+    expect(code).toBe(2);
+    expect(err).toMatch(new RegExp(`^error KD_OUTPUT_WRITE at ${ro}/sweep: could not create the sweep folder .*EROFS`));
+    expect(err).not.toMatch(/\n\s+at /);
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 
@@ -218,8 +213,8 @@ onTmpfs('real file systems (tmpfs)', () => {
     const small = mount('size=256k');
     const out = path.join(small, 'run');
     // a 784-512-3 student: its weights (1.6 MB) cannot fit in 256 kB
-    const e = await fail(
-      runCommand(spec(), { out, cacheDir: path.join(tmp, 'cache'), quiet: true, signals: false, set: ['data.shape=[28, 28, 1]', 'student.options.hidden=[512]'] }),
+    const { value: e } = await captureOutput(() =>
+      fail(runCommand(spec(), { out, cacheDir: path.join(tmp, 'cache'), quiet: true, signals: false, set: ['data.shape=[28, 28, 1]', 'student.options.hidden=[512]'] })),
     );
     expect(e?.code).toBe('KD_OUTPUT_WRITE');
     expect(e?.message).toMatch(/ENOSPC/);

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { LifecycleBus } from '@tfkd/kd-core';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { runCommand } from './run';
 
 // The plan → execute split through `kd run`: a spec is checked whole (teachers it would train
@@ -10,21 +10,11 @@ import { runCommand } from './run';
 jest.setTimeout(120_000);
 
 let tmp: string;
-let stderr: string;
-let stdout: string;
-const origErr = process.stderr.write.bind(process.stderr);
-const origOut = process.stdout.write.bind(process.stdout);
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-plan-'));
-  stderr = '';
-  stdout = '';
-  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-  process.stdout.write = ((s: string) => ((stdout += s), true)) as typeof process.stdout.write;
 });
 afterEach(() => {
-  process.stderr.write = origErr;
-  process.stdout.write = origOut;
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -73,9 +63,9 @@ describe('kd run plans before it trains', () => {
   });
 
   it('the same spec through main(): exit 2 and the coded error on stderr', async () => {
-    const code = await main(['run', write('typo.yaml', missingTap), '--out', path.join(tmp, 'run'), '--cache-dir', path.join(tmp, 'cache'), '--quiet']);
+    const { code, err } = await runMain(['run', write('typo.yaml', missingTap), '--out', path.join(tmp, 'run'), '--cache-dir', path.join(tmp, 'cache'), '--quiet']);
     expect(code).toBe(2);
-    expect(stderr).toMatch(/^error KD_TAP_UNKNOWN at plugins\[1\]: /m);
+    expect(err).toMatch(/^error KD_TAP_UNKNOWN at plugins\[1\]: /m);
     expect(fs.readdirSync(tmp).sort()).toEqual(['typo.yaml']);
   });
 });
@@ -98,26 +88,27 @@ describe('kd run --plan', () => {
   it("prints each run with its own recipe, trains nothing; the teacher's recipe and key do not follow --set train.*", async () => {
     const f = write('kd.yaml', tinyKd);
     const cache = path.join(tmp, 'cache');
-    expect(await main(['run', f, '--plan', '--cache-dir', cache, '--out', path.join(tmp, 'run')])).toBe(0);
-    const first = stdout.trim().split('\n');
+    const plan1 = await runMain(['run', f, '--plan', '--cache-dir', cache, '--out', path.join(tmp, 'run')]);
+    expect(plan1.code).toBe(0);
+    const first = plan1.out.trim().split('\n');
     expect(first[0]).toBe('plan: 2 runs, data synthetic (64 train / 32 test), backend cpu');
     expect(first[1]).toMatch(/^1\. teacher 'teacher': mlp from labels; 2 epochs × batch 32, adam lr 0\.01 — trained, then cached in .*teachers\/([0-9a-f]{16})$/);
     expect(first[2]).toBe('2. distill: teacher mlp, student mlp; plugins loss/cross-entropy, loss/hinton-kd; 3 epochs × batch 16, sgd lr 0.05 momentum 0.9');
     expect(fs.readdirSync(tmp).sort()).toEqual(['kd.yaml']);
 
     // the run's `train:` is the student's: overriding it changes the main run, not the teacher
-    stdout = '';
-    expect(await main(['run', f, '--plan', '--cache-dir', cache, '--set', 'train.epochs=7', '--set', 'train.batchSize=8'])).toBe(0);
-    const second = stdout.trim().split('\n');
+    const plan2 = await runMain(['run', f, '--plan', '--cache-dir', cache, '--set', 'train.epochs=7', '--set', 'train.batchSize=8']);
+    expect(plan2.code).toBe(0);
+    const second = plan2.out.trim().split('\n');
     expect(second[1]).toBe(first[1]);
     expect(second[2]).toContain('7 epochs × batch 8');
 
     // once the teacher is trained, the plan says it will be loaded from the cache
-    expect(await main(['run', f, '--quiet', '--cache-dir', cache, '--out', path.join(tmp, 'run')])).toBe(0);
-    stdout = '';
-    expect(await main(['run', f, '--plan', '--cache-dir', cache, '--set', 'train.epochs=7'])).toBe(0);
+    expect((await runMain(['run', f, '--quiet', '--cache-dir', cache, '--out', path.join(tmp, 'run')])).code).toBe(0);
+    const plan3 = await runMain(['run', f, '--plan', '--cache-dir', cache, '--set', 'train.epochs=7']);
+    expect(plan3.code).toBe(0);
     const key = /teachers\/([0-9a-f]{16})$/.exec(first[1])?.[1];
-    expect(stdout.split('\n')[1]).toMatch(new RegExp(`^1\\. teacher 'teacher': mlp from labels; .* — cached, loaded from .*teachers/${key}$`));
+    expect(plan3.out.split('\n')[1]).toMatch(new RegExp(`^1\\. teacher 'teacher': mlp from labels; .* — cached, loaded from .*teachers/${key}$`));
     expect(fs.readdirSync(path.join(cache, 'teachers'))).toEqual([key]);
   });
 });

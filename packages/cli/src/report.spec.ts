@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { type Browser, chromium } from 'playwright-core';
 import type { SweepTable } from '@tfkd/sweep';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { curvesInputOf, reportHtml } from './report';
 import { findAll, hasClass, parseSvg, textOf } from './svg';
 
@@ -40,23 +40,13 @@ eval: [accuracy, ece]
 
 let tmp: string;
 let run: string;
-const quiet = <T>(fn: () => Promise<T>): Promise<T> => {
-  const out = process.stdout.write.bind(process.stdout);
-  const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  return fn().finally(() => {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  });
-};
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tfkd-report-'));
   const spec = path.join(tmp, 'kd-tiny.yaml');
   fs.writeFileSync(spec, tiny);
   run = path.join(tmp, 'run');
-  expect(await quiet(() => main(['run', spec, '--out', run, '--cache-dir', path.join(tmp, 'cache'), '--quiet']))).toBe(0);
+  expect((await runMain(['run', spec, '--out', run, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).code).toBe(0);
 }, 120_000);
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -75,7 +65,7 @@ describe('kd report', () => {
   });
 
   it('writes one self-contained HTML file: spec, metrics table, cost ledger, curves, reliability diagrams', async () => {
-    expect(await quiet(() => main(['report', run]))).toBe(0);
+    expect((await runMain(['report', run])).code).toBe(0);
     const html = fs.readFileSync(path.join(run, 'report.html'), 'utf8');
     for (const h of ['Metrics (test split, last epoch)', 'Cost ledger', 'Training curves', 'Reliability diagrams', 'Spec (spec.resolved.yaml)']) expect(html).toContain(`<h2>${h}</h2>`);
     expect(html).toContain('<td>teacher</td>');
@@ -106,7 +96,7 @@ describe('kd report', () => {
   it('opens in headless Chromium with no console error, and its screenshot shows non-empty charts', async () => {
     if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\`, or set TFKD_CHROMIUM`);
     const file = path.join(run, 'report.html');
-    if (!fs.existsSync(file)) await quiet(() => main(['report', run]));
+    if (!fs.existsSync(file)) await runMain(['report', run]);
     let browser: Browser | null = null;
     try {
       // playwright gives the browser a fresh temporary profile (--user-data-dir) of its own.

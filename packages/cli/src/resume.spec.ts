@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { StopRequest } from './run';
 
 // Issue #11: checkpoints, resume and interruption, through `kd` in child processes (a real
@@ -251,9 +251,6 @@ describe('a checkpoint that cannot be written', () => {
   // A third-party plugin (loaded through `packages:`) whose state at the end of epoch 2 is not JSON
   // (a BigInt) and which throws at the start of epoch 3 when told to.
   const flags = { badStateAt: 0, throwAt: 0 };
-  let stderr = '';
-  const origErr = process.stderr.write.bind(process.stderr);
-  const origOut = process.stdout.write.bind(process.stdout);
 
   beforeAll(async () => {
     const { definePlugin, PLUGIN_DEFINITION } = await import('@tfkd/kd-core');
@@ -288,25 +285,17 @@ describe('a checkpoint that cannot be written', () => {
     fs.writeFileSync(at('flaky.js'), 'module.exports = { kdModule: global.__flakyModule };');
     fs.writeFileSync(at('flaky.yaml'), `${CPU_SPEC}packages: [./flaky.js]\n`.replace('  - use: loss/cross-entropy', '  - use: test/flaky-state\n  - use: loss/cross-entropy'));
   });
-  beforeEach(() => {
-    stderr = '';
-    process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
-    process.stdout.write = (() => true) as typeof process.stdout.write;
-  });
-  afterEach(() => {
-    process.stderr.write = origErr;
-    process.stdout.write = origOut;
-  });
 
   it('the run warns and keeps the last good checkpoint; when it then fails, the staging folder stays and resumes to the uninterrupted result', async () => {
     const spec = at('flaky.yaml');
     const common = ['--cache-dir', at('cache'), '--quiet'];
     Object.assign(flags, { badStateAt: 2, throwAt: 3 });
-    expect(await main(['run', spec, '--out', at('flaky'), ...common])).toBe(2);
-    expect(stderr).toContain('warning: checkpoint not written (the previous one is kept): KD_OUTPUT_WRITE at ');
-    expect(stderr).toContain('BigInt');
-    expect(stderr).toContain("error KD_PLUGIN_FAILED");
-    expect(stderr).toContain(`the last checkpoint is kept in ${at('flaky.incomplete')}: continue with \`kd run ${spec} --resume ${at('flaky.incomplete')}\``);
+    const { code, err } = await runMain(['run', spec, '--out', at('flaky'), ...common]);
+    expect(code).toBe(2);
+    expect(err).toContain('warning: checkpoint not written (the previous one is kept): KD_OUTPUT_WRITE at ');
+    expect(err).toContain('BigInt');
+    expect(err).toContain("error KD_PLUGIN_FAILED");
+    expect(err).toContain(`the last checkpoint is kept in ${at('flaky.incomplete')}: continue with \`kd run ${spec} --resume ${at('flaky.incomplete')}\``);
     expect(fs.existsSync(at('flaky'))).toBe(false);
     expect(fs.readdirSync(at('flaky.incomplete')).filter((n) => n.startsWith('checkpoint'))).toEqual(['checkpoint']);
     const kept = JSON.parse(fs.readFileSync(at('flaky.incomplete', 'checkpoint', 'checkpoint.json'), 'utf8'));
@@ -316,8 +305,8 @@ describe('a checkpoint that cannot be written', () => {
     expect(kept.plugins[0]).toMatchObject({ name: 'test/flaky-state', state: { epoch: 1 } });
 
     Object.assign(flags, { badStateAt: 0, throwAt: 0 });
-    expect(await main(['run', spec, '--out', at('flaky-whole'), ...common])).toBe(0);
-    expect(await main(['run', spec, '--resume', at('flaky.incomplete'), ...common])).toBe(0);
+    expect((await runMain(['run', spec, '--out', at('flaky-whole'), ...common])).code).toBe(0);
+    expect((await runMain(['run', spec, '--resume', at('flaky.incomplete'), ...common])).code).toBe(0);
     const whole = results('flaky-whole');
     const cont = results('flaky');
     expect(comparable(cont)).toEqual(comparable(whole));

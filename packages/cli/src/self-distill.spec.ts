@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { isKdError, parseSpec } from '@tfkd/kd-core';
 import { executePlan, planRun, type TrainingState } from '@tfkd/engine';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 import { defaultRegistry } from './modules';
 
 // kd run with @tfkd/self-distill: born-again generations through the CLI's call site, and a
@@ -11,17 +11,11 @@ import { defaultRegistry } from './modules';
 jest.setTimeout(120_000);
 
 let tmp: string;
-const origErr = process.stderr.write.bind(process.stderr);
-const origOut = process.stdout.write.bind(process.stdout);
 
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-self-'));
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  process.stdout.write = (() => true) as typeof process.stdout.write;
 });
 afterEach(() => {
-  process.stderr.write = origErr;
-  process.stdout.write = origOut;
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -45,7 +39,7 @@ describe('kd run: self/born-again', () => {
     fs.writeFileSync(f, bornAgain(2));
     const cache = path.join(tmp, 'cache');
     const out = path.join(tmp, 'run');
-    expect(await main(['run', f, '--out', out, '--cache-dir', cache, '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', cache, '--quiet'])).code).toBe(0);
     const m = metricsOf(out);
     expect(Object.keys(m.eval).sort()).toEqual(['ensemble', 'gen.1', 'gen.2']);
     expect(m.eval['gen.2']).toEqual(expect.objectContaining({ accuracy: expect.any(Number), ece: expect.any(Number), brier: expect.any(Number) }));
@@ -57,7 +51,7 @@ describe('kd run: self/born-again', () => {
 
     fs.writeFileSync(f, bornAgain(3));
     const out2 = path.join(tmp, 'run2');
-    expect(await main(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out2, '--cache-dir', cache, '--quiet'])).code).toBe(0);
     const m2 = metricsOf(out2);
     expect(Object.values(m2.teachers).map((t) => (t as { cached: boolean }).cached)).toEqual([true, true, false]);
     expect(m2.eval['gen.1'].accuracy).toBe(m.eval['gen.1'].accuracy);
@@ -80,9 +74,8 @@ describe('kd run: self/born-again', () => {
     const f = path.join(tmp, 'ban-teacher.yaml');
     fs.writeFileSync(f, `${bornAgain(2)}teacher: { model: mlp, options: { hidden: [8] }, train: { epochs: 1 } }\n`);
     const cache = path.join(tmp, 'cache');
-    let err = '';
-    process.stderr.write = ((x: string) => ((err += x), true)) as typeof process.stderr.write;
-    expect(await main(['run', f, '--out', path.join(tmp, 'run'), '--cache-dir', cache, '--quiet'])).toBe(2);
+    const { code, err } = await runMain(['run', f, '--out', path.join(tmp, 'run'), '--cache-dir', cache, '--quiet']);
+    expect(code).toBe(2);
     expect(err).toMatch(/^error KD_SPEC_INVALID at teacher: 'self\/born-again' trains its own teachers/);
     expect(fs.existsSync(path.join(cache, 'teachers'))).toBe(false);
     expect(fs.existsSync(path.join(tmp, 'run'))).toBe(false);
@@ -106,7 +99,7 @@ eval: [accuracy, ece]
 `,
     );
     const out = path.join(tmp, 'run');
-    expect(await main(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).toBe(0);
+    expect((await runMain(['run', f, '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--quiet'])).code).toBe(0);
     const m = metricsOf(out);
     for (const e of ['student:head1', 'student:head2', 'student:deep', 'student:ensemble']) {
       expect(m.eval[e]).toEqual(expect.objectContaining({ accuracy: expect.any(Number), ece: expect.any(Number), flopsPerImage: expect.any(Number) }));

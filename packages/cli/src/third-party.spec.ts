@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { main } from './main';
+import { runMain } from './__fixtures__/run-main';
 
 jest.setTimeout(120_000);
 const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
@@ -20,12 +20,8 @@ describe('third-party plugin package (examples/third-party-plugin)', () => {
 
   it('is loaded by the spec’s `packages:` and trains through `kd run`', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-3p-'));
-    const write = process.stderr.write.bind(process.stderr);
-    const out = process.stdout.write.bind(process.stdout);
-    process.stderr.write = (() => true) as typeof process.stderr.write;
-    process.stdout.write = (() => true) as typeof process.stdout.write;
     try {
-      const code = await main([
+      const { code } = await runMain([
         'run', path.join(EXAMPLES, 'third-party.yaml'), '--out', path.join(tmp, 'run'), '--quiet', '--backend', 'cpu',
         '--set', 'data={name: synthetic, train: 64, test: 32, numClasses: 10}', '--set', 'train.epochs=1',
       ]);
@@ -37,8 +33,6 @@ describe('third-party plugin package (examples/third-party-plugin)', () => {
       expect(h.train['loss/confidence-penalty']).toBeGreaterThanOrEqual(-Math.log(10));
       expect(h.train.loss).toBeCloseTo(h.train['loss/cross-entropy'] + 0.1 * h.train['loss/confidence-penalty'], 5);
     } finally {
-      process.stderr.write = write;
-      process.stdout.write = out;
       fs.rmSync(tmp, { recursive: true, force: true });
     }
   });

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type Engine, planRun, startPlan } from '@tfkd/engine';
 import { RunSpec, supportedTasks, type RunSpecInput, type Task } from '@tfkd/kd-core';
 import { defaultRegistry } from './modules';
+import { relErr } from './__fixtures__/rel-err';
 
 // Issue: every dense loss (`task: detection | segmentation`, @tfkd/dense) trains on wasm like on cpu,
 // as wasm-train.spec.ts checks for the classification losses. One step on each backend from the same
@@ -74,17 +75,6 @@ async function oneStep(
   } finally {
     engine.dispose();
   }
-}
-
-/** max |a − b| / max |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let s = 1e-30;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
-  }
-  return d / s;
 }
 
 const maxAbs = (a: Float32Array): number => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -194,13 +184,13 @@ describe('every dense loss trains on wasm like on cpu', () => {
       const update = minus(w, cpu.before[k]);
       check(
         `${k}: initial weights, wasm vs cpu (equal)`,
-        relErr(wasm.before[k], cpu.before[k]),
+        relErr(wasm.before[k], cpu.before[k], 1e-30),
         Number.MIN_VALUE,
       );
-      check(`${k}: updated weights, wasm vs cpu`, relErr(wasm.after[k], w), 1e-4);
+      check(`${k}: updated weights, wasm vs cpu`, relErr(wasm.after[k], w, 1e-30), 1e-4);
       check(
         `${k}: the update, wasm vs cpu`,
-        relErr(minus(wasm.after[k], wasm.before[k]), update),
+        relErr(minus(wasm.after[k], wasm.before[k]), update, 1e-30),
         c.updateTol ?? 1e-4,
       );
       check(

@@ -3,6 +3,7 @@ import { Engine, planRun, startPlan } from '@tfkd/engine';
 import { RunSpec, supportedTasks, type RunSpecInput } from '@tfkd/kd-core';
 import { MODEL_ZOO } from '@tfkd/models';
 import { defaultRegistry } from './modules';
+import { relErr } from './__fixtures__/rel-err';
 
 // Issue: every zoo model and every loss trains on wasm. One step on wasm must give the same loss and
 // the same updated weights as the same step on cpu (same seed, same batch).
@@ -36,16 +37,6 @@ async function oneStep(backend: 'cpu' | 'wasm', over: Partial<RunSpecInput>): Pr
   } finally {
     engine.dispose();
   }
-}
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let s = 1e-6;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    s = Math.max(s, Math.abs(b[i]));
-  }
-  return d / s;
 }
 
 describe('every zoo model trains on wasm like on cpu', () => {
