@@ -34,7 +34,7 @@ const CONFIG = {
   font: 'sans-serif',
   view: { stroke: '#dddddd' },
   axis: { labelFontSize: 11, titleFontSize: 12, titleFontWeight: 'normal', grid: true, gridColor: '#eeeeee' },
-  legend: { labelFontSize: 11, titleFontSize: 11, orient: 'bottom', direction: 'horizontal' },
+  legend: { labelFontSize: 11, titleFontSize: 11, orient: 'bottom', direction: 'horizontal', labelLimit: 0 },
   title: { fontSize: 13, anchor: 'start' },
 };
 
@@ -142,7 +142,7 @@ async function downscale() {
     },
     layer: [
       { mark: { type: 'line', point: true }, encoding: { y: { field: 'mean', type: 'quantitative', title: 'test accuracy %', scale: { zero: false } } } },
-      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' } } },
+      { mark: { type: 'errorbar', ticks: true }, encoding: { y: { field: 'low', type: 'quantitative', title: 'test accuracy %' }, y2: { field: 'high' } } },
     ],
   };
   const file = path.join(OUT, 'thesis-downscale.svg');
