@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { peekCheckpoint } from '@tfkd/engine/node';
-import { KEYS, connection, startEmbeddedRedis, writeTable, type SweepPlan } from '@tfkd/sweep';
+import { KEYS, connection, readSweepFolder, startEmbeddedRedis, writeTable } from '@tfkd/sweep';
 import { runCommand } from './run';
 import { BIN, plainEnv } from './__fixtures__/kd-child';
 
@@ -116,7 +116,7 @@ baseline: { stack: ce }
     const interrupted = metricsOf(work(stopped));
     expect(interrupted.status).toBe('interrupted');
     expect(interrupted.checkpoint?.step).toBeGreaterThan(0);
-    const plan = JSON.parse(fs.readFileSync(path.join(out(), 'sweep.json'), 'utf8')) as SweepPlan;
+    const plan = readSweepFolder(out()); // its paths absolute again (sweep.json keeps them relative)
     const afterFirst = snapshot(finished());
 
     // 2. Run again; once one more cell finished and another is past its first epoch end, SIGKILL the
@@ -148,7 +148,7 @@ baseline: { stack: ce }
     expect(third.status).toBe(0);
     expect(third.stderr).toContain('1 cell left running by a previous kd sweep goes back to the queue');
     expect(lastJson(third.stdout).submitted).toMatchObject({ cells: 3, enqueued: 0 });
-    expect(lastJson(third.stdout).status).toEqual({ done: 3, running: 0, failed: 0, waiting: 0, cancelled: 0 });
+    expect(lastJson(third.stdout).status).toEqual({ done: 3, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 });
     for (const [name, before] of done) {
       expect(fs.readFileSync(at('sweeps', 'again', 'runs', name, 'metrics.json'))).toEqual(before.bytes);
       expect(fs.statSync(at('sweeps', 'again', 'runs', name, 'metrics.json')).mtimeMs).toBe(before.mtime);

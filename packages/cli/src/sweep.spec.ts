@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Queue } from 'bullmq';
-import { KEYS, QUEUE, connection, freePort, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
+import { KEYS, QUEUE, connection, freePort, readSweepFolder, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
 import { runCommand } from './run';
 import { BIN, plainEnv } from './__fixtures__/kd-child';
 
@@ -102,8 +102,8 @@ describe('kd sweep on a private redis-server', () => {
     expect(out.cells).toBe(8);
     // 8 cells, all behind the spec's teacher (a flow: the teacher job, and the release job that enqueues them).
     expect(out.submitted).toMatchObject({ cells: 8, enqueued: 10, done: 0, pending: 0, retried: 0 });
-    expect(out.status).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0 });
-    plan = JSON.parse(fs.readFileSync(at('sweeps', 'grid', 'sweep.json'), 'utf8'));
+    expect(out.status).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 });
+    plan = readSweepFolder(at('sweeps', 'grid')); // its paths absolute again (sweep.json keeps them relative)
     expect(new Set(plan.cells.map((c) => c.id)).size).toBe(8);
     expect(Object.keys(plan.teachers)).toHaveLength(1);
     expect(Object.values(plan.teachers)[0].cells).toHaveLength(8);
@@ -144,7 +144,7 @@ describe('kd sweep on a private redis-server', () => {
     expect(r.status).toBe(0);
     expect(lastJson(r.stdout).submitted).toEqual({ sweep: plan.id, cells: 8, enqueued: 0, done: 8, pending: 0, retried: 0 });
     const status = kd(['sweep', 'status', 'grid.yaml', '--json']);
-    expect(JSON.parse(status.stdout).counts).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0 });
+    expect(JSON.parse(status.stdout).counts).toEqual({ done: 8, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 });
   });
 
   it('refuses a sweep with invalid cells before anything is enqueued: one coded error per bad cell', () => {
@@ -393,7 +393,7 @@ describe('kd worker on a shared Redis', () => {
     expect(c.status).toBe(0);
     expect(lastJson(c.stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 0 });
     const counts = () => JSON.parse(kd(['sweep', 'status', 'cancel.yaml', '--redis', redis.url, '--json']).stdout).counts;
-    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 2, cancelled: 2 });
+    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 2, cancelled: 2, unqueued: 0 });
     const client = connection(redis.url);
     const queue = new Queue(QUEUE, { connection: client });
     const releaseHolds = async () =>
@@ -405,7 +405,7 @@ describe('kd worker on a shared Redis', () => {
     const back = kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']);
     expect(lastJson(back.stdout).submitted).toMatchObject({ cells: 4, enqueued: 2, pending: 2, done: 0 });
     expect(await releaseHolds()).toEqual(plan.cells.map((x) => x.id).sort());
-    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 4, cancelled: 0 });
+    expect(counts()).toEqual({ done: 0, running: 0, failed: 0, waiting: 4, cancelled: 0, unqueued: 0 });
     // Every cell cancelled: the emptied release goes with its teacher job; submitted again, a new pair holds them all.
     expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 4, running: 0, done: 0 });
     expect(await releaseHolds()).toEqual([]);
@@ -424,14 +424,14 @@ describe('kd worker on a shared Redis', () => {
       expect((release?.data as { cells: { id: string }[] }).cells.map((x) => x.id).sort()).toEqual([...scratch].sort());
       await new Promise((r) => setTimeout(r, 1000));
       for (const id of kdCells) expect(await queue.getJob(id)).toBeUndefined();
-      expect(counts()).toEqual({ done: 2, running: 0, failed: 0, waiting: 0, cancelled: 2 });
+      expect(counts()).toEqual({ done: 2, running: 0, failed: 0, waiting: 0, cancelled: 2, unqueued: 0 });
       // Cancelling the whole sweep now: the finished cells stay.
       expect(lastJson(kd(['sweep', 'cancel', 'cancel.yaml', '--redis', redis.url, '--json']).stdout)).toEqual({ sweep: plan.id, cancelled: 2, running: 0, done: 2 });
       // Submitted again: the cancelled cells are queued (their teacher is in Redis now) and run.
       const again = kd(['sweep', 'cancel.yaml', '--redis', redis.url, '--detach', '--quiet']);
       expect(lastJson(again.stdout).submitted).toMatchObject({ cells: 4, enqueued: 2, done: 2 });
       await until('every cell done', async () => (await Promise.all(plan.cells.map((x) => client.exists(KEYS.run(x.id))))).every(Boolean), 300_000);
-      expect(counts()).toEqual({ done: 4, running: 0, failed: 0, waiting: 0, cancelled: 0 });
+      expect(counts()).toEqual({ done: 4, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 });
     } finally {
       await queue.close();
       w.kill('SIGTERM');
@@ -439,4 +439,21 @@ describe('kd worker on a shared Redis', () => {
       client.disconnect();
     }
   }, 700_000);
+
+  it('kd sweep status of a sweep only planned: its cells are not queued (not waiting), with how to submit it', () => {
+    fs.writeFileSync(at('planned.yaml'), 'spec: base.yaml\nset: [teacher.seed=41]\naxes:\n  stack:\n    scratch: [{ use: loss/cross-entropy }]\n  seed: [41, 42]\n');
+    expect(kd(['sweep', 'planned.yaml', '--plan', '--quiet']).status).toBe(0);
+    const text = kd(['sweep', 'status', 'planned.yaml', '--redis', redis.url]);
+    expect(text.status).toBe(0);
+    expect(text.stdout.split('\n').slice(0, 4)).toEqual([
+      expect.stringMatching(/^sweep planned \(s-\w+\): 0 done, 0 running, 0 failed, 0 waiting, 2 not queued$/),
+      `no cell of this sweep is queued in this Redis (planned only, or submitted to another Redis): submit it with kd sweep planned.yaml --redis ${redis.url} --detach`,
+      '  not queued scratch seed 41',
+      '  not queued scratch seed 42',
+    ]);
+    const json = JSON.parse(kd(['sweep', 'status', 'planned.yaml', '--redis', redis.url, '--json']).stdout);
+    expect(json.counts).toEqual({ done: 0, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 2 });
+    // --watch does not wait for cells no worker will ever see.
+    expect(kd(['sweep', 'status', 'planned.yaml', '--redis', redis.url, '--watch', '--json']).status).toBe(0);
+  });
 });

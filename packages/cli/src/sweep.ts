@@ -46,7 +46,9 @@ export const runCell: RunCell = async (cell) => {
 };
 
 const line = (s: SweepStatus) =>
-  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.eta !== null && s.counts.done < s.cells.length ? `, ETA ${Math.round(s.eta)} s` : ''}`;
+  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.counts.unqueued ? `, ${s.counts.unqueued} not queued` : ''}${s.eta !== null && s.counts.waiting + s.counts.running > 0 ? `, ETA ${Math.round(s.eta)} s` : ''}`;
+/** A cell's state as `kd sweep status` lists it (`unqueued`: not in this Redis). */
+const stateLabel = (state: SweepStatus['cells'][number]['state']) => (state === 'unqueued' ? 'not queued' : state);
 
 export interface SweepCliOptions {
   redis?: string;
@@ -133,7 +135,10 @@ function sweepFolder(file: string | undefined, out: string | undefined): string 
   return path.resolve('.');
 }
 
-/** `kd sweep status`: done / running / failed / waiting, ETA; with --watch, until the sweep ends. */
+/**
+ * `kd sweep status`: done / running / failed / waiting (cancelled, not queued), ETA; with --watch, until
+ * no cell is left waiting or running (a cell not queued in this Redis is not waited for).
+ */
 export async function sweepStatusCommand(file: string | undefined, o: { out?: string; redis?: string; json?: boolean; watch?: boolean }): Promise<string> {
   const out = sweepFolder(file, o.out);
   return withSweepRedis(out, o.redis, async (redis, plan) => {
@@ -145,12 +150,16 @@ export async function sweepStatusCommand(file: string | undefined, o: { out?: st
     }
     if (o.json) return JSON.stringify({ sweep: plan.id, ...s });
     const byId = new Map(plan.cells.map((c) => [c.id, c]));
+    const width = s.counts.unqueued ? 'not queued'.length : 7;
     const rows = s.cells.map((c) => {
       const cell = byId.get(c.id);
       const p = c.progress ? ` (${c.progress.phase} epoch ${c.progress.epoch}/${c.progress.epochs})` : '';
-      return `  ${c.state.padEnd(7)} ${cell?.row} seed ${cell?.seed}${p}${c.error ? `: ${c.error}` : ''}`;
+      return `  ${stateLabel(c.state).padEnd(width)} ${cell?.row} seed ${cell?.seed}${p}${c.error ? `: ${c.error}` : ''}`;
     });
-    return [`sweep ${plan.name} (${plan.id}): ${line(s)}`, ...rows].join('\n');
+    // Nothing of the sweep in this Redis: planned only (--plan), or submitted to another Redis.
+    const submit = `kd sweep ${file ?? 'FILE'}${o.out ? ` --out ${o.out}` : ''} --redis ${o.redis ?? 'URL'} --detach`;
+    const hint = s.cells.length > 0 && s.counts.unqueued === s.cells.length ? [`no cell of this sweep is queued in this Redis (planned only, or submitted to another Redis): submit it with ${submit}`] : [];
+    return [`sweep ${plan.name} (${plan.id}): ${line(s)}`, ...hint, ...rows].join('\n');
   });
 }
 

@@ -141,7 +141,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
     await addCells(queue, ready, opts.first === true);
     out.enqueued += ready.length;
     for (const [key, cells] of behind) {
-      const releaseId = `r-${key}-${plan.id.slice(2, 10)}`;
+      const releaseId = releaseJobId(key, plan.id);
       const release = await queue.getJob(releaseId);
       if (release) {
         // Its teacher is still being trained. Cells `kd sweep cancel` took out of this release go back
@@ -181,21 +181,33 @@ export async function addCells(queue: Queue, cells: readonly CellJob[], first: b
   for (const c of order) await queue.add('cell', c, { ...JOB_OPTIONS, jobId: c.id, ...(first ? { lifo: true } : {}) });
 }
 
-export type CellState = 'done' | 'running' | 'failed' | 'waiting' | 'cancelled';
+/**
+ * `waiting`: queued, or held by a release job of the sweep until its teacher is trained. `unqueued`:
+ * none of these and not cancelled — not in this Redis (the sweep only planned, submitted to another
+ * Redis, or its job removed): nothing will run it until the sweep is submitted here.
+ */
+export type CellState = 'done' | 'running' | 'failed' | 'waiting' | 'cancelled' | 'unqueued';
 
 export interface SweepStatus {
   counts: Record<CellState, number>;
   cells: { id: string; state: CellState; progress?: { phase: string; epoch: number; epochs: number }; error?: string; attempts?: number }[];
-  /** Seconds left: mean seconds of a finished cell × cells left / cells running (null before the first finishes). */
+  /** Seconds left: mean seconds of a finished cell × cells left (waiting, running) / cells running (null before the first finishes). */
   eta: number | null;
 }
 
-/** Where each cell of a sweep stands; a cell not yet enqueued (behind its teacher) is waiting. */
-export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis): Promise<SweepStatus> {
+/**
+ * Where each cell of a sweep stands. A cell with no job yet waits when a release job of this sweep
+ * holds it (behind its teacher); otherwise it is `unqueued` (or `cancelled`, when `kd sweep cancel` took it out).
+ */
+export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: Redis): Promise<SweepStatus> {
   const queue = new Queue(QUEUE, { connection: redis });
   try {
-    const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0, cancelled: 0 };
+    const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 };
     const cells: SweepStatus['cells'] = [];
+    // The release jobs before the cells: a release completes only once its cells are queued, so a
+    // cell read afterwards with no job was not released by it (read the other way round, cells being
+    // released at that moment would show as unqueued).
+    const held = await heldCells(queue, plan);
     for (const id of [...new Set(plan.cells.map((c) => c.id))]) {
       let state: CellState = 'waiting';
       const entry: SweepStatus['cells'][number] = { id, state };
@@ -208,7 +220,7 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
         if (s === 'active') state = 'running';
         else if (s === 'failed') state = 'failed';
         else if (s === 'completed') state = 'done';
-        else if (s === 'unknown' && (await redis.sismember(KEYS.cancelled, id))) state = 'cancelled';
+        else if (s === 'unknown') state = (await redis.sismember(KEYS.cancelled, id)) ? 'cancelled' : held.has(id) ? 'waiting' : 'unqueued';
         if (job && typeof job.progress === 'object') entry.progress = job.progress as SweepStatus['cells'][number]['progress'];
         if (job?.failedReason) entry.error = job.failedReason;
         if (job) entry.attempts = job.attemptsMade;
@@ -227,6 +239,25 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells'>, redis: Redis):
   }
 }
 
+
+/** The job that enqueues a sweep's cells once their teacher (cache key `key`) is trained. */
+const releaseJobId = (key: string, sweepId: string) => `r-${key}-${sweepId.slice(2, 10)}`;
+
+/**
+ * Ids of the cells that the sweep's release jobs still hold behind a teacher (ids as `submitSweep`
+ * makes them, one per teacher key its cells need); a release completed or failed holds none.
+ */
+async function heldCells(queue: Queue, plan: Pick<SweepPlan, 'cells' | 'id'>): Promise<Set<string>> {
+  const held = new Set<string>();
+  for (const key of new Set(plan.cells.flatMap((c) => c.teachers))) {
+    const release = await queue.getJob(releaseJobId(key, plan.id));
+    if (!release) continue;
+    const state = await release.getState();
+    if (state === 'completed' || state === 'failed') continue;
+    for (const c of (release.data as ReleaseJob).cells) held.add(c.id);
+  }
+  return held;
+}
 
 /** Store a folder in a Redis hash (relative path → bytes), written beside and renamed into place: whole or not at all. */
 export async function putFolder(redis: Redis, key: string, dir: string, skip: (rel: string) => boolean = () => false, flag: FolderFlag = '--dir'): Promise<number> {

@@ -113,6 +113,7 @@ export async function runSweep(file: string, opts: SweepOptions): Promise<SweepO
     for (;;) {
       opts.onStatus?.(status);
       await collectRuns(plan, redis, out);
+      // Cells not queued in this Redis (their jobs removed meanwhile) are not waited for: no worker sees them.
       if (status.counts.waiting + status.counts.running === 0) break;
       if (stopped) {
         interrupted = true;
