@@ -176,15 +176,18 @@ describe('kd run interrupted by a signal', () => {
     const m = JSON.parse(fs.readFileSync(at('int', 'metrics.json'), 'utf8'));
     expect(m.status).toBe('interrupted');
     expect(m.signal).toBe('SIGINT');
-    expect(m.epochsDone).toBe(1);
-    expect(m.stoppedAt.epoch).toBe(2);
-    expect(m.stoppedAt.step).toBe(32 + m.stoppedAt.batchIndex);
+    // The signal was sent during epoch 2 — or, on a loaded machine, as late as epoch 3 (32 steps an epoch
+    // take well under a second): where it stopped follows from the epochs it finished.
+    const finished = m.epochsDone as number;
+    expect([1, 2]).toContain(finished);
+    expect(m.stoppedAt.epoch).toBe(finished + 1);
+    expect(m.stoppedAt.step).toBe(32 * finished + m.stoppedAt.batchIndex);
     // The checkpoint in the folder is the one at the step where it stopped.
-    expect(m.checkpoint).toEqual({ dir: 'checkpoint', next: { epoch: 2, batchIndex: m.stoppedAt.batchIndex }, step: m.stoppedAt.step });
+    expect(m.checkpoint).toEqual({ dir: 'checkpoint', next: { epoch: finished + 1, batchIndex: m.stoppedAt.batchIndex }, step: m.stoppedAt.step });
     expect(JSON.parse(stdout)).toMatchObject({ outDir: 'int', status: 'interrupted', resume: 'kd run cpu.yaml --resume int' });
     expect(fs.existsSync(at('int', 'checkpoint', 'checkpoint.json'))).toBe(true);
     expect(fs.existsSync(at('int', 'student', 'model.json'))).toBe(true);
-    expect(fs.readFileSync(at('int', 'history.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+    expect(fs.readFileSync(at('int', 'history.jsonl'), 'utf8').trim().split('\n')).toHaveLength(finished);
     expect(fs.existsSync(at('int.incomplete'))).toBe(false);
 
     const resumed = kd(['run', 'cpu.yaml', '--resume', 'int', '--cache-dir', 'cache', '--quiet']);
@@ -209,7 +212,8 @@ describe('kd run interrupted by a signal', () => {
     run.child.kill('SIGTERM');
     expect((await run.exited).code).toBe(143);
     const m = JSON.parse(fs.readFileSync(at('term', 'metrics.json'), 'utf8'));
-    expect(m).toMatchObject({ status: 'interrupted', signal: 'SIGTERM', epochsDone: 1 });
+    expect(m).toMatchObject({ status: 'interrupted', signal: 'SIGTERM' });
+    expect([1, 2]).toContain(m.epochsDone); // sent as epoch 1's checkpoint appeared; later on a loaded machine
 
     const other = kd(['run', 'cpu.yaml', '--resume', 'term', '--cache-dir', 'cache', '--quiet', '--set', 'train.epochs=4']);
     expect(other.status).toBe(2);
