@@ -59,4 +59,13 @@ describe('sweep.json', () => {
     fs.writeFileSync(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, redis: null }));
     expect(readSweepFolder(out)).toEqual({ ...plan, redis: null });
   });
+
+  it('reads a sweep.json from before cells shipped their loaded models (no `models`) with none', () => {
+    const out = path.join(tmp, 'older');
+    fs.mkdirSync(out);
+    const plan = planIn('/somewhere/repo');
+    const { models: _models, ...cell } = plan.cells[0];
+    fs.writeFileSync(path.join(out, 'sweep.json'), JSON.stringify({ ...plan, cells: [cell], redis: null }));
+    expect(readSweepFolder(out).cells[0].models).toEqual({});
+  });
 });

@@ -161,7 +161,7 @@ export function readSweepFolder(out: string): SweepPlan & { redis: string | null
 }
 
 function movePaths(plan: SweepPlan, move: (p: string) => string): SweepPlan {
-  const cells = plan.cells.map((c) => ({ ...c, specFile: move(c.specFile), models: Object.fromEntries(Object.entries(c.models).map(([hash, dir]) => [hash, move(dir)])) }));
+  const cells = plan.cells.map((c) => ({ ...c, specFile: move(c.specFile), models: Object.fromEntries(Object.entries(c.models ?? {}).map(([hash, dir]) => [hash, move(dir)])) })); // no `models` in folders older than model shipping
   return { ...plan, file: move(plan.file), cells };
 }
 
