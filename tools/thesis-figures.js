@@ -12,6 +12,9 @@
  *                                        peer; mean ± sample std over seeds (sweeps/thesis-downscale,
  *                                        sweeps/thesis-downscale-dml)
  *
+ * It also prints the DML peers' differences to the student from labels, and cross-quality KD's to the
+ * low-resolution peer, paired by seed (the figures the text quotes).
+ *
  * Usage: node tools/thesis-figures.js [--sweeps sweeps] [--out docs/img]   (after `npm run build`)
  * A figure whose sweep has no finished run yet is skipped with a line saying so.
  */
@@ -20,6 +23,7 @@ const fs = require('fs');
 const path = require('path');
 const vega = require('vega');
 const vl = require('vega-lite');
+const { interval, mean, std } = require('@tfkd/sweep');
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -68,8 +72,16 @@ function runsOf(sweep) {
     .filter((r) => r.metrics.status === 'completed');
 }
 
-const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+/** Error bar half-width: the sample std, 0 for a single seed. */
+const spread = (xs) => (xs.length < 2 ? 0 : std(xs));
+/** `a − b` paired by seed over the seeds both have: mean [95 % interval] (per seed), as `kd sweep table` reports it. */
+function paired(a, b) {
+  const d = [...a.keys()].filter((seed) => b.has(seed)).sort((x, y) => x - y).map((seed) => a.get(seed) - b.get(seed));
+  if (d.length === 0) return '–';
+  const sign = (x) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+  const i = interval(d);
+  return `${sign(i.mean)} [${sign(i.low)}, ${sign(i.high)}] (${d.map(sign).join(', ')})`;
+}
 
 async function dmlCurves() {
   // The student trained alone at the constant rate (thesis-scratch-constant) is the control of the constant-rate panels.
@@ -122,7 +134,7 @@ async function downscale() {
       if (!by.has(key)) by.set(key, { method: name, px, accs: [] });
       by.get(key).accs.push(100 * acc);
     }
-    for (const p of by.values()) points.push({ method: p.method, px: p.px, mean: mean(p.accs), low: mean(p.accs) - std(p.accs), high: mean(p.accs) + std(p.accs), seeds: p.accs.length });
+    for (const p of by.values()) points.push({ method: p.method, px: p.px, mean: mean(p.accs), low: mean(p.accs) - spread(p.accs), high: mean(p.accs) + spread(p.accs), seeds: p.accs.length });
   };
   add(runsOf('thesis-downscale'), (spec) => (spec === 'scratch' ? 'student from labels' : 'cross-quality KD'), 'student');
   add(runsOf('thesis-downscale-dml'), () => 'DML (low-resolution peer)', 'student.1');
@@ -150,6 +162,17 @@ async function downscale() {
   console.log(`(c) ${path.relative(ROOT, file)}: ${points.length} points`);
   for (const p of points.sort((a, b) => a.method.localeCompare(b.method) || b.px - a.px))
     console.log(`    ${p.method.padEnd(28)} ${String(p.px).padStart(2)} px: ${p.mean.toFixed(2)} ± ${((p.high - p.low) / 2).toFixed(2)} (${p.seeds} seeds)`);
+  // The DML peers against the student from labels of the same seed (another sweep, so not in its table).
+  const acc = (runs, row, role) => new Map(runs.filter((r) => r.row === row && typeof r.metrics.eval?.[role]?.accuracy === 'number').map((r) => [r.seed, 100 * r.metrics.eval[role].accuracy]));
+  const labels = runsOf('thesis-downscale');
+  const dml = runsOf('thesis-downscale-dml');
+  console.log('    paired by seed, pp [95 % interval] (per seed):');
+  for (const px of [28, 21, 14, 10, 7]) {
+    const low = paired(acc(dml, `px${px}`, 'student.1'), acc(labels, `scratch-px${px}`, 'student'));
+    const full = paired(acc(dml, `px${px}`, 'student.0'), acc(labels, 'scratch-px28', 'student'));
+    const kd = paired(acc(labels, `cross-quality-kd-px${px}`, 'student'), acc(dml, `px${px}`, 'student.1'));
+    console.log(`    ${String(px).padStart(2)} px: low-resolution DML peer − student from labels at ${px} px ${low}; its 28-px partner − student from labels at 28 px ${full}; cross-quality KD − low-resolution DML peer ${kd}`);
+  }
 }
 
 (async () => {
