@@ -171,7 +171,7 @@ describe('reliability diagram through vega', () => {
 
 describe('sweep: metric against teacher cost', () => {
   it('a point and a 95 % interval per row, axes titled', async () => {
-    const row = (name: string, gflops: number, values: number[]) => ({ row: name, axes: {}, entry: 'student', seeds: [1, 2, 3], values, mean: 0, std: 0, diff: null, ece: null, nll: null, brier: null, teacherAccuracy: null, cost: { teacherGflops: gflops, teacherImages: 0, teacherCacheHits: 0, studentImages: 0, trainSecondsPerEpoch: null, wallSeconds: null }, missing: 0 });
+    const row = (name: string, gflops: number, values: number[]) => ({ row: name, axes: {}, entry: 'student', seeds: [1, 2, 3], values, mean: 0, std: 0, diff: null, ece: null, nll: null, brier: null, teacherAccuracy: null, teacherMetric: null, cost: { teacherGflops: gflops, teacherImages: 0, teacherCacheHits: 0, studentImages: 0, trainSecondsPerEpoch: null, wallSeconds: null }, missing: 0 });
     const t: SweepTable = { name: 'fashion-main', metric: 'accuracy', rows: [row('scratch', 0, [0.894, 0.896, 0.893]), row('kd', 2.5, [0.888, 0.889, 0.887]), row('kd-half', 2.5, [0.892, 0.893, 0.894])] };
     const doc = parseSvg(await renderSvg(sweepCostSpec(t, interval)));
     const axes = axesOf(doc);

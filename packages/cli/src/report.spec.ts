@@ -83,7 +83,7 @@ describe('kd report', () => {
   it('a sweep folder: the table with intervals and the metric against teacher cost; any other folder is refused', async () => {
     const sweep = path.join(tmp, 'sweep');
     fs.mkdirSync(sweep);
-    const row = (name: string, g: number, values: number[]) => ({ row: name, axes: {}, entry: 'student', seeds: [1, 2, 3], values, mean: values.reduce((a, b) => a + b) / 3, std: 0.001, diff: name === 'kd' ? { baseline: 'scratch', n: 3, mean: -0.006, low: -0.009, high: -0.003 } : null, ece: 0.02, nll: null, brier: null, teacherAccuracy: g ? 0.91 : null, cost: { teacherGflops: g, teacherImages: 0, teacherCacheHits: 0, studentImages: 0, trainSecondsPerEpoch: 4, wallSeconds: 80 }, missing: 0 });
+    const row = (name: string, g: number, values: number[]) => ({ row: name, axes: {}, entry: 'student', seeds: [1, 2, 3], values, mean: values.reduce((a, b) => a + b) / 3, std: 0.001, diff: name === 'kd' ? { baseline: 'scratch', n: 3, mean: -0.006, low: -0.009, high: -0.003 } : null, ece: 0.02, nll: null, brier: null, teacherAccuracy: g ? 0.91 : null, teacherMetric: g ? 0.91 : null, cost: { teacherGflops: g, teacherImages: 0, teacherCacheHits: 0, studentImages: 0, trainSecondsPerEpoch: 4, wallSeconds: 80 }, missing: 0 });
     const t: SweepTable = { name: 'fashion-main', metric: 'accuracy', rows: [row('scratch', 0, [0.894, 0.896, 0.893]), row('kd', 2.47, [0.888, 0.889, 0.887])] };
     fs.writeFileSync(path.join(sweep, 'table.json'), JSON.stringify(t));
     const html = await reportHtml(sweep);

@@ -135,12 +135,12 @@ async function sweepReport(dir: string): Promise<string> {
     r.values.map((v) => f(v)).join(', '),
     r.diff ? `${r.diff.mean >= 0 ? '+' : ''}${f(r.diff.mean)} [${f(r.diff.low)}, ${f(r.diff.high)}] vs ${r.diff.baseline} (n=${r.diff.n})` : '–',
     f(r.ece),
-    f(r.teacherAccuracy),
+    f(r.teacherMetric ?? (t.metric === 'accuracy' ? r.teacherAccuracy : null)),
     f(r.cost.teacherGflops, 3),
     f(r.cost.trainSecondsPerEpoch, 1),
     String(r.missing),
   ]);
-  const head = ['row', 'entry', 'seeds', `${t.metric} mean ± std`, 'per seed', 'difference to baseline [95 % interval]', 'ECE', 'teacher acc', 'teacher GFLOPs', 's / epoch', 'missing'];
+  const head = ['row', 'entry', 'seeds', `${t.metric} mean ± std`, 'per seed', 'difference to baseline [95 % interval]', 'ECE', `teacher ${t.metric}`, 'teacher GFLOPs', 's / epoch', 'missing'];
   const sections = [
     section(`Table (${t.metric})`, table(head, rows)),
     section(`${t.metric} against teacher cost`, figure(await renderSvg(cost), 'cost')),

@@ -51,6 +51,34 @@ describe('sweep statistics', () => {
   });
 });
 
+describe('sweep table: the teacher column follows the sweep\'s metric', () => {
+  it('a detection sweep shows the teacher\'s mAP (evaluated before training), not its accuracy', () => {
+    const m = (student: number, teacher?: number): CellMetrics => ({ eval: { student: { map: student }, ...(teacher === undefined ? {} : { teacher: { map: teacher } }) }, epochs: 1, wallSeconds: 1 });
+    const runs: Record<string, CellMetrics> = { 's-1': m(0.31), 's-2': m(0.32), 'k-1': m(0.33, 0.41), 'k-2': m(0.34, 0.43) };
+    const t = sweepTable(
+      {
+        name: 'det',
+        metric: 'map',
+        rows: [
+          { label: 'student', axes: { spec: 'student' }, baseline: 'student' },
+          { label: 'kd', axes: { spec: 'kd' }, baseline: 'student' },
+        ],
+        cells: [1, 2].flatMap((s) => [{ row: 'student', seed: s, id: `s-${s}` }, { row: 'kd', seed: s, id: `k-${s}` }]),
+      },
+      (id) => runs[id] ?? null,
+    );
+    expect(t.rows[0].teacherMetric).toBeNull();
+    expect(t.rows[1].teacherMetric).toBeCloseTo(0.42, 12);
+    expect(t.rows[1].teacherAccuracy).toBeNull();
+    const md = tableMarkdown(t).split('\n');
+    expect(md[0]).toContain('| Brier | teacher map | teacher GFLOPs |');
+    expect(md[3]).toContain('| – | – | – | 0.4200 | 0.0 |');
+    const csv = tableCsv(t).split('\n');
+    expect(csv[0]).toContain(',teacher_accuracy,teacher_map,teacher_gflops,');
+    expect(csv[2].split(',')[csv[0].split(',').indexOf('teacher_map')]).toBe('0.42');
+  });
+});
+
 describe('sweep table: rows whose entries the baseline lacks', () => {
   it('pairs DML peers and their ensemble with the baseline row\'s student, seed by seed', () => {
     const m = (entries: Record<string, number>): CellMetrics => ({ eval: Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, { accuracy: v }])), epochs: 1, wallSeconds: 1 });

@@ -53,6 +53,8 @@ export interface TableRow {
   nll: number | null;
   brier: number | null;
   teacherAccuracy: number | null;
+  /** The teachers' value on the sweep's metric (the `teacher` role's evaluation before training; mAP for a detection sweep). */
+  teacherMetric: number | null;
   /** Cost columns from the ledger (means over seeds). */
   cost: { teacherGflops: number; teacherImages: number; teacherCacheHits: number; studentImages: number; trainSecondsPerEpoch: number | null; wallSeconds: number | null };
   missing: number;
@@ -114,6 +116,7 @@ export function sweepTable(input: TableInput, metricsOf: (cellId: string) => Cel
         nll: avg((m) => m.eval[entry].nll),
         brier: avg((m) => m.eval[entry].brier),
         teacherAccuracy: avg((m) => m.eval.teacher?.accuracy),
+        teacherMetric: avg((m) => m.eval.teacher?.[input.metric]),
         cost: {
           teacherGflops: avg((m) => (teacher(m)?.forwardFlops ?? 0) / 1e9) ?? 0,
           teacherImages: avg((m) => teacher(m)?.forwardImages ?? 0) ?? 0,
@@ -139,13 +142,13 @@ export function tableMarkdown(t: SweepTable): string {
   const pc = percent(t.metric);
   const s = pc ? 100 : 1;
   const d = pc ? 2 : 4;
-  const head = `| row | entry | seeds | ${t.metric}${pc ? ' %' : ''} | per seed | Δ vs baseline [95 % CI] | ECE | NLL | Brier | teacher acc % | teacher GFLOPs | student images | train s/epoch | wall s/run |`;
+  const head = `| row | entry | seeds | ${t.metric}${pc ? ' %' : ''} | per seed | Δ vs baseline [95 % CI] | ECE | NLL | Brier | ${pc ? 'teacher acc %' : `teacher ${t.metric}`} | teacher GFLOPs | student images | train s/epoch | wall s/run |`;
   const lines = [head, `|${'---|'.repeat(14)}`];
   for (const r of t.rows) {
     const pm = Number.isNaN(r.std) ? num(r.mean * s, d) : `${num(r.mean * s, d)} ± ${num(r.std * s, d)}`;
     const diff = r.diff ? `${r.diff.mean * s >= 0 ? '+' : ''}${num(r.diff.mean * s, d)} [${num(r.diff.low * s, d)}, ${num(r.diff.high * s, d)}] vs ${r.diff.baseline}` : '–';
     lines.push(
-      `| ${r.row} | ${r.entry} | ${r.seeds.join(',')}${r.missing ? ` (${r.missing} missing)` : ''} | ${pm} | ${r.values.map((v) => num(v * s, d)).join(', ')} | ${diff} | ${num(r.ece, 4)} | ${num(r.nll, 4)} | ${num(r.brier, 4)} | ${r.teacherAccuracy === null ? '–' : num(r.teacherAccuracy * 100, 2)} | ${num(r.cost.teacherGflops, 1)} | ${num(r.cost.studentImages, 0)} | ${num(r.cost.trainSecondsPerEpoch, 1)} | ${num(r.cost.wallSeconds, 0)} |`,
+      `| ${r.row} | ${r.entry} | ${r.seeds.join(',')}${r.missing ? ` (${r.missing} missing)` : ''} | ${pm} | ${r.values.map((v) => num(v * s, d)).join(', ')} | ${diff} | ${num(r.ece, 4)} | ${num(r.nll, 4)} | ${num(r.brier, 4)} | ${num(r.teacherMetric === null ? null : r.teacherMetric * s, d)} | ${num(r.cost.teacherGflops, 1)} | ${num(r.cost.studentImages, 0)} | ${num(r.cost.trainSecondsPerEpoch, 1)} | ${num(r.cost.wallSeconds, 0)} |`,
     );
   }
   return lines.join('\n') + '\n';
@@ -153,11 +156,11 @@ export function tableMarkdown(t: SweepTable): string {
 
 export function tableCsv(t: SweepTable): string {
   const q = (v: unknown) => (typeof v === 'string' && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v === null || v === undefined || Number.isNaN(v) ? '' : String(v));
-  const cols = ['row', 'entry', 'seeds', 'n', `${t.metric}_mean`, `${t.metric}_std`, 'values', 'baseline', 'diff_mean', 'diff_low', 'diff_high', 'ece', 'nll', 'brier', 'teacher_accuracy', 'teacher_gflops', 'teacher_images', 'teacher_cache_hits', 'student_images', 'train_seconds_per_epoch', 'wall_seconds'];
+  const cols = ['row', 'entry', 'seeds', 'n', `${t.metric}_mean`, `${t.metric}_std`, 'values', 'baseline', 'diff_mean', 'diff_low', 'diff_high', 'ece', 'nll', 'brier', 'teacher_accuracy', `teacher_${t.metric}`, 'teacher_gflops', 'teacher_images', 'teacher_cache_hits', 'student_images', 'train_seconds_per_epoch', 'wall_seconds'];
   const lines = [cols.join(',')];
   for (const r of t.rows) {
     lines.push(
-      [r.row, r.entry, r.seeds.join(' '), r.seeds.length, r.mean, r.std, r.values.join(' '), r.diff?.baseline ?? '', r.diff?.mean, r.diff?.low, r.diff?.high, r.ece, r.nll, r.brier, r.teacherAccuracy, r.cost.teacherGflops, r.cost.teacherImages, r.cost.teacherCacheHits, r.cost.studentImages, r.cost.trainSecondsPerEpoch, r.cost.wallSeconds]
+      [r.row, r.entry, r.seeds.join(' '), r.seeds.length, r.mean, r.std, r.values.join(' '), r.diff?.baseline ?? '', r.diff?.mean, r.diff?.low, r.diff?.high, r.ece, r.nll, r.brier, r.teacherAccuracy, r.teacherMetric, r.cost.teacherGflops, r.cost.teacherImages, r.cost.teacherCacheHits, r.cost.studentImages, r.cost.trainSecondsPerEpoch, r.cost.wallSeconds]
         .map(q)
         .join(','),
     );
