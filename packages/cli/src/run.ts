@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkSameSpec, describePlan, executePlan, packageLines, planRun, resolvedSpec, type LoadedPackage, type CheckpointSummary, type Engine, type EngineOptions, type RunPosition, type RunResult, type TrainingState } from '@tfkd/engine';
-import { peekCheckpoint, readCheckpoint, teacherWorkerSource, writeCheckpoint } from '@tfkd/engine/node';
+import { peekCheckpoint, readCheckpoint, teacherCheckpointFiles, teacherWorkerSource, writeCheckpoint } from '@tfkd/engine/node';
 import { foldBatchNorm } from '@tfkd/models';
 import { KdError, isKdError, parseSpec, runTask, stringifySpec, type RunSpec } from '@tfkd/kd-core';
 import { writeAdapters } from './adapters';
@@ -161,10 +161,11 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
   const position = (s: TrainingState) => ({ next: s.next, step: s.step, ...(s.stage !== undefined ? { phase: s.stage } : {}) });
   if (state) checkpoints.last = position(state);
   const registry = defaultRegistry();
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const engineOptions: EngineOptions = {
     registry,
     specDir: path.dirname(path.resolve(specFile)),
-    cacheDir: opts.cacheDir ?? defaultCacheDir(),
+    cacheDir,
     storage: opts.storage,
     log,
     warn,
@@ -189,6 +190,8 @@ export async function runCommand(specFile: string, opts: RunOptions = {}): Promi
         warn(`warning: checkpoint not written (the previous one is kept): ${checkpoints.lastError}`);
       }
     },
+    // A teacher trained from labels checkpoints every epoch into <cacheDir>/teachers/<key>.partial: a killed run resumes it.
+    ...(cacheDir ? { teacherCheckpoints: teacherCheckpointFiles(cacheDir) } : {}),
   };
   let engine: Engine | null = null;
   if (opts.signals !== false) stop.install();

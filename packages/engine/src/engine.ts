@@ -28,7 +28,7 @@ import { evaluateRoles } from './evaluate-task';
 import { trainStep, type StepResult, type TrainHost } from './step';
 import type { EngineOptions, RunResult } from './types';
 
-export type { EngineOptions, RunResult, TeacherForwardOptions, TeacherSource, TeacherSourceFactory, TeacherSourceRequest } from './types';
+export type { EngineOptions, RunResult, TeacherCheckpoints, TeacherForwardOptions, TeacherSource, TeacherSourceFactory, TeacherSourceRequest } from './types';
 
 /** Where a run stopped on request: the position, its phase and host, and the epoch's sums so far. */
 interface Stop {

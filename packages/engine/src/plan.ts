@@ -42,8 +42,8 @@ export interface Plan {
 
 export type PlanOptions = Pick<EngineOptions, 'registry' | 'specDir' | 'storage' | 'cacheDir' | 'log' | 'warn' | 'data' | 'backend' | 'models'>;
 
-/** How a plan is executed: the registry and log, and the main run's checkpoints, resume and stop. */
-export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'warn' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop' | 'models'>;
+/** How a plan is executed: the registry and log, the main run's checkpoints, resume and stop, and its teachers' checkpoints. */
+export type ExecuteOptions = Pick<EngineOptions, 'registry' | 'log' | 'warn' | 'observe' | 'resume' | 'onCheckpoint' | 'shouldStop' | 'models' | 'teacherCheckpoints'>;
 
 /**
  * Spec → plan. Every static fact is checked here, before any weight moves: packages, backend, plugin

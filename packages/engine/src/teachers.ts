@@ -1,5 +1,6 @@
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import {
+  isKdError,
   KdError,
   RunSpec,
   runTask,
@@ -8,7 +9,8 @@ import {
   type ModelTools,
   type RoleSpec,
 } from '@tfkd/kd-core';
-import { Engine, type EngineOptions, type RunResult } from './engine';
+import { checkSameSpec, type TrainingState } from './checkpoint';
+import { Engine, type EngineOptions, type RunResult, type TeacherCheckpoints } from './engine';
 import { sha256Hex } from './hash';
 import type { RunData } from './run-data';
 import type { ProvidedTeacher } from './setup';
@@ -117,30 +119,49 @@ export async function executeTeacherRun(
   log(
     `teacher '${run.role}': training ${run.spec.student?.model} from labels for ${run.spec.train.epochs} epochs${dir ? ' (cached afterwards)' : ''}`,
   );
-  const child = new Engine(run.spec, {
-    ...opts,
-    phase: 'teacher',
-    teachers: undefined,
-    resume: undefined,
-    onCheckpoint: undefined,
-    dryRun: false,
-  });
+  // Only a teacher that is cached keeps a checkpoint: without a cache it is not kept either.
+  const saved = dir && opts.teacherCheckpoints ? checkpointStore(run, opts.teacherCheckpoints, log, warn) : null;
+  const resume = (await saved?.read()) ?? undefined;
+  const train = async (from: TrainingState | undefined) => {
+    const engine = new Engine(run.spec, {
+      ...opts,
+      phase: 'teacher',
+      teachers: undefined,
+      resume: from,
+      onCheckpoint: saved?.write,
+      dryRun: false,
+    });
+    try {
+      return { engine, result: await engine.run() };
+    } catch (e) {
+      // free the half-trained teacher
+      engine.dispose();
+      throw e;
+    }
+  };
+  let child: Engine;
   let result: RunResult;
   try {
-    result = await child.run();
+    ({ engine: child, result } = await train(resume).catch((e) => {
+      // A checkpoint that does not fit this run (other data, other weights' shapes) is found before any step.
+      if (!saved || !resume || !isKdError(e) || !['KD_RESUME_MISMATCH', 'KD_CHECKPOINT_INVALID'].includes(e.code)) throw e;
+      return saved.ignore('does not fit this run', e).then(() => train(undefined));
+    }));
   } catch (e) {
-    // free the half-trained teacher, and say where in *this* spec the problem is
-    child.dispose();
+    // say where in *this* spec the problem is
     throw teacherError(e, run.specPath);
   }
   if (result.status === 'interrupted') {
     child.dispose();
+    const kept = saved?.written() ?? false;
     throw new KdError(
       'KD_INTERRUPTED',
-      `stopped while training teacher '${run.role}' (epoch ${result.stoppedAt?.epoch} of ${run.spec.train.epochs}); nothing was cached`,
+      `stopped while training teacher '${run.role}' (epoch ${result.stoppedAt?.epoch} of ${run.spec.train.epochs}); ${kept ? 'its checkpoint is kept' : 'nothing was cached'}`,
       {
         path: run.specPath,
-        fix: 'run again: a teacher is trained from the start and cached only once complete',
+        fix: kept
+          ? 'run again: the teacher resumes from its checkpoint and is cached once complete'
+          : 'run again: a teacher is trained from the start and cached only once complete',
       },
     );
   }
@@ -158,10 +179,75 @@ export async function executeTeacherRun(
       warn(
         `warning: teacher '${run.role}' was trained but not cached: ${e instanceof KdError ? e.format() : String(e)}`,
       );
+      await saved?.clear();
       return { model, cached: false, key: run.key, dir: null };
     }
   }
+  await saved?.clear();
   return { model, cached: false, key: run.key, dir };
+}
+
+/**
+ * A teacher's checkpoint through `EngineOptions.teacherCheckpoints`: none of its failures stops
+ * training — an unreadable checkpoint, or one of another spec, is ignored (the teacher trains from
+ * the start), a failed write keeps the previous one. Each says so in a warning.
+ */
+function checkpointStore(run: TeacherRun, store: TeacherCheckpoints, log: (l: string) => void, warn: (l: string) => void) {
+  const text = (e: unknown) => (e instanceof KdError ? e.format() : String((e as Error)?.message ?? e));
+  const who = `teacher '${run.role}'`;
+  let ok = false;
+  let lastWarning = '';
+  const clear = async () => {
+    try {
+      await store.clear(run.key);
+    } catch (e) {
+      warn(`warning: ${who}: its checkpoint could not be removed: ${text(e)}`);
+    }
+  };
+  // Ignored: removed, so that it neither shadows the checkpoints written from now on nor claims to be kept.
+  const ignore = async (why: string, e: unknown) => {
+    // Without the error's fix: starting over is what is done about it.
+    warn(`warning: ${who}: its checkpoint ${why}, so it is trained from the start: ${isKdError(e) ? `${e.code}: ${e.message}` : text(e)}`);
+    ok = false;
+    await clear();
+  };
+  return {
+    async read(): Promise<TrainingState | null> {
+      let state: TrainingState | null;
+      try {
+        state = await store.read(run.key);
+      } catch (e) {
+        await ignore('cannot be read', e);
+        return null;
+      }
+      if (!state) return null;
+      try {
+        checkSameSpec(run.spec, state);
+      } catch (e) {
+        await ignore('was written for another spec', e);
+        return null;
+      }
+      const { epoch, batchIndex } = state.next;
+      log(`${who}: resuming at epoch ${epoch}${batchIndex > 0 ? `, batch ${batchIndex + 1}` : ''} from its checkpoint`);
+      ok = true;
+      return state;
+    },
+    ignore,
+    write: async (state: TrainingState): Promise<void> => {
+      try {
+        await store.write(run.key, state);
+        ok = true;
+      } catch (e) {
+        // Training goes on; the previous checkpoint (if any) stays, and the next epoch end tries again.
+        const t = text(e);
+        if (t !== lastWarning) warn(`warning: ${who}: checkpoint not written (training goes on): ${t}`);
+        lastWarning = t;
+      }
+    },
+    /** Whether a checkpoint to resume from exists (read or written). */
+    written: () => ok,
+    clear,
+  };
 }
 
 /**

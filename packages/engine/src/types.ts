@@ -49,6 +49,15 @@ export interface EngineOptions {
    */
   onCheckpoint?: (state: TrainingState) => void | Promise<void>;
   /**
+   * Where a teacher trained from labels keeps its training state between attempts, by its cache key:
+   * given, a teacher that is to be cached (a writable `cacheDir`) writes a checkpoint at every epoch
+   * end (and on `shouldStop`), a later attempt resumes from it — bit for bit as an uninterrupted
+   * training — and it is cleared once the teacher is trained. One that cannot be read or was written
+   * for another spec is ignored with a warning; a failed write is a warning. On Node:
+   * `teacherCheckpointFiles(cacheDir)` from `@tfkd/engine/node`.
+   */
+  teacherCheckpoints?: TeacherCheckpoints;
+  /**
    * Checked before every step: once it returns true the run stops (status `interrupted`), hands the
    * state at that step to `onCheckpoint`, and fires `runEnd`. Teacher training stops too (KD_INTERRUPTED).
    */
@@ -62,6 +71,15 @@ export interface EngineOptions {
    * See teacher-forward.ts.
    */
   teacherForward?: TeacherForwardOptions;
+}
+
+/** A store of teacher training checkpoints by teacher cache key (`EngineOptions.teacherCheckpoints`). */
+export interface TeacherCheckpoints {
+  /** The checkpoint of teacher `key`, or null when there is none. */
+  read(key: string): TrainingState | null | Promise<TrainingState | null>;
+  write(key: string, state: TrainingState): void | Promise<void>;
+  /** Forget teacher `key`'s checkpoint (it is trained); nothing to clear is no error. */
+  clear(key: string): void | Promise<void>;
 }
 
 export interface RunResult {

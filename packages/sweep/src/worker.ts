@@ -4,6 +4,7 @@ import * as path from 'path';
 import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { KdError, parseSpec } from '@tfkd/kd-core';
 import { planRun, startPlan, type Registry } from '@tfkd/engine';
+import { teacherCheckpointFiles } from '@tfkd/engine/node';
 import type { Redis } from 'ioredis';
 import { CHECKPOINT_MAX_MB, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints } from './checkpoints';
 import { folderError, jobError, redisError } from './errors';
@@ -175,7 +176,8 @@ export function startWorker(opts: WorkerOptions): Worker {
       const registry = opts.registry();
       const plan = await planRun(parseSpec(data.specText, file), { registry, specDir: path.dirname(file), cacheDir });
       // Trains (and caches) the plan's teachers, then prepares the main run, which is not needed here.
-      (await startPlan(plan, { registry, log })).dispose();
+      // A teacher checkpoints every epoch into the cache: an attempt after a killed one (on this disk) resumes it.
+      (await startPlan(plan, { registry, log, teacherCheckpoints: teacherCheckpointFiles(cacheDir) })).dispose();
     }
     await putFolder(redis, KEYS.teacher(data.key), local, undefined, '--cache-dir');
     return { key: data.key, trained: true };

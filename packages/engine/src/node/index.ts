@@ -10,6 +10,7 @@ export * from './checkpoint-files';
 export * from './packages';
 export * from './plugin-state-files';
 export * from './storage';
+export * from './teacher-checkpoints';
 
 /** The runner on Node: files as storage (STORAGE) and the backend providers (tfjs-node detected, wasm, cpu). */
 export const nodeModule = new ContainerModule((o) => {
