@@ -230,6 +230,7 @@ export async function workerMain(o: { redis: string; dir?: string; cacheDir?: st
     throw new KdError('KD_SPEC_INVALID', `--checkpoint-max-mb ${o.checkpointMaxMb} is not a size in MB`, { path: '--checkpoint-max-mb', fix: `give a number of megabytes (default ${CHECKPOINT_MAX_MB}; 0 keeps checkpoints on this machine)` });
   }
   const redis = connection(o.redis);
+  let stopping = false;
   const worker = startWorker({
     connection: redis,
     dir: o.dir ?? '.kd-worker',
@@ -238,6 +239,7 @@ export async function workerMain(o: { redis: string; dir?: string; cacheDir?: st
     runCell,
     lockMs: o.lockMs ? Number(o.lockMs) : undefined,
     checkpointMaxBytes: Math.round(maxMb * 2 ** 20),
+    shouldStop: () => stopping,
     log,
   });
   worker.on('failed', (job, err) => log(`${job?.id} failed (attempt ${job?.attemptsMade}): ${err.message}`));
@@ -259,6 +261,7 @@ export async function workerMain(o: { redis: string; dir?: string; cacheDir?: st
   }
   await new Promise<void>((resolve) => {
     const done = () => {
+      stopping = true;
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
       resolve();

@@ -59,7 +59,10 @@ export interface ReleaseJob {
   kind: 'release';
   key: string;
   cells: CellJob[];
-  /** Submitted with `--first`: the cells go to the front of the queue when released, in sweep order. */
+  /**
+   * Submitted with `--first` (jobs of earlier versions read it; released cells now always go to the
+   * front: the sweep's turn in the queue came when its teacher job was taken).
+   */
   first?: boolean;
 }
 
@@ -147,6 +150,13 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
         // Its teacher is still being trained. Cells `kd sweep cancel` took out of this release go back
         // into it (they were dropped from its data; the job stays for the cells it still holds).
         const data = release.data as ReleaseJob;
+        // Its teacher job failed (an error, or stalled too often — killed workers): tried again, or
+        // the release and the cells it holds would wait forever.
+        const teacherJob = await queue.getJob(teacherJobId(key, plan.id));
+        if (teacherJob && (await teacherJob.getState()) === 'failed') {
+          await teacherJob.retry('failed', { resetAttemptsMade: true });
+          out.retried++;
+        }
         const held = new Set(data.cells.map((c) => c.id));
         const back = cells.filter((c) => !held.has(c.id));
         if (back.length) await release.updateData({ ...data, cells: [...data.cells, ...back] });
@@ -161,7 +171,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
         queueName: QUEUE,
         data: { kind: 'release', key, cells, ...(opts.first ? { first: true } : {}) } satisfies ReleaseJob,
         opts: { ...JOB_OPTIONS, jobId: releaseId },
-        children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: `t-${key}-${plan.id.slice(2, 10)}`, ...(opts.first ? { lifo: true } : {}) } }],
+        children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: teacherJobId(key, plan.id), ...(opts.first ? { lifo: true } : {}) } }],
       });
       out.enqueued += cells.length + 2;
     }
@@ -220,7 +230,11 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: 
         if (s === 'active') state = 'running';
         else if (s === 'failed') state = 'failed';
         else if (s === 'completed') state = 'done';
-        else if (s === 'unknown') state = (await redis.sismember(KEYS.cancelled, id)) ? 'cancelled' : held.has(id) ? 'waiting' : 'unqueued';
+        else if (s === 'unknown') {
+          const behind = held.get(id);
+          state = (await redis.sismember(KEYS.cancelled, id)) ? 'cancelled' : behind === undefined ? 'unqueued' : behind.failed ? 'failed' : 'waiting';
+          if (behind?.failed) entry.error = behind.failed;
+        }
         if (job && typeof job.progress === 'object') entry.progress = job.progress as SweepStatus['cells'][number]['progress'];
         if (job?.failedReason) entry.error = job.failedReason;
         if (job) entry.attempts = job.attemptsMade;
@@ -242,19 +256,25 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: 
 
 /** The job that enqueues a sweep's cells once their teacher (cache key `key`) is trained. */
 const releaseJobId = (key: string, sweepId: string) => `r-${key}-${sweepId.slice(2, 10)}`;
+/** The job that trains that teacher (the release job's child). */
+const teacherJobId = (key: string, sweepId: string) => `t-${key}-${sweepId.slice(2, 10)}`;
 
 /**
- * Ids of the cells that the sweep's release jobs still hold behind a teacher (ids as `submitSweep`
- * makes them, one per teacher key its cells need); a release completed or failed holds none.
+ * The cells that the sweep's release jobs still hold behind a teacher (ids as `submitSweep` makes
+ * them, one per teacher key its cells need), each with its teacher job's error when that job failed
+ * (they then wait for nothing: `failed`, until the sweep is submitted again); a release completed or
+ * failed holds none.
  */
-async function heldCells(queue: Queue, plan: Pick<SweepPlan, 'cells' | 'id'>): Promise<Set<string>> {
-  const held = new Set<string>();
+async function heldCells(queue: Queue, plan: Pick<SweepPlan, 'cells' | 'id'>): Promise<Map<string, { failed: string | null }>> {
+  const held = new Map<string, { failed: string | null }>();
   for (const key of new Set(plan.cells.flatMap((c) => c.teachers))) {
     const release = await queue.getJob(releaseJobId(key, plan.id));
     if (!release) continue;
     const state = await release.getState();
     if (state === 'completed' || state === 'failed') continue;
-    for (const c of (release.data as ReleaseJob).cells) held.add(c.id);
+    const teacher = await queue.getJob(teacherJobId(key, plan.id));
+    const failed = teacher && (await teacher.getState()) === 'failed' ? `teacher ${key} failed: ${teacher.failedReason}; submit the sweep again to retry it` : null;
+    for (const c of (release.data as ReleaseJob).cells) held.set(c.id, { failed });
   }
   return held;
 }

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Queue, WaitingError, Worker, type Job } from 'bullmq';
-import { KdError, parseSpec } from '@tfkd/kd-core';
+import { isKdError, KdError, parseSpec } from '@tfkd/kd-core';
 import { planRun, startPlan, type Registry } from '@tfkd/engine';
 import { teacherCheckpointFiles } from '@tfkd/engine/node';
 import type { Redis } from 'ioredis';
@@ -38,6 +38,11 @@ export interface WorkerOptions {
   checkpointMaxBytes?: number;
   /** How often a running cell's checkpoint folder is looked at for a new checkpoint (default 1000 ms). */
   checkpointPollMs?: number;
+  /**
+   * Asked between the steps of a teacher's training (a cell's `runCell` has its own): true once the
+   * worker is told to stop — the teacher stops with its checkpoint, and its job goes back to the queue.
+   */
+  shouldStop?: () => boolean;
   log?: (line: string) => void;
 }
 
@@ -165,7 +170,7 @@ export function startWorker(opts: WorkerOptions): Worker {
     return { id: data.id, stored, eval: metrics.eval, wallSeconds: metrics.wallSeconds, worker: me };
   };
 
-  const processTeacher = async (job: Job) => {
+  const processTeacher = async (job: Job, token: string | undefined) => {
     const data = job.data as TeacherJob;
     if (await exists(KEYS.teacher(data.key))) return { key: data.key, shared: true };
     const local = path.join(cacheDir, 'teachers', data.key);
@@ -177,7 +182,15 @@ export function startWorker(opts: WorkerOptions): Worker {
       const plan = await planRun(parseSpec(data.specText, file), { registry, specDir: path.dirname(file), cacheDir });
       // Trains (and caches) the plan's teachers, then prepares the main run, which is not needed here.
       // A teacher checkpoints every epoch into the cache: an attempt after a killed one (on this disk) resumes it.
-      (await startPlan(plan, { registry, log, teacherCheckpoints: teacherCheckpointFiles(cacheDir) })).dispose();
+      try {
+        (await startPlan(plan, { registry, log, teacherCheckpoints: teacherCheckpointFiles(cacheDir), shouldStop: opts.shouldStop })).dispose();
+      } catch (e) {
+        if (!(isKdError(e) && e.code === 'KD_INTERRUPTED')) throw e;
+        // Stopped with its checkpoint: back to the head of the queue (no attempt used), as a cell.
+        log(`teacher ${data.key}: stopped (${e.message})`);
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
     }
     await putFolder(redis, KEYS.teacher(data.key), local, undefined, '--cache-dir');
     return { key: data.key, trained: true };
@@ -190,7 +203,9 @@ export function startWorker(opts: WorkerOptions): Worker {
       if ((await redis.exists(KEYS.run(c.id))) || (await queue.getJob(c.id))) continue;
       todo.push(c);
     }
-    await addCells(queue, todo, data.first === true);
+    // To the front, in sweep order: the sweep's turn came when its teacher job was taken, so sweeps
+    // submitted after it do not go first (at the end, they would).
+    await addCells(queue, todo, true);
     return { key: data.key, added: todo.length };
   };
 
@@ -201,7 +216,7 @@ export function startWorker(opts: WorkerOptions): Worker {
       const kind = (job.data as { kind: string }).kind;
       try {
         if (kind === 'cell') return await processCell(job, token);
-        if (kind === 'teacher') return await processTeacher(job);
+        if (kind === 'teacher') return await processTeacher(job, token);
         if (kind === 'release') return await processRelease(job);
       } catch (e) {
         if (e instanceof WaitingError) throw e;
