@@ -209,6 +209,15 @@ export class StepContextImpl implements StepContext {
     return stopGradient(out);
   }
 
+  predictHeads(role: string, x: Tensor, opts: { training?: boolean } = {}): Record<string, Tensor> {
+    const self = this.root();
+    const r = self.roleRuntime(role);
+    self.host.ledger.forward(role, x.shape[0] as number);
+    const raw = r.model.apply(viewFor(r, x), { training: opts.training ?? false }) as Tensor | Tensor[];
+    const list = Array.isArray(raw) ? raw : [raw];
+    return Object.fromEntries(r.model.outputNames.map((name, i) => [name, stopGradient(list[i] as Tensor)]));
+  }
+
   apply(role: string, x: Tensor, opts: { training?: boolean; backward?: boolean } = {}): Tensor {
     const self = this.root();
     const r = self.roleRuntime(role);

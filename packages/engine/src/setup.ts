@@ -162,6 +162,7 @@ async function buildRoles(ctx: SetupContext, made: { dispose(): void }[]): Promi
     log: ctx.log,
     storage: ctx.storage,
     specPath: p.specPath,
+    task: runTask(spec),
     tapShape(tap: string) {
       const { role, layer } = parseTap(tap, roleNames, `${p.specPath}.with`);
       const rt = roles.get(role) as RoleRuntime;

@@ -177,6 +177,12 @@ export interface StepContext {
   /** Inference outside the loss (no gradient), counted in the ledger. `training` selects dropout/BN mode. */
   predict(role: string, x: Tensor, opts?: { training?: boolean }): Tensor;
   /**
+   * `predict` with every output of the role's model by output name (a detector's `cls_p3`, `box_p3`,
+   * …; a segmenter's `logits`; a classifier's one output): one forward, no gradient, counted as
+   * `predict` is. For a sampler that ranks a dense task's batch by more than the first output.
+   */
+  predictHeads(role: string, x: Tensor, opts?: { training?: boolean }): Record<string, Tensor>;
+  /**
    * The role's logits for a given input `x` (as `input(role)` gives it: the role's view applied) **on the
    * step's gradient tape**: nothing is stopped, so a loss can differentiate through it with respect to
    * `x` (input gradients: gradient-based attention) — a frozen teacher's weights still are not trained.

@@ -78,6 +78,8 @@ export interface PluginDeps {
   storage?: Storage;
   /** The spec path of this entry (`plugins[2]`), for error messages. */
   specPath: string;
+  /** The run's task (spec `task:`). Set by the engine; absent in hand-made deps: classification. */
+  task?: Task;
   /**
    * Forward FLOPs per image of the sub-graph that computes these layers (`role.layerName`, one or
    * several) from the role's input: the cost of an early exit up to a head, say. Any layer of the

@@ -1,4 +1,5 @@
 export { ledgerCostRatio, predictedTeacherCostRatio } from './cost';
+export { classHeads, denseUncertainty, detectionUncertainty, keptTargets, segmentationUncertainty } from './dense';
 export { UNIX_SAMPLERS, kdModule, unixSamplersModule } from './module';
 export { randomSampler, randomSchema, randomStep, type RandomOptions } from './random';
 export {
@@ -13,4 +14,4 @@ export {
   type MixResult,
   type UnixSelectOptions,
 } from './select';
-export { drawLambda, unixSampler, unixSchema, unixStep, type SamplerPlugin, type Selection, type UnixOptions } from './unix';
+export { drawLambda, keepUntouched, SAMPLER_TASKS, unixSampler, unixSchema, unixStep, type SamplerPlugin, type Selection, type UnixOptions } from './unix';
