@@ -123,6 +123,15 @@ describe('kd sweep on a private redis-server', () => {
     expect(kd1.diff?.mean).toBeCloseTo((kd1.values[0] - base[0] + kd1.values[1] - base[1]) / 2, 12);
     for (const f of ['table.md', 'table.csv', 'table.svg']) expect(fs.statSync(at('sweeps', 'grid', f)).size).toBeGreaterThan(200);
     expect(fs.readFileSync(at('sweeps', 'grid', 'table.md'), 'utf8')).toContain('| kd-lr1 | student | 1,2 |');
+    // The teacher's record beside the runs: its evaluation after training equals the one every KD cell made of it before training.
+    const key = Object.keys(plan.teachers)[0];
+    const record = JSON.parse(fs.readFileSync(at('sweeps', 'grid', 'teachers', `${key}.json`), 'utf8')) as { eval: Record<string, number>; seconds: number };
+    expect(record.seconds).toBeGreaterThan(0);
+    // The same accuracy; the NLL by two routes (the teacher run's own evaluation, a cell's calibration metric) to 1e-5.
+    for (const c of plan.cells.filter((x) => x.row.startsWith('kd'))) {
+      expect(swept.get(c.id)?.teacher.accuracy).toBe(record.eval.accuracy);
+      expect(swept.get(c.id)?.teacher.nll).toBeCloseTo(record.eval.nll, 5);
+    }
   });
 
   it('gives each cell the metrics of the same run done alone with kd run', async () => {

@@ -10,8 +10,25 @@ import { KEYS, getFolder, storeRun } from './queue';
 /** The folder of a cell's run inside a sweep folder: `<row>-seed<N>` (as protocol runs were named). */
 export const runFolderName = (c: Pick<PlannedCell, 'row' | 'seed'>) => `${c.row.replace(/[^A-Za-z0-9._=,+-]/g, '_')}-seed${c.seed}`;
 
-/** Copy every finished cell's run folder from Redis into `<out>/runs/`; returns how many are there. */
+/**
+ * Copy every finished cell's run folder from Redis into `<out>/runs/`; returns how many are there.
+ * Each teacher the cells trained from labels leaves its record there too, `<out>/teachers/<key>.json`
+ * (the cache's `teacher.json`: its recipe, its evaluation, its training seconds) — the teacher's cost,
+ * which no cell's metrics hold, kept with the results.
+ */
 export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
+  for (const key of new Set(plan.cells.flatMap((c) => c.teachers))) {
+    const file = path.join(out, 'teachers', `${key}.json`);
+    if (fs.existsSync(file)) continue;
+    const meta = await redis.hgetBuffer(KEYS.teacher(key), 'teacher.json');
+    if (!meta) continue;
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, meta);
+    } catch (e) {
+      throw folderError(e, file, 'write', '--out');
+    }
+  }
   let n = 0;
   for (const c of plan.cells) {
     const dir = path.join(out, 'runs', runFolderName(c));
