@@ -1,11 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { peekCheckpoint } from '@tfkd/engine/node';
 import { KEYS, connection, readSweepFolder, startEmbeddedRedis, writeTable } from '@tfkd/sweep';
 import { runCommand } from './run';
-import { BIN, plainEnv } from './__fixtures__/kd-child';
+import { STEPS, exited, lastJson, metricsOf, sweepFolder } from './__fixtures__/sweep-fixtures';
 
 // Issue #18: `kd sweep` interrupted — Ctrl-C, then everything it started SIGKILLed — and run again
 // continues where it was, on a real redis-server (its data in the sweep folder), through `kd` in child
@@ -13,51 +11,8 @@ import { BIN, plainEnv } from './__fixtures__/kd-child';
 jest.setTimeout(180_000);
 
 
-// 8 epochs of 64 steps (well under a second each here): a signal lands between two epoch-end checkpoints,
-// with several epochs of the running cell left (with 3, a fast machine finished the cell before the signal took effect).
-const STEPS = `
-seed: 1
-backend: cpu
-data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
-student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 8, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
-plugins:
-  - use: loss/cross-entropy
-eval: [accuracy, ece]
-`;
-
-let tmp: string;
-const at = (...p: string[]) => path.join(tmp, ...p);
-const logs: string[] = [];
-
-function kd(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env: plainEnv });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
-const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
-const metricsOf = (dir: string) =>
-  JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as {
-    status: string;
-    eval: Record<string, Record<string, number>>;
-    resumes?: number;
-    resumedFrom?: { epoch: number; batchIndex: number; step: number };
-    checkpoint?: { next: { epoch: number; batchIndex: number }; step: number } | null;
-  };
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; kd sweep output:\n${logs.join('').split('\n').slice(-40).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweep-resume-'));
-  fs.writeFileSync(at('steps.yaml'), STEPS);
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+// STEPS: 8 epochs of 64 steps, so that a signal lands between two epoch-end checkpoints (__fixtures__/sweep-fixtures.ts).
+const { at, kd, start, until } = sweepFolder('kd-sweep-resume-', { 'steps.yaml': STEPS }, 'kd sweep output');
 
 /** A process gone for good: no such pid, or a zombie nobody reaped yet. */
 function gone(pid: number): boolean {
@@ -93,10 +48,10 @@ baseline: { stack: ce }
           .map((d) => d.slice(0, -'.incomplete'.length))
       : [];
   const sweepProcess = (detached: boolean) => {
-    const child = spawn(process.execPath, [BIN, 'sweep', 'again.yaml', '--workers', '1', '--quiet'], { cwd: tmp, env: plainEnv, detached, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its stderr is what until shows on a timeout.
+    const child = start(['sweep', 'again.yaml', '--workers', '1', '--quiet'], { detached, stdout: 'pipe' });
     let stdout = '';
     child.stdout?.on('data', (d) => (stdout += String(d)));
-    child.stderr?.on('data', (d) => logs.push(String(d)));
     return { child, stdout: () => stdout };
   };
   const snapshot = (names: string[]) => new Map(names.map((n) => [n, { bytes: fs.readFileSync(at('sweeps', 'again', 'runs', n, 'metrics.json')), mtime: fs.statSync(at('sweeps', 'again', 'runs', n, 'metrics.json')).mtimeMs }]));

@@ -1,11 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { peekCheckpoint } from '@tfkd/engine/node';
-import { KEYS, QUEUE, connection, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
-import { BIN, plainEnv } from './__fixtures__/kd-child';
+import { KEYS, QUEUE, connection } from '@tfkd/sweep';
+import { BASE, embeddedRedis, exited, lastJson, metricsOf, stepsSpec, sweepFolder } from './__fixtures__/sweep-fixtures';
 
 // Sweep teacher jobs on a real redis-server, through `kd` in child processes run from the TypeScript
 // sources (__fixtures__/from-source.js): the cells a teacher released go to the front of the queue; a
@@ -14,79 +13,16 @@ import { BIN, plainEnv } from './__fixtures__/kd-child';
 jest.setTimeout(180_000);
 
 
-// Tiny budget on the shipped Fashion-MNIST subset (sweep.spec.ts's BASE): mlp students (hidden [16]),
-// 1 epoch of 3 batches, behind a teacher of 1 epoch of 4 batches.
-const BASE = `
-seed: 1
-backend: cpu
-data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
-teacher: { model: mlp, options: { hidden: [16] }, seed: 1, train: { epochs: 1, batchSize: 64, maxBatches: 4, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } } }
-student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 1, batchSize: 64, maxBatches: 3, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
-plugins:
-  - use: loss/cross-entropy
-eval: [accuracy, ece]
-`;
+// BASE (sweep.spec.ts's): mlp students (hidden [16]), 1 epoch of 3 batches, behind a teacher of 1 epoch of 4 batches.
 // No teacher: its cells are enqueued directly. One epoch of 64 steps.
-const STEPS = `
-seed: 1
-backend: cpu
-data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
-student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 1, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
-plugins:
-  - use: loss/cross-entropy
-eval: [accuracy, ece]
-`;
+const STEPS = stepsSpec(1);
 
-let tmp: string;
-const at = (...p: string[]) => path.join(tmp, ...p);
-
-function kd(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env: plainEnv });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-// Worker logs, kept to explain a timeout (all workers), and each worker's own.
-const logs: string[] = [];
-function start(args: string[]): { child: ChildProcess; log: string[] } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: plainEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-  const log: string[] = [];
-  child.stderr?.on('data', (d) => {
-    logs.push(String(d));
-    log.push(String(d));
-  });
-  return { child, log };
-}
-const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
-const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
-const planOf = (name: string) => JSON.parse(fs.readFileSync(at('sweeps', name, 'sweep.json'), 'utf8')) as SweepPlan;
-const metricsOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as { status: string; eval: Record<string, Record<string, number>> };
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; worker logs:\n${logs.join('').split('\n').slice(-40).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweep-teachers-'));
-  fs.writeFileSync(at('base.yaml'), BASE);
-  fs.writeFileSync(at('steps.yaml'), STEPS);
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+// Worker logs, kept to explain a timeout (all workers), and each worker's own (startLogged).
+const { at, kd, startLogged: start, until, planOf } = sweepFolder('kd-sweep-teachers-', { 'base.yaml': BASE, 'steps.yaml': STEPS });
 
 describe('sweep teacher jobs on a redis-server shared by workers', () => {
   // A redis-server of its own for each test: what one test leaves in the queue is not another's.
-  let redis: EmbeddedRedis;
-  let n = 0;
-  beforeEach(async () => {
-    redis = await startEmbeddedRedis(at(`redis-${++n}`));
-  });
-  afterEach(async () => {
-    await redis?.stop();
-  });
+  const redis = embeddedRedis((n) => at(`redis-${n}`), 'each');
 
   it('the cells a teacher released go to the front of the queue, in sweep order, before a sweep submitted after theirs', async () => {
     // Sweep T waits behind a teacher no worker has trained (a fresh teacher seed); sweep A, submitted

@@ -1,29 +1,18 @@
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import { type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Queue } from 'bullmq';
-import { KEYS, QUEUE, connection, freePort, readSweepFolder, startEmbeddedRedis, type EmbeddedRedis, type SweepPlan } from '@tfkd/sweep';
+import { KEYS, QUEUE, connection, freePort, readSweepFolder, type SweepPlan } from '@tfkd/sweep';
 import { runCommand } from './run';
-import { BIN, plainEnv } from './__fixtures__/kd-child';
+import { plainEnv } from './__fixtures__/kd-child';
+import { BASE, STEPS, embeddedRedis, exited, lastJson, metricsOf, sweepFolder } from './__fixtures__/sweep-fixtures';
 
 // Issue #18: `kd sweep` on a real redis-server (Debian package redis-server; `.ci/run` installs it),
 // through `kd` in child processes run from the TypeScript sources (__fixtures__/from-source.js).
 jest.setTimeout(180_000);
 
 
-// Tiny budget on the shipped Fashion-MNIST subset: mlp students (hidden [16]), 1 epoch of 3 batches.
-const BASE = `
-seed: 1
-backend: cpu
-data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
-teacher: { model: mlp, options: { hidden: [16] }, seed: 1, train: { epochs: 1, batchSize: 64, maxBatches: 4, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } } }
-student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 1, batchSize: 64, maxBatches: 3, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
-plugins:
-  - use: loss/cross-entropy
-eval: [accuracy, ece]
-`;
 // 2 stacks × 2 overrides × 2 seeds; the KD stack needs the teacher (trained once, a flow's child).
 const GRID = `
 spec: base.yaml
@@ -38,57 +27,8 @@ axes:
 baseline: { stack: scratch }
 `;
 
-// Travelling checkpoints: 8 epochs of 64 steps (well under a second each here), so a kill lands between
-// two epoch-end checkpoints of a cell; no teacher (the same spec as sweep-resume.spec.ts).
-const STEPS = `
-seed: 1
-backend: cpu
-data: { name: fashion-mnist, subset: true, limit: { train: 512, test: 256 } }
-student: { model: mlp, options: { hidden: [16] } }
-train: { epochs: 8, batchSize: 8, optimizer: { name: adam, lr: 0.01, weightDecay: 0 } }
-plugins:
-  - use: loss/cross-entropy
-eval: [accuracy, ece]
-`;
-
-let tmp: string;
-const at = (...p: string[]) => path.join(tmp, ...p);
-
-function kd(args: string[], env: NodeJS.ProcessEnv = plainEnv): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-// Worker logs, kept to explain a timeout.
-const logs: string[] = [];
-function start(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: plainEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr?.on('data', (d) => logs.push(String(d)));
-  return child;
-}
-const exited = (c: ChildProcess) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r())));
-const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop() as string);
-const metricsOf = (dir: string) =>
-  JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')) as {
-    eval: Record<string, Record<string, number>>;
-    resumes?: number;
-    resumedFrom?: { epoch: number; batchIndex: number; step: number };
-  };
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; worker logs:\n${logs.join('').split('\n').slice(-40).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-sweep-'));
-  fs.writeFileSync(at('base.yaml'), BASE);
-  fs.writeFileSync(at('grid.yaml'), GRID);
-  fs.writeFileSync(at('steps.yaml'), STEPS);
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+// BASE (behind a teacher) and STEPS (8 epochs, no teacher): __fixtures__/sweep-fixtures.ts.
+const { at, kd, start, until } = sweepFolder('kd-sweep-', { 'base.yaml': BASE, 'grid.yaml': GRID, 'steps.yaml': STEPS });
 
 describe('kd sweep on a private redis-server', () => {
   let plan: SweepPlan;
@@ -136,7 +76,7 @@ describe('kd sweep on a private redis-server', () => {
 
   it('gives each cell the metrics of the same run done alone with kd run', async () => {
     for (const c of plan.cells) {
-      const r = await runCommand(path.relative(tmp, c.specFile) === 'base.yaml' ? at('base.yaml') : c.specFile, {
+      const r = await runCommand(path.relative(at(), c.specFile) === 'base.yaml' ? at('base.yaml') : c.specFile, {
         set: c.sets,
         out: at('alone', c.id),
         cacheDir: at('alone-cache'),
@@ -200,13 +140,7 @@ axes:
 });
 
 describe('kd worker on a shared Redis', () => {
-  let redis: EmbeddedRedis;
-  beforeAll(async () => {
-    redis = await startEmbeddedRedis(at('shared-redis'));
-  });
-  afterAll(async () => {
-    await redis?.stop();
-  });
+  const redis = embeddedRedis(() => at('shared-redis'));
 
   it('two workers with separate working folders (two machines) run a sweep submitted with --redis', async () => {
     // A cache without the teacher: it is trained by one worker, not uploaded from here.
