@@ -200,6 +200,7 @@ export class Engine {
     const orderSeed = phase.stage < 0 ? this.spec.seed : (this.spec.seed ^ Math.imul(phase.stage + 1, 0x85ebca6b)) >>> 0;
     const start: RunPosition = resume ? { ...resume.next } : { epoch: 1, batchIndex: 0 };
     const n = this.data.train.labels.length;
+    let yielded = Date.now();
     try {
       for (let epoch = start.epoch; epoch <= ptrain.epochs; epoch++) {
         const te = Date.now();
@@ -217,8 +218,13 @@ export class Engine {
         fwd?.ahead(host, batches[first], batches[first + 1]);
         for (let batchIndex = first; batchIndex < batches.length; batchIndex++) {
           // Checked between steps: a stop request (SIGINT in the CLI) ends the run after the current step.
-          // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run.
-          if (this.opts.shouldStop) await yieldToEventLoop();
+          // The loop otherwise never leaves the microtask queue, so yield once for signal handlers to run;
+          // without a stop check, at least every 100 ms, so that the host's timers run (a BullMQ worker
+          // renews its job's lock on one: a teacher trained inside a `kd worker` lost its job without it).
+          if (this.opts.shouldStop || Date.now() - yielded > 100) {
+            await yieldToEventLoop();
+            yielded = Date.now();
+          }
           if (this.opts.shouldStop?.()) {
             const progress = batchIndex > 0 ? { sums: { ...sums }, counted, seconds: before + (Date.now() - te) / 1000 } : null;
             return { at: { epoch, batchIndex }, phase, host, progress };
