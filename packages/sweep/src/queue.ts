@@ -58,12 +58,8 @@ export interface TeacherJob {
 export interface ReleaseJob {
   kind: 'release';
   key: string;
+  /** Released to the front of the queue, in this order, when the teacher is trained (worker.ts). */
   cells: CellJob[];
-  /**
-   * Submitted with `--first` (jobs of earlier versions read it; released cells now always go to the
-   * front: the sweep's turn in the queue came when its teacher job was taken).
-   */
-  first?: boolean;
 }
 
 export const cellJob = (c: PlannedCell): CellJob => ({
@@ -169,7 +165,7 @@ export async function submitSweep(plan: SweepPlan, redis: Redis, opts: { cacheUp
       await flows.add({
         name: 'release',
         queueName: QUEUE,
-        data: { kind: 'release', key, cells, ...(opts.first ? { first: true } : {}) } satisfies ReleaseJob,
+        data: { kind: 'release', key, cells } satisfies ReleaseJob,
         opts: { ...JOB_OPTIONS, jobId: releaseId },
         children: [{ name: 'teacher', queueName: QUEUE, data: teacher, opts: { ...JOB_OPTIONS, jobId: teacherJobId(key, plan.id), ...(opts.first ? { lifo: true } : {}) } }],
       });
