@@ -9,7 +9,8 @@ import { BASE, embeddedRedis, exited, lastJson, metricsOf, stepsSpec, sweepFolde
 // Sweep teacher jobs on a real redis-server, through `kd` in child processes run from the TypeScript
 // sources (__fixtures__/from-source.js): the cells a teacher released go to the front of the queue; a
 // failed teacher job shows its cells failed and is retried by submitting again; a worker stopped
-// (SIGTERM) while training a teacher hands the job back, and the next worker resumes the teacher.
+// (SIGTERM) while training a teacher hands the job back with its checkpoint in Redis, and a worker on
+// another machine resumes the teacher from it.
 jest.setTimeout(180_000);
 
 
@@ -143,7 +144,7 @@ describe('sweep teacher jobs on a redis-server shared by workers', () => {
     }
   }, 400_000);
 
-  it('a worker stopped (SIGTERM) while training a teacher: it stops with the checkpoint, the job goes back, and the next worker resumes it', async () => {
+  it('a worker stopped (SIGTERM) while training a teacher: it stops with the checkpoint, ships it to Redis, the job goes back, and a worker on another machine resumes it', async () => {
     // A teacher of 4 epochs of 128 steps, checkpointed at each epoch end: stopped after the first checkpoint.
     fs.writeFileSync(
       at('stop-base.yaml'),
@@ -194,19 +195,24 @@ describe('sweep teacher jobs on a redis-server shared by workers', () => {
       expect(fs.existsSync(at('machine-stop', '.kd-cache', 'teachers', key, 'model.json'))).toBe(false);
       expect(await client.exists(KEYS.teacher(key))).toBe(0);
       expect(JSON.parse(kd(['sweep', 'status', 'stop.yaml', '--redis', redis.url, '--json']).stdout).counts).toEqual({ done: 0, running: 0, failed: 0, waiting: 2, cancelled: 0, unqueued: 0 });
-      // Another worker on the same folder (the same cache): it resumes the teacher from that checkpoint.
-      b = start(['worker', '--redis', redis.url, '--dir', at('machine-stop'), '--lock-ms', '1500']);
+      // Shipped to Redis: the stop checkpoint.
+      expect(aLines).toContain(`${prefix}teacher ${key}: checkpoint at epoch ${next.epoch}, batch ${next.batchIndex} (step ${(stopped as NonNullable<typeof stopped>).step}) shipped to Redis`);
+      expect(await client.hget(KEYS.checkpointMeta(`teacher-${key}`), 'step')).toBe(String((stopped as NonNullable<typeof stopped>).step));
+      // A worker on another machine (a folder and cache of its own): it fetches that checkpoint and resumes the teacher from it.
+      b = start(['worker', '--redis', redis.url, '--dir', at('machine-other'), '--lock-ms', '1500']);
       await until('every cell done', async () => (await Promise.all(plan.cells.map((c) => client.exists(KEYS.run(c.id))))).every(Boolean), 150_000);
       const bLines = b.log.join('').split('\n');
       const bPrefix = `[worker ${os.hostname()}:${b.child.pid}] `;
       const where = `epoch ${next.epoch}${next.batchIndex > 0 ? `, batch ${next.batchIndex + 1}` : ''}`;
+      expect(bLines).toContain(`${bPrefix}teacher ${key}: checkpoint at epoch ${next.epoch}, batch ${next.batchIndex} (step ${(stopped as NonNullable<typeof stopped>).step}) fetched from Redis (written by ${os.hostname()}:${a.child.pid})`);
       expect(bLines).toContain(`${bPrefix}teacher 'teacher': resuming at ${where} from its checkpoint`);
       expect(bLines.filter((l) => l.startsWith(`${bPrefix}resuming at ${where} (step ${(stopped as NonNullable<typeof stopped>).step}) from a checkpoint of `))).toHaveLength(1);
       expect(bLines.filter((l) => l.includes(' failed'))).toEqual([]);
       expect((await queue.getJob(teacherId))?.returnvalue).toEqual({ key, trained: true });
-      // Cached whole, its checkpoints gone.
-      expect(fs.existsSync(at('machine-stop', '.kd-cache', 'teachers', key, 'model.json'))).toBe(true);
-      expect(fs.existsSync(partial)).toBe(false);
+      // Cached whole on B's machine, its checkpoints gone there and in Redis (A's stop checkpoint stays on A's disk).
+      expect(fs.existsSync(at('machine-other', '.kd-cache', 'teachers', key, 'model.json'))).toBe(true);
+      expect(fs.existsSync(at('machine-other', '.kd-cache', 'teachers', `${key}.partial`))).toBe(false);
+      expect(await client.exists(KEYS.checkpoint(`teacher-${key}`), KEYS.checkpointMeta(`teacher-${key}`))).toBe(0);
       const status = JSON.parse(kd(['sweep', 'status', 'stop.yaml', '--redis', redis.url, '--json']).stdout);
       expect(status.counts).toEqual({ done: 2, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 });
     } finally {

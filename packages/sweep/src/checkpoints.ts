@@ -1,17 +1,17 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CheckpointSummary } from '@tfkd/engine';
-import { peekCheckpoint, readCheckpoint } from '@tfkd/engine/node';
+import { peekCheckpoint, readCheckpoint, teacherPartialDir } from '@tfkd/engine/node';
 import { isKdError, type KdError } from '@tfkd/kd-core';
 import type { Redis } from 'ioredis';
 import { folderError, redisError } from './errors';
 import { KEYS, execOrThrow, getFolder } from './queue';
 
-// A cell's run checkpoint travels through Redis like its result: the worker running the cell uploads
-// its newest checkpoint whenever a new one is saved (every epoch end, and the stop checkpoint of an
-// interrupted run), and a worker that takes the job up without a newer checkpoint on its own disk (on
-// another machine) downloads it and resumes. One checkpoint per cell, at most `maxBytes`; deleted when
-// the cell completes.
+// A job's checkpoint travels through Redis like its result: the worker running a cell, or training a
+// teacher, uploads its newest checkpoint whenever a new one is saved (every epoch end, and the stop
+// checkpoint of an interrupted run), and a worker that takes the job up without a newer checkpoint on
+// its own disk (on another machine) downloads it and resumes. One checkpoint per job, at most
+// `maxBytes`; deleted when the job's result is stored.
 
 /** Default bound of a shipped checkpoint (`kd worker --checkpoint-max-mb`). */
 export const CHECKPOINT_MAX_MB = 64;
@@ -29,14 +29,46 @@ export interface ShippedCheckpoint {
   at: string;
 }
 
-const stagingOf = (outDir: string) => `${outDir}.incomplete`;
-/** Where a `kd run` into `outDir` keeps its checkpoint: the staging folder while it runs, the run folder once interrupted. */
-const checkpointDirs = (outDir: string) => [path.join(stagingOf(outDir), 'checkpoint'), path.join(outDir, 'checkpoint')];
+/** Where a job's checkpoints are: a cell's run, or a teacher's training. */
+export interface CheckpointSite {
+  /** The job's checkpoint in Redis: `KEYS.checkpoint(id)`. */
+  id: string;
+  /** How log lines name the job (`c-…`, `teacher <key>`), and what it is. */
+  label: string;
+  what: 'cell' | 'teacher';
+  /** The Redis key of the job's result: once it exists, no checkpoint is stored any more. */
+  result: string;
+  /** The checkpoint folders on this disk (each also read from its `.old` copy). */
+  dirs(): string[];
+  /** Where a checkpoint fetched from Redis goes, and the folders the local attempt it replaces leaves to clear. */
+  fetchTo: string;
+  replaced: string[];
+}
 
-/** The newest readable checkpoint of a run into `outDir` (its `.old` copy after a crash between renames), or null. */
-export function localCheckpoint(outDir: string): CheckpointSummary | null {
+const stagingOf = (outDir: string) => `${outDir}.incomplete`;
+
+/** A cell's run into `outDir`: `kd run` keeps its checkpoint in the staging folder while it runs, in the run folder once interrupted. */
+export function cellSite(id: string, outDir: string): CheckpointSite {
+  const fetchTo = path.join(stagingOf(outDir), 'checkpoint');
+  return { id, label: id, what: 'cell', result: KEYS.run(id), dirs: () => [fetchTo, path.join(outDir, 'checkpoint')], fetchTo, replaced: [outDir, stagingOf(outDir)] };
+}
+
+/**
+ * Teacher `key` trained into the cache `cacheDir`: its checkpoints are the folders of
+ * `<cacheDir>/teachers/<key>.partial/` (one per process that trained it); one fetched from Redis goes
+ * in as `redis`, which the engine reads if it is the latest and removes once it writes a later one.
+ */
+export function teacherSite(key: string, cacheDir: string): CheckpointSite {
+  const root = teacherPartialDir(cacheDir, key);
+  const fetchTo = path.join(root, 'redis');
+  const dirs = () => (fs.existsSync(root) ? [...new Set(fs.readdirSync(root).map((n) => n.replace(/\.(old|tmp)$/, '')))].map((n) => path.join(root, n)) : []);
+  return { id: `teacher-${key}`, label: `teacher ${key}`, what: 'teacher', result: KEYS.teacher(key), dirs, fetchTo, replaced: [fetchTo, `${fetchTo}.old`, `${fetchTo}.tmp`] };
+}
+
+/** The newest readable checkpoint of a site on this disk (a folder's `.old` copy after a crash between renames), or null. */
+export function localCheckpoint(site: CheckpointSite): CheckpointSummary | null {
   let best: CheckpointSummary | null = null;
-  for (const d of checkpointDirs(outDir)) {
+  for (const d of site.dirs()) {
     let c: CheckpointSummary | null = null;
     try {
       c = peekCheckpoint(d);
@@ -48,7 +80,7 @@ export function localCheckpoint(outDir: string): CheckpointSummary | null {
   return best;
 }
 
-/** The checkpoint of a cell stored in Redis, or null. */
+/** The checkpoint of a job (`CheckpointSite.id`) stored in Redis, or null. */
 export async function remoteCheckpoint(redis: Redis, id: string): Promise<ShippedCheckpoint | null> {
   let m: Record<string, string>;
   try {
@@ -60,7 +92,7 @@ export async function remoteCheckpoint(redis: Redis, id: string): Promise<Shippe
   return { step: Number(m.step), epoch: Number(m.epoch), batchIndex: Number(m.batchIndex), epochsDone: Number(m.epochsDone), bytes: Number(m.bytes), worker: m.worker, at: m.at };
 }
 
-/** Forget a cell's checkpoint in Redis (the cell completed). */
+/** Forget a job's checkpoint in Redis (its result is stored). */
 export async function dropCheckpoint(redis: Redis, id: string): Promise<void> {
   try {
     await redis.del(KEYS.checkpoint(id), KEYS.checkpointMeta(id));
@@ -69,9 +101,9 @@ export async function dropCheckpoint(redis: Redis, id: string): Promise<void> {
   }
 }
 
-// Replace the stored checkpoint only by a later one of the same cell, and never once the cell has a
+// Replace the stored checkpoint only by a later one of the same job, and never once the job has a
 // result: a worker wrongly taken for stalled that still runs cannot put an older state back.
-// KEYS: the uploaded copy (tmp), the checkpoint, its meta, the cell's result. ARGV: step, meta pairs.
+// KEYS: the uploaded copy (tmp), the checkpoint, its meta, the job's result. ARGV: step, meta pairs.
 const STORE_LATER = `
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('DEL', KEYS[1]) return 0 end
 local current = tonumber(redis.call('HGET', KEYS[3], 'step') or '-1')
@@ -92,11 +124,12 @@ function snapshot(dir: string): [string, Buffer][] | null {
 }
 
 /**
- * Upload a checkpoint folder as the cell's checkpoint: `stored`, `stale` (Redis has a later one, or the
- * cell's result), `too-big` (over `maxBytes`: not shipped; another machine would start the cell over),
+ * Upload a checkpoint folder as the job's checkpoint: `stored`, `stale` (Redis has a later one, or the
+ * job's result), `too-big` (over `maxBytes`: not shipped; another machine would start the job over),
  * or `changed` (rewritten while being read: try again).
  */
-export async function uploadCheckpoint(redis: Redis, id: string, c: CheckpointSummary, o: { maxBytes: number; worker: string }): Promise<'stored' | 'stale' | 'too-big' | 'changed'> {
+export async function uploadCheckpoint(redis: Redis, site: CheckpointSite, c: CheckpointSummary, o: { maxBytes: number; worker: string }): Promise<'stored' | 'stale' | 'too-big' | 'changed'> {
+  const { id } = site;
   let files: [string, Buffer][] | null;
   try {
     const sizes = fs.readdirSync(c.dir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => fs.statSync(path.join(c.dir, e.name)).size);
@@ -115,7 +148,7 @@ export async function uploadCheckpoint(redis: Redis, id: string, c: CheckpointSu
   await execOrThrow(multi.pexpire(tmp, 600_000), KEYS.checkpoint(id), 'store');
   const meta = { step: c.step, epoch: c.next.epoch, batchIndex: c.next.batchIndex, epochsDone: c.epochsDone, bytes, worker: o.worker, at: new Date().toISOString() };
   try {
-    const r = await redis.eval(STORE_LATER, 4, tmp, KEYS.checkpoint(id), KEYS.checkpointMeta(id), KEYS.run(id), String(c.step), ...Object.entries(meta).flatMap(([k, v]) => [k, String(v)]));
+    const r = await redis.eval(STORE_LATER, 4, tmp, KEYS.checkpoint(id), KEYS.checkpointMeta(id), site.result, String(c.step), ...Object.entries(meta).flatMap(([k, v]) => [k, String(v)]));
     return r === 1 ? 'stored' : 'stale';
   } catch (e) {
     throw redisError(e, KEYS.checkpoint(id), 'store');
@@ -128,18 +161,20 @@ export interface CheckpointShipper {
 }
 
 /**
- * Watch the checkpoints of a run into `outDir` (every `pollMs`: a `stat` of each `checkpoint.json`)
- * and upload each new one. A failed upload is a warning — training goes on, the next checkpoint
- * tries again; a checkpoint over `maxBytes` is not shipped (said once).
+ * Watch a site's checkpoint folders (every `pollMs`: a `stat` of each `checkpoint.json`) and upload
+ * each new checkpoint. A failed upload is a warning — training goes on, the next checkpoint tries
+ * again; a checkpoint over `maxBytes` is not shipped (said once).
  */
-export function shipCheckpoints(redis: Redis, id: string, outDir: string, o: { maxBytes: number; worker: string; pollMs?: number; log: (line: string) => void }): CheckpointShipper {
+export function shipCheckpoints(redis: Redis, site: CheckpointSite, o: { maxBytes: number; worker: string; pollMs?: number; log: (line: string) => void }): CheckpointShipper {
+  const { label } = site;
   let seen = '';
   let shipped = -1;
   let saidTooBig = false;
   let lastWarning = '';
   let running: Promise<void> | null = null;
   const heads = () =>
-    checkpointDirs(outDir)
+    site
+      .dirs()
       .flatMap((d) => [d, `${d}.old`])
       .map((d) => {
         const s = fs.statSync(path.join(d, 'checkpoint.json'), { throwIfNoEntry: false });
@@ -149,26 +184,26 @@ export function shipCheckpoints(redis: Redis, id: string, outDir: string, o: { m
   const once = async () => {
     const now = heads();
     if (now === seen) return;
-    const c = localCheckpoint(outDir);
+    const c = localCheckpoint(site);
     if (!c || c.step <= shipped) {
       seen = now;
       return;
     }
-    const r = await uploadCheckpoint(redis, id, c, o);
+    const r = await uploadCheckpoint(redis, site, c, o);
     if (r === 'changed') return; // read again at the next tick
     seen = now;
     shipped = c.step;
-    if (r === 'stored') o.log(`${id}: checkpoint at epoch ${c.next.epoch}, batch ${c.next.batchIndex} (step ${c.step}) shipped to Redis`);
+    if (r === 'stored') o.log(`${label}: checkpoint at epoch ${c.next.epoch}, batch ${c.next.batchIndex} (step ${c.step}) shipped to Redis`);
     if (r === 'too-big' && !saidTooBig) {
       saidTooBig = true;
-      o.log(`${id}: warning: its checkpoint is over ${Math.round(o.maxBytes / 2 ** 20)} MB (--checkpoint-max-mb) and is not shipped: a worker on another machine would start this cell over`);
+      o.log(`${label}: warning: its checkpoint is over ${Math.round(o.maxBytes / 2 ** 20)} MB (--checkpoint-max-mb) and is not shipped: a worker on another machine would start this ${site.what} over`);
     }
   };
   const tick = (): Promise<void> => {
     running ??= once()
       .catch((e) => {
         const text = isKdError(e) ? (e as KdError).format() : String(e);
-        if (text !== lastWarning) o.log(`${id}: warning: checkpoint not shipped (training goes on; the next one tries again): ${text}`);
+        if (text !== lastWarning) o.log(`${label}: warning: checkpoint not shipped (training goes on; the next one tries again): ${text}`);
         lastWarning = text;
       })
       .finally(() => {
@@ -188,17 +223,17 @@ export function shipCheckpoints(redis: Redis, id: string, outDir: string, o: { m
 }
 
 /**
- * Before a cell runs: if Redis holds a later checkpoint of it than this worker's disk (`localStep`;
- * −1 for none), download it into the run's staging folder (`<outDir>.incomplete/checkpoint`, where
+ * Before a job runs: if Redis holds a later checkpoint of it than this worker's disk (`localStep`;
+ * −1 for none), download it to `site.fetchTo` (a cell's: the run's staging folder, where
  * `kd run --resume` finds it), replacing the local attempt. Returns its summary, or null. A download
- * that is no checkpoint (damaged) is dropped, here and in Redis, with a warning: the cell starts over.
+ * that is no checkpoint (damaged) is dropped, here and in Redis, with a warning: the job starts over.
  */
-export async function fetchCheckpoint(redis: Redis, id: string, outDir: string, localStep: number, warn: (line: string) => void): Promise<{ summary: CheckpointSummary; remote: ShippedCheckpoint } | null> {
+export async function fetchCheckpoint(redis: Redis, site: CheckpointSite, localStep: number, warn: (line: string) => void): Promise<{ summary: CheckpointSummary; remote: ShippedCheckpoint } | null> {
+  const { id } = site;
   const remote = await remoteCheckpoint(redis, id);
   if (!remote || remote.step <= localStep) return null;
-  const staging = stagingOf(outDir);
   const clear = () => {
-    for (const d of [outDir, staging]) {
+    for (const d of site.replaced) {
       try {
         fs.rmSync(d, { recursive: true, force: true });
       } catch (e) {
@@ -207,8 +242,8 @@ export async function fetchCheckpoint(redis: Redis, id: string, outDir: string, 
     }
   };
   clear();
-  const dest = path.join(staging, 'checkpoint');
-  if (!(await getFolder(redis, KEYS.checkpoint(id), dest, { kind: 'checkpoint', flag: '--dir' }))) return null; // the cell completed meanwhile
+  const dest = site.fetchTo;
+  if (!(await getFolder(redis, KEYS.checkpoint(id), dest, { kind: 'checkpoint', flag: '--dir' }))) return null; // the job completed meanwhile
   let summary: CheckpointSummary | null = null;
   let why = 'no checkpoint.json';
   try {
@@ -219,7 +254,7 @@ export async function fetchCheckpoint(redis: Redis, id: string, outDir: string, 
     why = isKdError(e) ? (e as KdError).format() : String(e);
   }
   if (!summary) {
-    warn(`${id}: warning: the checkpoint fetched from Redis (${KEYS.checkpoint(id)}) is not usable, so it is deleted and the cell starts over: ${why}`);
+    warn(`${site.label}: warning: the checkpoint fetched from Redis (${KEYS.checkpoint(id)}) is not usable, so it is deleted and the ${site.what} starts over: ${why}`);
     clear();
     await dropCheckpoint(redis, id);
     return null;

@@ -2,9 +2,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { TrainingState } from '@tfkd/engine';
-import { peekCheckpoint, writeCheckpoint } from '@tfkd/engine/node';
+import { peekCheckpoint, teacherCheckpointFiles, teacherPartialDir, writeCheckpoint } from '@tfkd/engine/node';
 import { KdError, type RunSpec } from '@tfkd/kd-core';
-import { dropCheckpoint, fetchCheckpoint, localCheckpoint, remoteCheckpoint, shipCheckpoints, uploadCheckpoint } from './checkpoints';
+import { cellSite, dropCheckpoint, fetchCheckpoint, localCheckpoint, remoteCheckpoint, shipCheckpoints, teacherSite, uploadCheckpoint } from './checkpoints';
 import { jobError } from './errors';
 import { KEYS, getFolder, putFolder, storeRun } from './queue';
 import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
@@ -132,32 +132,33 @@ describe('folders in Redis hashes', () => {
 describe('run checkpoints travel through Redis', () => {
   it('uploads only a later checkpoint, never past the cell\'s result, and never one over the bound', async () => {
     const run = at('machine-a', 'runs', 'c-ck');
+    const site = cellSite('c-ck', run);
     checkpoint(path.join(`${run}.incomplete`, 'checkpoint'), 10, 2);
-    const c = localCheckpoint(run);
+    const c = localCheckpoint(site);
     expect(c?.step).toBe(10);
     const o = { maxBytes: 1 << 20, worker: 'a:1' };
-    expect(await uploadCheckpoint(redis, 'c-ck', c as NonNullable<typeof c>, o)).toBe('stored');
+    expect(await uploadCheckpoint(redis, site, c as NonNullable<typeof c>, o)).toBe('stored');
     expect(await remoteCheckpoint(redis, 'c-ck')).toMatchObject({ step: 10, epoch: 2, batchIndex: 0, epochsDone: 1, worker: 'a:1' });
     // Not replaced by the same or an earlier state (a worker taken for stalled that still runs).
-    expect(await uploadCheckpoint(redis, 'c-ck', c as NonNullable<typeof c>, o)).toBe('stale');
-    expect(await uploadCheckpoint(redis, 'c-ck', c as NonNullable<typeof c>, { ...o, maxBytes: 100 })).toBe('too-big');
+    expect(await uploadCheckpoint(redis, site, c as NonNullable<typeof c>, o)).toBe('stale');
+    expect(await uploadCheckpoint(redis, site, c as NonNullable<typeof c>, { ...o, maxBytes: 100 })).toBe('too-big');
     // No expiry is left on the stored copy (the upload's temporary key has one).
     expect(await redis.pttl(KEYS.checkpoint('c-ck'))).toBe(-1);
 
     // Another machine, nothing on its disk: the checkpoint is fetched where `kd run --resume` finds it.
     const other = at('machine-b', 'runs', 'c-ck');
-    const got = await fetchCheckpoint(redis, 'c-ck', other, localCheckpoint(other)?.step ?? -1, () => undefined);
+    const got = await fetchCheckpoint(redis, cellSite('c-ck', other), localCheckpoint(cellSite('c-ck', other))?.step ?? -1, () => undefined);
     expect(got?.summary.step).toBe(10);
     expect(got?.remote.worker).toBe('a:1');
     expect(peekCheckpoint(path.join(`${other}.incomplete`, 'checkpoint'))?.next).toEqual({ epoch: 2, batchIndex: 0 });
     expect(fs.readFileSync(path.join(`${other}.incomplete`, 'checkpoint', 'tensors.bin'))).toEqual(fs.readFileSync(path.join(`${run}.incomplete`, 'checkpoint', 'tensors.bin')));
     // A machine whose own checkpoint is as far along keeps it.
-    expect(await fetchCheckpoint(redis, 'c-ck', run, 10, () => undefined)).toBeNull();
+    expect(await fetchCheckpoint(redis, site, 10, () => undefined)).toBeNull();
 
     // Once the cell has a result, no checkpoint is stored any more; completion deletes it.
     checkpoint(path.join(`${run}.incomplete`, 'checkpoint'), 20, 3);
     await redis.hset(KEYS.run('c-ck'), 'metrics.json', '{}');
-    expect(await uploadCheckpoint(redis, 'c-ck', localCheckpoint(run) as NonNullable<ReturnType<typeof localCheckpoint>>, o)).toBe('stale');
+    expect(await uploadCheckpoint(redis, site, localCheckpoint(site) as NonNullable<ReturnType<typeof localCheckpoint>>, o)).toBe('stale');
     await dropCheckpoint(redis, 'c-ck');
     expect(await redis.exists(KEYS.checkpoint('c-ck'), KEYS.checkpointMeta('c-ck'))).toBe(0);
   });
@@ -165,7 +166,7 @@ describe('run checkpoints travel through Redis', () => {
   it('the shipper uploads each new checkpoint of a running cell, and the last one when it stops', async () => {
     const run = at('machine-c', 'runs', 'c-ship');
     const lines: string[] = [];
-    const shipper = shipCheckpoints(redis, 'c-ship', run, { maxBytes: 1 << 20, worker: 'c:1', pollMs: 20, log: (l) => lines.push(l) });
+    const shipper = shipCheckpoints(redis, cellSite('c-ship', run), { maxBytes: 1 << 20, worker: 'c:1', pollMs: 20, log: (l) => lines.push(l) });
     checkpoint(path.join(`${run}.incomplete`, 'checkpoint'), 5, 2);
     const until = async (ok: () => Promise<boolean>) => {
       for (let i = 0; i < 200 && !(await ok()); i++) await new Promise((r) => setTimeout(r, 20));
@@ -182,13 +183,48 @@ describe('run checkpoints travel through Redis', () => {
   it('a damaged checkpoint in Redis is dropped with a warning and the cell starts over', async () => {
     const run = at('machine-d', 'runs', 'c-bad');
     checkpoint(path.join(`${run}.incomplete`, 'checkpoint'), 3, 2);
-    await uploadCheckpoint(redis, 'c-bad', localCheckpoint(run) as NonNullable<ReturnType<typeof localCheckpoint>>, { maxBytes: 1 << 20, worker: 'd:1' });
+    await uploadCheckpoint(redis, cellSite('c-bad', run), localCheckpoint(cellSite('c-bad', run)) as NonNullable<ReturnType<typeof localCheckpoint>>, { maxBytes: 1 << 20, worker: 'd:1' });
     await redis.hset(KEYS.checkpoint('c-bad'), 'tensors.bin', Buffer.alloc(3)); // truncated
     const warnings: string[] = [];
     const other = at('machine-e', 'runs', 'c-bad');
-    expect(await fetchCheckpoint(redis, 'c-bad', other, -1, (l) => warnings.push(l))).toBeNull();
+    expect(await fetchCheckpoint(redis, cellSite('c-bad', other), -1, (l) => warnings.push(l))).toBeNull();
     expect(warnings.join('\n')).toMatch(/not usable, so it is deleted and the cell starts over: KD_CHECKPOINT_INVALID/);
     expect(fs.existsSync(`${other}.incomplete`)).toBe(false);
     expect(await redis.exists(KEYS.checkpoint('c-bad'), KEYS.checkpointMeta('c-bad'))).toBe(0);
+  });
+  it('a teacher\'s checkpoints: shipped from its cache\'s .partial folders, fetched into another cache where the engine reads them, never past the stored teacher', async () => {
+    const key = '0123456789abcdef';
+    const cacheA = at('machine-f', '.kd-cache');
+    const root = teacherPartialDir(cacheA, key);
+    const site = teacherSite(key, cacheA);
+    expect([site.id, site.result]).toEqual([`teacher-${key}`, KEYS.teacher(key)]);
+    expect(localCheckpoint(site)).toBeNull(); // no .partial folder yet
+    const lines: string[] = [];
+    const shipper = shipCheckpoints(redis, site, { maxBytes: 1 << 20, worker: 'f:1', pollMs: 20, log: (l) => lines.push(l) });
+    // Two processes' folders (an earlier, killed attempt's at step 4; this one's at step 8): the later one travels.
+    checkpoint(path.join(root, 'host-1'), 4, 2);
+    checkpoint(path.join(root, 'host-2'), 8, 3);
+    await shipper.stop();
+    expect(await remoteCheckpoint(redis, site.id)).toMatchObject({ step: 8, epoch: 3, worker: 'f:1' });
+    expect(lines).toEqual([`teacher ${key}: checkpoint at epoch 3, batch 0 (step 8) shipped to Redis`]);
+
+    // Another machine's cache, with an older checkpoint of its own: Redis's goes in beside it, and is the one the engine resumes.
+    const cacheB = at('machine-g', '.kd-cache');
+    const siteB = teacherSite(key, cacheB);
+    checkpoint(path.join(teacherPartialDir(cacheB, key), 'host-9'), 2, 2);
+    const got = await fetchCheckpoint(redis, siteB, localCheckpoint(siteB)?.step ?? -1, () => undefined);
+    expect([got?.summary.step, got?.summary.dir]).toEqual([8, path.join(teacherPartialDir(cacheB, key), 'redis')]);
+    const read = teacherCheckpointFiles(cacheB).read(key);
+    expect([read?.step, Array.from(read?.roles[0].weights[0].values ?? [])]).toEqual([8, [8, 8, 8, 8]]);
+    expect(fs.readFileSync(path.join(teacherPartialDir(cacheB, key), 'redis', 'tensors.bin'))).toEqual(fs.readFileSync(path.join(root, 'host-2', 'tensors.bin')));
+    // A cache as far along keeps its own.
+    expect(await fetchCheckpoint(redis, site, 8, () => undefined)).toBeNull();
+
+    // Once the teacher is stored, no checkpoint of it is stored any more.
+    checkpoint(path.join(root, 'host-2'), 12, 4);
+    await redis.hset(KEYS.teacher(key), 'model.json', '{}');
+    expect(await uploadCheckpoint(redis, site, localCheckpoint(site) as NonNullable<ReturnType<typeof localCheckpoint>>, { maxBytes: 1 << 20, worker: 'f:1' })).toBe('stale');
+    expect((await remoteCheckpoint(redis, site.id))?.step).toBe(8);
+    await dropCheckpoint(redis, site.id);
   });
 });

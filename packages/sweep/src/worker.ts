@@ -6,7 +6,7 @@ import { isKdError, KdError, parseSpec } from '@tfkd/kd-core';
 import { planRun, startPlan, type Registry } from '@tfkd/engine';
 import { teacherCheckpointFiles } from '@tfkd/engine/node';
 import type { Redis } from 'ioredis';
-import { CHECKPOINT_MAX_MB, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints } from './checkpoints';
+import { CHECKPOINT_MAX_MB, cellSite, dropCheckpoint, fetchCheckpoint, localCheckpoint, shipCheckpoints, teacherSite } from './checkpoints';
 import { folderError, jobError, redisError } from './errors';
 import { KEYS, QUEUE, addCells, getFolder, putFolder, storeRun, type CellJob, type ReleaseJob, type TeacherJob } from './queue';
 
@@ -62,7 +62,8 @@ function completedRun(dir: string): boolean {
  *   killed on this machine) or in Redis (one killed on another machine), started over otherwise;
  *   while it runs, each new checkpoint is uploaded — then the run folder stored in Redis, and the
  *   checkpoint there deleted. Failures are coded (`KD_…` with a fix) in the failed job.
- * - `teacher`: the teacher trained into the local cache (or found there), then stored in Redis.
+ * - `teacher`: the teacher trained into the local cache (or found there), then stored in Redis; its
+ *   checkpoints travel as a cell's do.
  * - `release`: (after its teacher child) enqueues the cells waiting for that teacher.
  */
 export function startWorker(opts: WorkerOptions): Worker {
@@ -125,19 +126,20 @@ export function startWorker(opts: WorkerOptions): Worker {
       return { id: data.id, shared: true };
     }
     const outDir = path.join(dir, 'runs', data.id);
+    const site = cellSite(data.id, outDir);
     await fetchTeachers(data.teachers);
     await fetchModels(data.models, data.id);
     if (!completedRun(outDir)) {
-      const local = localCheckpoint(outDir);
+      const local = localCheckpoint(site);
       // A later checkpoint in Redis (the attempt of a worker on another machine) replaces this disk's.
-      const fetched = maxBytes > 0 ? await fetchCheckpoint(redis, data.id, outDir, local?.step ?? -1, log) : null;
+      const fetched = maxBytes > 0 ? await fetchCheckpoint(redis, site, local?.step ?? -1, log) : null;
       const from = fetched?.summary ?? local;
       // An earlier attempt that left no checkpoint (killed before its first epoch end) starts over.
       if (!from) for (const d of [outDir, `${outDir}.incomplete`]) clear(d);
       const where = fetched ? `the checkpoint fetched from Redis (written by ${fetched.remote.worker})` : 'its checkpoint';
       log(`${data.id}: ${from ? `resuming from ${where} at epoch ${from.next.epoch}, batch ${from.next.batchIndex} (step ${from.step})` : 'running'} (attempt ${job.attemptsMade + 1})`);
       const started = Date.now();
-      const shipper = maxBytes > 0 ? shipCheckpoints(redis, data.id, outDir, { maxBytes, worker: me, pollMs: opts.checkpointPollMs, log }) : null;
+      const shipper = maxBytes > 0 ? shipCheckpoints(redis, site, { maxBytes, worker: me, pollMs: opts.checkpointPollMs, log }) : null;
       let r: Awaited<ReturnType<RunCell>>;
       try {
         r = await opts.runCell({
@@ -172,7 +174,11 @@ export function startWorker(opts: WorkerOptions): Worker {
 
   const processTeacher = async (job: Job, token: string | undefined) => {
     const data = job.data as TeacherJob;
-    if (await exists(KEYS.teacher(data.key))) return { key: data.key, shared: true };
+    const site = teacherSite(data.key, cacheDir);
+    if (await exists(KEYS.teacher(data.key))) {
+      await dropCheckpoint(redis, site.id);
+      return { key: data.key, shared: true };
+    }
     const local = path.join(cacheDir, 'teachers', data.key);
     if (!fs.existsSync(path.join(local, 'model.json'))) {
       log(`teacher ${data.key}: training`);
@@ -180,19 +186,33 @@ export function startWorker(opts: WorkerOptions): Worker {
       const file = specFile(data.specName, data.specText, `t-${data.key}`);
       const registry = opts.registry();
       const plan = await planRun(parseSpec(data.specText, file), { registry, specDir: path.dirname(file), cacheDir });
-      // Trains (and caches) the plan's teachers, then prepares the main run, which is not needed here.
-      // A teacher checkpoints every epoch into the cache: an attempt after a killed one (on this disk) resumes it.
+      // A teacher checkpoints every epoch into the cache: an attempt after a stopped or killed one
+      // resumes it, from this disk or, if Redis has a later one (a worker on another machine), from Redis.
+      if (maxBytes > 0) {
+        const fetched = await fetchCheckpoint(redis, site, localCheckpoint(site)?.step ?? -1, log);
+        if (fetched) log(`teacher ${data.key}: checkpoint at epoch ${fetched.summary.next.epoch}, batch ${fetched.summary.next.batchIndex} (step ${fetched.summary.step}) fetched from Redis (written by ${fetched.remote.worker})`);
+      }
+      const shipper = maxBytes > 0 ? shipCheckpoints(redis, site, { maxBytes, worker: me, pollMs: opts.checkpointPollMs, log }) : null;
+      let stopped = false;
       try {
+        // Trains (and caches) the plan's teachers, then prepares the main run, which is not needed here.
         (await startPlan(plan, { registry, log, teacherCheckpoints: teacherCheckpointFiles(cacheDir), shouldStop: opts.shouldStop })).dispose();
       } catch (e) {
         if (!(isKdError(e) && e.code === 'KD_INTERRUPTED')) throw e;
-        // Stopped with its checkpoint: back to the head of the queue (no attempt used), as a cell.
         log(`teacher ${data.key}: stopped (${e.message})`);
+        stopped = true;
+      } finally {
+        // The newest checkpoint (the stop checkpoint, or a failed attempt's last one) goes too.
+        await shipper?.stop();
+      }
+      if (stopped) {
+        // Back to the head of the queue (no attempt used), as a cell; its checkpoint is here and in Redis.
         await job.moveToWait(token);
         throw new WaitingError();
       }
     }
     await putFolder(redis, KEYS.teacher(data.key), local, undefined, '--cache-dir');
+    await dropCheckpoint(redis, site.id);
     return { key: data.key, trained: true };
   };
 
