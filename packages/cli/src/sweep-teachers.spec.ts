@@ -107,6 +107,7 @@ describe('sweep teacher jobs on a redis-server shared by workers', () => {
         counts: { done: 0, running: 0, failed: 2, waiting: 0, cancelled: 0, unqueued: 0 },
         cells: plan.cells.map((c) => ({ id: c.id, state: 'failed', error })),
         eta: null,
+        ahead: 0,
       });
       // Submitted again: the teacher job is retried (its cells stay in the release, pending).
       const again = kd(['sweep', 'failed.yaml', '--redis', redis.url, '--detach', '--quiet']);
@@ -119,6 +120,7 @@ describe('sweep teacher jobs on a redis-server shared by workers', () => {
         counts: { done: 0, running: 0, failed: 0, waiting: 2, cancelled: 0, unqueued: 0 },
         cells: plan.cells.map((c) => ({ id: c.id, state: 'waiting' })),
         eta: null,
+        ahead: 0,
       });
       const w = start(['worker', '--redis', redis.url, '--dir', at('machine-retry'), '--lock-ms', '1500']);
       try {

@@ -197,15 +197,24 @@ export type CellState = 'done' | 'running' | 'failed' | 'waiting' | 'cancelled' 
 export interface SweepStatus {
   counts: Record<CellState, number>;
   cells: { id: string; state: CellState; progress?: { phase: string; epoch: number; epochs: number }; error?: string; attempts?: number }[];
-  /** Seconds left: mean seconds of a finished cell × cells left (waiting, running) / cells running (null before the first finishes). */
+  /**
+   * Seconds of this sweep's work left: mean seconds of its finished cells × cells left (waiting,
+   * running) / the workers it can use (its running cells, or the connected workers if more, up to the
+   * cells left); null before its first cell finishes. It starts after the `ahead` jobs.
+   */
   eta: number | null;
+  /**
+   * Jobs of other sweeps queued to run before this sweep's next waiting job (one queue serves every
+   * sweep, first in, first out): `eta` starts once they are taken.
+   */
+  ahead: number;
 }
 
 /**
  * Where each cell of a sweep stands. A cell with no job yet waits when a release job of this sweep
  * holds it (behind its teacher); otherwise it is `unqueued` (or `cancelled`, when `kd sweep cancel` took it out).
  */
-export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: Redis): Promise<SweepStatus> {
+export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'> & Partial<Pick<SweepPlan, 'teachers'>>, redis: Redis): Promise<SweepStatus> {
   const queue = new Queue(QUEUE, { connection: redis });
   try {
     const counts: Record<CellState, number> = { done: 0, running: 0, failed: 0, waiting: 0, cancelled: 0, unqueued: 0 };
@@ -242,8 +251,13 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: 
     const secs = (await redis.hmget(KEYS.seconds, ...cells.map((c) => c.id))).filter((s): s is string => s !== null).map(Number);
     const mean = secs.length ? secs.reduce((a, b) => a + b, 0) / secs.length : null;
     const left = counts.waiting + counts.running;
-    const eta = mean === null ? null : left === 0 ? 0 : (mean * left) / Math.max(1, counts.running);
-    return { counts, cells, eta };
+    const workers = left > 0 ? Math.min(left, Math.max(1, counts.running, await queue.getWorkersCount())) : 1;
+    const eta = mean === null ? null : (mean * left) / workers;
+    // The wait list in the order workers take it; this sweep's jobs: its cells and its teacher jobs.
+    const mine = new Set([...cells.map((c) => c.id), ...Object.keys(plan.teachers ?? {}).map((k) => teacherJobId(k, plan.id))]);
+    const order = await queue.getRanges(['wait'], 0, -1, true);
+    const next = order.findIndex((id) => mine.has(id));
+    return { counts, cells, eta, ahead: next === -1 ? 0 : next };
   } finally {
     await queue.close();
   }

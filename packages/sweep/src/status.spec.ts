@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { cancelCells } from './cancel';
 import type { PlannedCell, SweepPlan } from './plan';
 import { KEYS, QUEUE, submitSweep, sweepStatus, type ReleaseJob } from './queue';
@@ -76,6 +76,44 @@ describe('sweepStatus: waiting, cancelled or not queued', () => {
       // A finished cell is done, whatever holds it.
       await redis.hset(KEYS.run('c-bkd1'), 'metrics.json', '{}');
       expect((await sweepStatus(p, redis)).counts).toEqual({ done: 1, running: 0, failed: 0, waiting: 2, cancelled: 0, unqueued: 0 });
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('ahead: the jobs of other sweeps queued before a sweep\'s next job; the ETA divides by the connected workers', async () => {
+    const queue = new Queue(QUEUE, { connection: redis });
+    try {
+      await queue.obliterate({ force: true });
+      const first = plan('s-1111111111', 'd');
+      const second = plan('s-2222222222', 'e');
+      await submitSweep(first, redis);
+      await submitSweep(second, redis);
+      // In the order workers take them: first's scratch cell and teacher job, then second's.
+      expect(await queue.getRanges(['wait'], 0, -1, true)).toEqual(['c-dscratch', 't-t-untrained-11111111', 'c-escratch', 't-t-untrained-22222222']);
+      expect((await sweepStatus(first, redis)).ahead).toBe(0);
+      expect((await sweepStatus(second, redis)).ahead).toBe(2);
+      // Submitted with --first, second's waiting jobs go before first's.
+      await (await queue.getJob('c-escratch'))?.remove();
+      await submitSweep(second, redis, { first: true });
+      expect((await sweepStatus(second, redis)).ahead).toBe(0);
+      expect((await sweepStatus(first, redis)).ahead).toBe(1);
+      // One of second's cells finished in 30 s, two left, no worker connected: 30 × 2 / 1 = 60 s; with
+      // two workers connected (idle, not started), 30 × 2 / 2 = 30 s.
+      await redis.hset(KEYS.seconds, 'c-ekd1', '30');
+      await redis.hset(KEYS.run('c-ekd1'), 'metrics.json', '{}');
+      const s1 = await sweepStatus(second, redis);
+      expect([s1.counts.done, s1.counts.waiting, s1.eta]).toEqual([1, 2, 60]);
+      const clients = [connection(server.url), connection(server.url)];
+      const workers = clients.map((c) => new Worker(QUEUE, async () => undefined, { connection: c, autorun: false }));
+      try {
+        await Promise.all(workers.map((w) => w.waitUntilReady()));
+        expect(await queue.getWorkersCount()).toBe(2);
+        expect((await sweepStatus(second, redis)).eta).toBe(30);
+      } finally {
+        await Promise.all(workers.map((w) => w.close(true)));
+        for (const c of clients) c.disconnect();
+      }
     } finally {
       await queue.close();
     }
