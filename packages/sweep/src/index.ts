@@ -6,6 +6,7 @@ export * from './queue';
 export * from './redis';
 export * from './runs';
 export * from './sweep';
+export * from './status';
 export * from './sweep-file';
 export * from './table';
 export * from './worker';

@@ -4,7 +4,8 @@ import * as path from 'path';
 import { Queue, Worker } from 'bullmq';
 import { cancelCells } from './cancel';
 import type { PlannedCell, SweepPlan } from './plan';
-import { KEYS, QUEUE, submitSweep, sweepStatus, type ReleaseJob } from './queue';
+import { KEYS, QUEUE, submitSweep, type ReleaseJob } from './queue';
+import { sweepStatus } from './status';
 import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
 
 // `kd sweep status` states of cells that have no job: waiting behind their teacher (held by the sweep's
