@@ -43,12 +43,13 @@ describe('examples', () => {
   const dir = path.resolve(__dirname, '../../../examples');
   const files = ['dml-2', 'dml-3', 'dml-ensemble', 'one', 'independent-3'];
 
-  it.each(files)('%s.yaml parses; its online plugins validate; fashion-mnist, the Adam recipe, peer-ensemble', (name) => {
+  it.each(files)('%s.yaml parses; its online plugins validate; fashion-mnist, the Adam recipe, peer-ensemble on cohorts', (name) => {
     const spec = parseSpec(fs.readFileSync(path.join(dir, `${name}.yaml`), 'utf8'), `${name}.yaml`);
     const registry = new Registry([kdModule]);
     expect(spec.data.name).toBe('fashion-mnist');
     expect(spec.train).toMatchObject({ epochs: 20, batchSize: 128, optimizer: { name: 'adam', lr: 0.001, weightDecay: 0 }, schedule: { name: 'cosine' } });
-    expect(spec.eval).toEqual(['accuracy', 'ece', 'peer-ensemble']);
+    // ONE is one model (its output the gated ensemble): peer-ensemble needs two or more students.
+    expect(spec.eval).toEqual(name === 'one' ? ['accuracy', 'ece'] : ['accuracy', 'ece', 'peer-ensemble']);
     expect(spec.packages).toEqual([]); // the kd CLI ships this package
     const models = spec.students?.map((s) => s.model) ?? [spec.student?.model];
     expect(models).toEqual(name === 'one' ? ['one-mlp'] : name === 'dml-2' ? ['mlp-student', 'mlp-student'] : ['mlp-student', 'mlp-student', 'mlp-student']);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { computeCalibration, type EvalBatch, type EvalReport } from '@tfkd/kd-core';
+import { computeCalibration, KdError, type EvalBatch, type EvalReport } from '@tfkd/kd-core';
 import { fakePluginDeps, tidyValue } from '@tfkd/kd-core/testing';
 import { studentRoles } from './__fixtures__/harness';
 import { PeerEnsembleAccumulator, peerEnsembleMetric } from './peer-ensemble';
@@ -95,5 +95,20 @@ describe('metric/peer-ensemble plugin', () => {
     tidyValue(() => handlers.evalBatch({ phase: 'distill', epoch: 0, role: 'teacher', logits: tf.tensor2d([[1, 0, 0]]), labels: tf.tensor1d([0], 'int32') }));
     handlers.evalEnd(report);
     expect(metrics).toEqual({});
+  });
+
+  it('one student (ONE\'s single model, a plain run) or none: KD_PLUGIN_OPTIONS at its spec path, with the fix', () => {
+    for (const [roles, what] of [[studentRoles(1), "one ('student.0')"], [[{ name: 'teacher', kind: 'teacher' as const, trainable: false }], 'none']] as const) {
+      let error: unknown = null;
+      try {
+        run([...roles]);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(KdError);
+      expect((error as KdError).code).toBe('KD_PLUGIN_OPTIONS');
+      expect((error as KdError).message).toBe(`'metric/peer-ensemble' needs at least two students to ensemble; this run has ${what}`);
+      expect((error as KdError).fix).toMatch(/^drop peer-ensemble from `eval:`/);
+    }
   });
 });

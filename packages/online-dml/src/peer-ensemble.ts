@@ -1,4 +1,4 @@
-import { CalibrationAccumulator, definePlugin, type EvalBatch, type EvalReport, type PluginDeps } from '@tfkd/kd-core';
+import { CalibrationAccumulator, definePlugin, KdError, type EvalBatch, type EvalReport, type PluginDeps } from '@tfkd/kd-core';
 import { z } from 'zod';
 import { studentsOption } from './common';
 
@@ -137,6 +137,13 @@ export const peerEnsembleMetric = definePlugin({
   requires: (o) => (o.students.length > 0 ? { roles: [...o.students] } : {}),
   create(o, deps) {
     const roles = members(deps, o.students);
+    // One model is no ensemble: its entries would repeat the student's (ONE's gated output is its student).
+    if (roles.length < 2) {
+      throw new KdError('KD_PLUGIN_OPTIONS', `'${deps.name}' needs at least two students to ensemble; this run has ${roles.length === 1 ? `one ('${roles[0]}')` : 'none'}`, {
+        path: deps.specPath,
+        fix: 'drop peer-ensemble from `eval:` (a single model is evaluated as `student`), or give the run two or more students (`students:`)',
+      });
+    }
     const acc = new PeerEnsembleAccumulator(o.average);
     return {
       name: deps.name,
