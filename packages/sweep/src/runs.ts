@@ -32,9 +32,17 @@ export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, 
   let n = 0;
   for (const c of plan.cells) {
     const dir = path.join(out, 'runs', runFolderName(c));
-    if (fs.existsSync(path.join(dir, 'metrics.json'))) {
+    if (collectedRun(out, c)) {
       n++;
       continue;
+    }
+    // A folder of another cell of the same row and seed (its spec has changed since) gives way to
+    // this cell's result once there is one; until then it stays, and no table reads it.
+    if (!(await redis.exists(KEYS.run(c.id)))) continue;
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      throw folderError(e, dir, 'clear', '--out');
     }
     if (await getFolder(redis, KEYS.run(c.id), dir, { kind: 'run', flag: '--out' })) {
       writeCellMark(dir, c.id);
@@ -42,6 +50,16 @@ export async function collectRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, 
     }
   }
   return n;
+}
+
+/**
+ * The folder of a cell's collected run, `<out>/runs/<row>-seed<N>`, if it is that cell's — its
+ * `cell.json` names the cell's id (the hash of its resolved spec) and it has its `metrics.json` —
+ * else null: a row's folder left from an earlier version of its spec is not this cell's result.
+ */
+export function collectedRun(out: string, c: Pick<PlannedCell, 'row' | 'seed' | 'id'>): string | null {
+  const dir = path.join(out, 'runs', runFolderName(c));
+  return readJsonFile<{ id?: string }>(path.join(dir, CELL_MARK))?.id === c.id && fs.existsSync(path.join(dir, 'metrics.json')) ? dir : null;
 }
 
 /** `cell.json` in a collected run folder: which cell (spec hash) the folder is the result of. */
@@ -64,10 +82,8 @@ function writeCellMark(dir: string, id: string): void {
 export async function restoreRuns(plan: Pick<SweepPlan, 'cells'>, redis: Redis, out: string): Promise<number> {
   let n = 0;
   for (const c of plan.cells) {
-    const dir = path.join(out, 'runs', runFolderName(c));
-    const mark = readJsonFile<{ id?: string }>(path.join(dir, CELL_MARK));
-    const metrics = readJsonFile<{ status?: string }>(path.join(dir, 'metrics.json'));
-    if (mark?.id !== c.id || metrics?.status !== 'completed') continue;
+    const dir = collectedRun(out, c);
+    if (!dir || readJsonFile<{ status?: string }>(path.join(dir, 'metrics.json'))?.status !== 'completed') continue;
     if (await redis.exists(KEYS.run(c.id))) continue;
     if (await storeRun(redis, c.id, dir)) n++;
   }

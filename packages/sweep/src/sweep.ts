@@ -7,7 +7,7 @@ import { KdError, storageError } from '@tfkd/kd-core';
 import { planSweep, type SweepPlan, type SweepPlanOptions } from './plan';
 import { releaseOrphanedJobs, submitSweep, type SubmitResult } from './queue';
 import { sweepStatus, type SweepStatus } from './status';
-import { collectRuns, restoreRuns, runFolderName } from './runs';
+import { collectRuns, collectedRun, restoreRuns } from './runs';
 import { connection, probeRedis, readJson, startEmbeddedRedis, type EmbeddedRedis } from './redis';
 import { loadSweepFile } from './sweep-file';
 import { sweepTable, tableCsv, tableMarkdown, tableSvg, type CellMetrics, type SweepTable } from './table';
@@ -166,10 +166,13 @@ function movePaths(plan: SweepPlan, move: (p: string) => string): SweepPlan {
   return { ...plan, file: move(plan.file), cells };
 }
 
-/** The table of the finished cells whose metrics are in `<out>/runs/`. */
+/** The table of the finished cells whose metrics are in `<out>/runs/` (folders marked as theirs: `collectedRun`). */
 export function readTable(out: string, plan: SweepPlan): SweepTable {
   const byId = new Map(plan.cells.map((c) => [c.id, c]));
-  return sweepTable(plan, (id) => readJson<CellMetrics>(path.join(out, 'runs', runFolderName(byId.get(id) as SweepPlan['cells'][number]), 'metrics.json')));
+  return sweepTable(plan, (id) => {
+    const dir = collectedRun(out, byId.get(id) as SweepPlan['cells'][number]);
+    return dir ? readJson<CellMetrics>(path.join(dir, 'metrics.json')) : null;
+  });
 }
 
 /** Read the finished cells' metrics from `<out>/runs/` and write table.md, table.csv, table.json and table.svg. */
