@@ -1,9 +1,9 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { SweepPlan } from './plan';
 import { KEYS, storeRun } from './queue';
-import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
+import { redisServerFixture } from './__fixtures__/redis-server';
+import { connection } from './redis';
 import { collectRuns, collectedRun, restoreRuns } from './runs';
 import { readTable } from './sweep';
 
@@ -12,21 +12,10 @@ import { readTable } from './sweep';
 // the new result is collected — on a real redis-server.
 jest.setTimeout(60_000);
 
-let tmp: string;
-let server: EmbeddedRedis;
+const fixture = redisServerFixture('kd-runs-');
+const at = fixture.at;
 let redis: ReturnType<typeof connection>;
-const at = (...p: string[]) => path.join(tmp, ...p);
-
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-runs-'));
-  server = await startEmbeddedRedis(at('redis'));
-  redis = connection(server.url);
-});
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+beforeAll(() => void (redis = fixture.redis()));
 
 /** A finished run folder whose student scored `accuracy`. */
 function runFolder(dir: string, accuracy: number, id?: string): void {

@@ -1,39 +1,27 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import { Queue, Worker } from 'bullmq';
 import { cancelCells } from './cancel';
 import type { PlannedCell, SweepPlan } from './plan';
 import { KEYS, QUEUE, submitSweep, type ReleaseJob } from './queue';
 import { sweepStatus } from './status';
-import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
+import { redisServerFixture } from './__fixtures__/redis-server';
+import { connection } from './redis';
 
 // `kd sweep status` states of cells that have no job: waiting behind their teacher (held by the sweep's
 // release job), cancelled, or not in this Redis at all (unqueued) — on a real redis-server, no worker.
 jest.setTimeout(60_000);
 
-let tmp: string;
-let server: EmbeddedRedis;
+const fixture = redisServerFixture('kd-status-');
+const at = fixture.at;
 let redis: ReturnType<typeof connection>;
-
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-status-'));
-  server = await startEmbeddedRedis(path.join(tmp, 'redis'));
-  redis = connection(server.url);
-});
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+beforeAll(() => void (redis = fixture.redis()));
 
 const cell = (id: string, teachers: string[]): PlannedCell =>
-  ({ row: teachers.length ? 'kd' : 'scratch', seed: 1, axes: {}, sets: [], specFile: path.join(tmp, `${id}.yaml`), id, specName: id, specText: 'seed: 1\n', teachers, models: {}, command: `kd run ${id}.yaml` });
+  ({ row: teachers.length ? 'kd' : 'scratch', seed: 1, axes: {}, sets: [], specFile: at(`${id}.yaml`), id, specName: id, specText: 'seed: 1\n', teachers, models: {}, command: `kd run ${id}.yaml` });
 
 /** A planned sweep (as `kd sweep FILE --plan` saves it): two cells behind a teacher no worker has trained, one without. */
 const plan = (id: string, prefix: string): SweepPlan => ({
   name: 'status',
-  file: path.join(tmp, 'status.yaml'),
+  file: at('status.yaml'),
   id,
   metric: 'accuracy',
   rows: [],
@@ -105,7 +93,7 @@ describe('sweepStatus: waiting, cancelled or not queued', () => {
       await redis.hset(KEYS.run('c-ekd1'), 'metrics.json', '{}');
       const s1 = await sweepStatus(second, redis);
       expect([s1.counts.done, s1.counts.waiting, s1.eta]).toEqual([1, 2, 60]);
-      const clients = [connection(server.url), connection(server.url)];
+      const clients = [connection(fixture.url()), connection(fixture.url())];
       const workers = clients.map((c) => new Worker(QUEUE, async () => undefined, { connection: c, autorun: false }));
       try {
         await Promise.all(workers.map((w) => w.waitUntilReady()));

@@ -1,5 +1,4 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { TrainingState } from '@tfkd/engine';
 import { peekCheckpoint, teacherCheckpointFiles, teacherPartialDir, writeCheckpoint } from '@tfkd/engine/node';
@@ -7,27 +6,17 @@ import { KdError, type RunSpec } from '@tfkd/kd-core';
 import { cellSite, dropCheckpoint, fetchCheckpoint, localCheckpoint, remoteCheckpoint, shipCheckpoints, teacherSite, uploadCheckpoint } from './checkpoints';
 import { jobError } from './errors';
 import { KEYS, getFolder, putFolder, storeRun } from './queue';
-import { connection, startEmbeddedRedis, type EmbeddedRedis } from './redis';
+import { redisServerFixture } from './__fixtures__/redis-server';
+import { connection } from './redis';
 
 // What travels through Redis (teachers, results, run checkpoints) and the coded errors of moving it,
 // on a real redis-server (the Debian package; started here in a temporary folder).
 jest.setTimeout(60_000);
 
-let tmp: string;
-let server: EmbeddedRedis;
+const fixture = redisServerFixture('kd-transfer-');
+const at = fixture.at;
 let redis: ReturnType<typeof connection>;
-const at = (...p: string[]) => path.join(tmp, ...p);
-
-beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kd-transfer-'));
-  server = await startEmbeddedRedis(at('redis'));
-  redis = connection(server.url);
-});
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+beforeAll(() => void (redis = fixture.redis()));
 
 /** A checkpoint as the engine writes it: one student weight, its step and position. */
 function checkpoint(dir: string, step: number, epoch: number, values = 4): void {
