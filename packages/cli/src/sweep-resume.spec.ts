@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { peekCheckpoint } from '@tfkd/engine/node';
-import { KEYS, connection, readSweepFolder, startEmbeddedRedis, writeTable } from '@tfkd/sweep';
+import { CELL_MARK, KEYS, connection, readSweepFolder, startEmbeddedRedis, writeTable } from '@tfkd/sweep';
 import { runCommand } from './run';
 import { STEPS, exited, lastJson, metricsOf, sweepFolder } from './__fixtures__/sweep-fixtures';
 
@@ -128,8 +128,11 @@ baseline: { stack: ce }
     // The same cells never interrupted (each a `kd run`, which a sweep's cell is: see above), and their
     // table: equal to the interrupted sweep's, times aside, and so is each cell's metrics.
     for (const c of plan.cells) {
-      const r = await runCommand(c.specFile, { set: c.sets, out: at('sweeps', 'again-alone', 'runs', `${c.row}-seed${c.seed}`), cacheDir: at('alone-cache'), quiet: true, signals: false });
+      const dir = at('sweeps', 'again-alone', 'runs', `${c.row}-seed${c.seed}`);
+      const r = await runCommand(c.specFile, { set: c.sets, out: dir, cacheDir: at('alone-cache'), quiet: true, signals: false });
       expect(r.status).toBe('completed');
+      // Marked as the cell's result, as collecting it from Redis marks it (the table reads only those).
+      fs.writeFileSync(path.join(dir, CELL_MARK), JSON.stringify({ id: c.id }));
       expect(metricsOf(at('sweeps', 'again', 'runs', `${c.row}-seed${c.seed}`)).eval).toEqual(metricsOf(at('sweeps', 'again-alone', 'runs', `${c.row}-seed${c.seed}`)).eval);
     }
     writeTable(at('sweeps', 'again-alone'), plan);
