@@ -45,8 +45,11 @@ export const runCell: RunCell = async (cell) => {
   return { status: r.status };
 };
 
-const line = (s: SweepStatus) =>
-  `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.counts.unqueued ? `, ${s.counts.unqueued} not queued` : ''}${s.eta !== null && s.counts.waiting + s.counts.running > 0 ? `, ETA ${Math.round(s.eta)} s` : ''}${s.ahead > 0 ? `${s.eta !== null && s.counts.waiting + s.counts.running > 0 ? ' after' : ','} ${s.ahead} job${s.ahead === 1 ? '' : 's'} of other sweeps queued before it` : ''}`;
+const line = (s: SweepStatus) => {
+  const eta = s.eta !== null && s.counts.waiting + s.counts.running > 0 ? `, ETA ${Math.round(s.eta)} s` : '';
+  const ahead = s.ahead > 0 ? `${eta ? ' after' : ','} ${s.ahead} job${s.ahead === 1 ? '' : 's'} of other sweeps queued before it` : '';
+  return `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.counts.unqueued ? `, ${s.counts.unqueued} not queued` : ''}${eta}${ahead}`;
+};
 /** A cell's state as `kd sweep status` lists it (`unqueued`: not in this Redis). */
 const stateLabel = (state: SweepStatus['cells'][number]['state']) => (state === 'unqueued' ? 'not queued' : state);
 

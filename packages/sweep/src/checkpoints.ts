@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CheckpointSummary } from '@tfkd/engine';
-import { peekCheckpoint, readCheckpoint, teacherPartialDir } from '@tfkd/engine/node';
+import { peekCheckpoint, readCheckpoint, teacherCheckpointDirs, teacherPartialDir } from '@tfkd/engine/node';
 import { isKdError, type KdError } from '@tfkd/kd-core';
 import type { Redis } from 'ioredis';
 import { folderError, redisError } from './errors';
@@ -61,8 +61,7 @@ export function cellSite(id: string, outDir: string): CheckpointSite {
 export function teacherSite(key: string, cacheDir: string): CheckpointSite {
   const root = teacherPartialDir(cacheDir, key);
   const fetchTo = path.join(root, 'redis');
-  const dirs = () => (fs.existsSync(root) ? [...new Set(fs.readdirSync(root).map((n) => n.replace(/\.(old|tmp)$/, '')))].map((n) => path.join(root, n)) : []);
-  return { id: `teacher-${key}`, label: `teacher ${key}`, what: 'teacher', result: KEYS.teacher(key), dirs, fetchTo, replaced: [fetchTo, `${fetchTo}.old`, `${fetchTo}.tmp`] };
+  return { id: `teacher-${key}`, label: `teacher ${key}`, what: 'teacher', result: KEYS.teacher(key), dirs: () => teacherCheckpointDirs(cacheDir, key), fetchTo, replaced: [fetchTo, `${fetchTo}.old`, `${fetchTo}.tmp`] };
 }
 
 /** The newest readable checkpoint of a site on this disk (a folder's `.old` copy after a crash between renames), or null. */

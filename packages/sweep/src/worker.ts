@@ -135,7 +135,7 @@ export function startWorker(opts: WorkerOptions): Worker {
       const fetched = maxBytes > 0 ? await fetchCheckpoint(redis, site, local?.step ?? -1, log) : null;
       const from = fetched?.summary ?? local;
       // An earlier attempt that left no checkpoint (killed before its first epoch end) starts over.
-      if (!from) for (const d of [outDir, `${outDir}.incomplete`]) clear(d);
+      if (!from) for (const d of site.replaced) clear(d);
       const where = fetched ? `the checkpoint fetched from Redis (written by ${fetched.remote.worker})` : 'its checkpoint';
       log(`${data.id}: ${from ? `resuming from ${where} at epoch ${from.next.epoch}, batch ${from.next.batchIndex} (step ${from.step})` : 'running'} (attempt ${job.attemptsMade + 1})`);
       const started = Date.now();

@@ -10,6 +10,15 @@ export function teacherPartialDir(cacheDir: string, key: string): string {
   return path.join(path.resolve(cacheDir), 'teachers', `${key}.partial`);
 }
 
+/** Writers' folders under a `.partial` folder, with `writeCheckpoint`'s `.old`/`.tmp` companions taken for their folder. */
+const writers = (root: string) => (fs.existsSync(root) ? [...new Set(fs.readdirSync(root).map((n) => n.replace(/\.(old|tmp)$/, '')))] : []);
+
+/** The checkpoint folders of teacher `key` in the cache `cacheDir`, one per process that wrote one (each may hold a `.old` copy instead). */
+export function teacherCheckpointDirs(cacheDir: string, key: string): string[] {
+  const root = teacherPartialDir(cacheDir, key);
+  return writers(root).map((n) => path.join(root, n));
+}
+
 /**
  * `EngineOptions.teacherCheckpoints` on disk, beside the teacher cache (`teacherPartialDir`). Each
  * process writes a checkpoint folder of its own in there (`<host>-<pid>`, with `writeCheckpoint`:
@@ -19,8 +28,6 @@ export function teacherPartialDir(cacheDir: string, key: string): string {
  */
 export function teacherCheckpointFiles(cacheDir: string): Omit<TeacherCheckpoints, 'read'> & { read(key: string): TrainingState | null } {
   const mine = `${os.hostname()}-${process.pid}`;
-  // Writers' folders, with `writeCheckpoint`'s `.old`/`.tmp` companions taken for their folder.
-  const writers = (root: string) => (fs.existsSync(root) ? [...new Set(fs.readdirSync(root).map((n) => n.replace(/\.(old|tmp)$/, '')))] : []);
   const remove = (dir: string) => {
     for (const d of [dir, `${dir}.old`, `${dir}.tmp`]) fs.rmSync(d, { recursive: true, force: true });
   };
