@@ -160,6 +160,15 @@ describe('kd worker on a shared Redis', () => {
       }
       const completions = await client.lrange(KEYS.completions, 0, -1);
       expect([...completions].sort()).toEqual(plan.cells.map((c) => c.id).sort());
+      // A third machine with the sweep file but not the submitter's folder: status and table plan the
+      // file into a folder of their own and read the same cells from Redis.
+      const status = kd(['sweep', 'status', 'grid.yaml', '--redis', redis.url, '--out', 'sweeps/elsewhere', '--json']);
+      expect(status.status).toBe(0);
+      expect(status.stderr).toContain('holds no plan of grid.yaml: planning it (nothing is enqueued)');
+      expect(JSON.parse(status.stdout)).toMatchObject({ sweep: plan.id, counts: { done: 8, running: 0, waiting: 0, failed: 0 } });
+      expect(kd(['sweep', 'table', 'grid.yaml', '--redis', redis.url, '--out', 'sweeps/elsewhere']).status).toBe(0);
+      expect(fs.readFileSync(at('sweeps', 'elsewhere', 'table.md'), 'utf8')).toBe(fs.readFileSync(at('sweeps', 'shared', 'table.md'), 'utf8'));
+      expect(await client.llen(KEYS.completions)).toBe(8);
       // Both machines worked; each ran its cells in its own folder; the teacher was trained once and
       // reached the other machine through Redis.
       const ran = (m: string) => (fs.existsSync(at(m, 'runs')) ? fs.readdirSync(at(m, 'runs')).filter((d) => d.startsWith('c-') && !d.endsWith('.incomplete')) : []);

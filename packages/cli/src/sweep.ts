@@ -50,6 +50,8 @@ const line = (s: SweepStatus) => {
   const ahead = s.ahead > 0 ? `${eta ? ' after' : ','} ${s.ahead} job${s.ahead === 1 ? '' : 's'} of other sweeps queued before it` : '';
   return `${s.counts.done} done, ${s.counts.running} running, ${s.counts.failed} failed, ${s.counts.waiting} waiting${s.counts.cancelled ? `, ${s.counts.cancelled} cancelled` : ''}${s.counts.unqueued ? `, ${s.counts.unqueued} not queued` : ''}${eta}${ahead}`;
 };
+/** This machine's teacher cache: --cache-dir, else $KD_CACHE_DIR, else .kd-cache. */
+const cacheDirOf = (o: { cacheDir?: string }) => path.resolve(o.cacheDir ?? process.env.KD_CACHE_DIR ?? '.kd-cache');
 /** A cell's state as `kd sweep status` lists it (`unqueued`: not in this Redis). */
 const stateLabel = (state: SweepStatus['cells'][number]['state']) => (state === 'unqueued' ? 'not queued' : state);
 
@@ -82,7 +84,7 @@ export async function sweepCommand(file: string, o: SweepCliOptions): Promise<{ 
   try {
     const outcome = await runSweep(file, {
       registry: defaultRegistry,
-      cacheDir: path.resolve(o.cacheDir ?? process.env.KD_CACHE_DIR ?? '.kd-cache'),
+      cacheDir: cacheDirOf(o),
       redis: o.redis,
       workers: o.workers !== undefined ? Number(o.workers) : undefined,
       out: o.out,
@@ -131,19 +133,26 @@ export async function sweepCommand(file: string, o: SweepCliOptions): Promise<{ 
   }
 }
 
-/** The sweep folder of `kd sweep status|table [FILE] [--out DIR]`. */
-function sweepFolder(file: string | undefined, out: string | undefined): string {
-  if (out) return path.resolve(out);
-  if (file) return path.resolve(defaultSweepOut(loadSweepFile(file).name));
-  return path.resolve('.');
+/**
+ * The sweep folder of `kd sweep status|table|cancel [FILE] [--out DIR]`. A FILE whose folder is not
+ * here (a machine other than the submitter's, a fresh clone) is planned into it first, as
+ * `kd sweep FILE --plan` does: its cells' ids are what Redis knows them by.
+ */
+async function sweepFolder(file: string | undefined, o: { out?: string; redis?: string; cacheDir?: string; quiet?: boolean }): Promise<string> {
+  const out = path.resolve(o.out ?? (file ? defaultSweepOut(loadSweepFile(file).name) : '.'));
+  if (file && !fs.existsSync(path.join(out, 'sweep.json'))) {
+    if (!o.quiet) process.stderr.write(`sweep: ${path.relative('.', out) || '.'} holds no plan of ${file}: planning it (nothing is enqueued)\n`);
+    await runSweep(file, { registry: defaultRegistry, cacheDir: cacheDirOf(o), redis: o.redis, out, planOnly: true, workerCommand: workerCommand() });
+  }
+  return out;
 }
 
 /**
  * `kd sweep status`: done / running / failed / waiting (cancelled, not queued), ETA; with --watch, until
  * no cell is left waiting or running (a cell not queued in this Redis is not waited for).
  */
-export async function sweepStatusCommand(file: string | undefined, o: { out?: string; redis?: string; json?: boolean; watch?: boolean }): Promise<string> {
-  const out = sweepFolder(file, o.out);
+export async function sweepStatusCommand(file: string | undefined, o: { out?: string; redis?: string; json?: boolean; watch?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+  const out = await sweepFolder(file, o);
   return withSweepRedis(out, o.redis, async (redis, plan) => {
     let s = await sweepStatus(plan, redis);
     while (o.watch && s.counts.waiting + s.counts.running > 0) {
@@ -167,8 +176,8 @@ export async function sweepStatusCommand(file: string | undefined, o: { out?: st
 }
 
 /** `kd sweep table`: finished runs copied from Redis into `<out>/runs/`, then table.{md,csv,json,svg}. */
-export async function sweepTableCommand(file: string | undefined, o: { out?: string; redis?: string; offline?: boolean }): Promise<string> {
-  const out = sweepFolder(file, o.out);
+export async function sweepTableCommand(file: string | undefined, o: { out?: string; redis?: string; offline?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+  const out = await sweepFolder(file, o);
   const write = async () => {
     const { readSweepFolder } = await import('@tfkd/sweep');
     return writeTable(out, readSweepFolder(out));
@@ -183,8 +192,8 @@ export async function sweepTableCommand(file: string | undefined, o: { out?: str
  * queue — waiting ones are removed, running ones finish, finished ones keep their results. Running
  * `kd sweep FILE` again puts cancelled cells back.
  */
-export async function sweepCancelCommand(file: string | undefined, o: { out?: string; redis?: string; rows?: string; json?: boolean }): Promise<string> {
-  const out = sweepFolder(file, o.out);
+export async function sweepCancelCommand(file: string | undefined, o: { out?: string; redis?: string; rows?: string; json?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+  const out = await sweepFolder(file, o);
   return withSweepRedis(out, o.redis, async (redis, plan) => {
     const wanted = o.rows ? o.rows.split(',').map((r) => r.trim()).filter(Boolean) : null;
     if (wanted) {
