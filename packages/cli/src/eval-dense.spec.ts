@@ -73,7 +73,7 @@ describe('kd eval RUN/student: the numbers of the run', () => {
     for (const [m, v] of Object.entries(det.eval)) expect(r.out).toContain(`| ${m} | ${v.toFixed(4)} |`);
     const j = JSON.parse(fs.readFileSync(path.join(out, 'eval.json'), 'utf8'));
     expect(j.metrics).toEqual(det.eval);
-    expect([j.task, j.spec, j.backend, j.dataset]).toEqual(['detection', det.spec, 'wasm', { name: 'fashion-scenes:test', source: 'subset', n: 32 }]);
+    expect([j.task, path.resolve(out, j.spec), path.resolve(out, j.model), j.backend, j.dataset]).toEqual(['detection', det.spec, det.student, 'wasm', { name: 'fashion-scenes:test', source: 'subset', n: 32 }]);
     // no reliability diagram, no calibration bins: those are of class probabilities
     expect(fs.readdirSync(out)).toEqual(['eval.json']);
     expect(j.bins).toBeUndefined();

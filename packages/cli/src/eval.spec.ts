@@ -38,6 +38,7 @@ describe('kd eval', () => {
     expect(out).toContain(`| accuracy | ${accuracy.toFixed(4)} |`);
     const j = JSON.parse(fs.readFileSync(path.join(o, 'eval.json'), 'utf8'));
     expect(j.metrics.accuracy).toBe(accuracy);
+    expect(j.model).toBe(path.join('..', 'model')); // relative to eval.json's folder
     expect(j.dataset).toEqual({ name: 'fashion-mnist-subset:test', source: 'subset', n: 2000 });
     expect(j.bins).toHaveLength(15);
     expect(j.bins.reduce((s: number, b: { count: number }) => s + b.count, 0)).toBe(2000);
@@ -80,6 +81,7 @@ describe('kd eval', () => {
     expect(out).toContain('| metric | m4 | m5 | ensemble |');
     const j = JSON.parse(fs.readFileSync(path.join(o, 'eval.json'), 'utf8'));
     expect(Object.keys(j.metrics)).toEqual(['m4', 'm5', 'ensemble']);
+    expect(j.models).toEqual([path.join('..', 'm4'), path.join('..', 'm5')]);
     expect(j.metrics.ensemble.accuracy).toBe(direct.accuracy);
     expect(j.metrics.ensemble.ece).toBeCloseTo(direct.ece, 6);
     expect(j.metrics.ensemble.nll).toBeCloseTo(direct.nll, 6);

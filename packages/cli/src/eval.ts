@@ -174,11 +174,12 @@ async function evalClassification(dirs: string[], o: EvalOptions, found: TaskSou
     ...metrics[0].map(([m], r) => `| ${m} | ${metrics.map((rows) => rows[r][1].toFixed(4)).join(' | ')} |`),
   ].join('\n');
   if (o.out) {
+    const at = (p: string) => besideOut(o.out as string, p);
     const dataset = { name: data.test.name, source: data.test.source, n };
     const json =
       dirs.length === 1
-        ? { model: entries[0].model, dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metrics[0]), bins: entries[0].cal.bins }
-        : { models: entries.filter((e) => e.model).map((e) => e.model), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e, i) => [e.name, Object.fromEntries(metrics[i])])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
+        ? { model: at(entries[0].model as string), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(metrics[0]), bins: entries[0].cal.bins }
+        : { models: entries.flatMap((e) => (e.model ? [at(e.model)] : [])), dataset, backend: backend.name, versions: versions(), metrics: Object.fromEntries(entries.map((e, i) => [e.name, Object.fromEntries(metrics[i])])), bins: Object.fromEntries(entries.map((e) => [e.name, e.cal.bins])) };
     const files: [string, string][] = [['eval.json', JSON.stringify(json, null, 2) + '\n']];
     for (const e of entries) {
       const file = dirs.length === 1 ? 'reliability.svg' : `reliability-${e.name.replace(/[^a-z0-9.-]/gi, '_')}.svg`;
@@ -188,6 +189,9 @@ async function evalClassification(dirs: string[], o: EvalOptions, found: TaskSou
   }
   return table;
 }
+
+/** A path as eval.json records it: relative to eval.json's folder, so a committed or copied folder reads the same anywhere. */
+const besideOut = (out: string, p: string) => path.relative(path.resolve(out), p);
 
 /**
  * A detector or segmenter evaluated as its run evaluated it: the run's spec (the task, the metric
@@ -250,7 +254,7 @@ async function evalDense(dirs: string[], found: TaskSource, o: EvalOptions): Pro
       ...Object.entries(values).map(([m, v]) => `| ${m} | ${v.toFixed(4)} |`),
     ].join('\n');
     if (o.out) {
-      const json = { model: dir, task, spec: file, dataset: { name: test.name, source: test.source, n }, backend: backend.name, versions: versions(), metrics: values };
+      const json = { model: besideOut(o.out, dir), task, spec: file && besideOut(o.out, file), dataset: { name: test.name, source: test.source, n }, backend: backend.name, versions: versions(), metrics: values };
       writeWhole(o.out, [['eval.json', JSON.stringify(json, null, 2) + '\n']]);
     }
     return table;
