@@ -70,7 +70,7 @@ describe('sweepStatus: waiting, cancelled or not queued', () => {
     }
   });
 
-  it('ahead: the jobs of other sweeps queued before a sweep\'s next job; the ETA divides by the connected workers', async () => {
+  it('ahead: the jobs of other sweeps queued before a sweep\'s next job; the ETA prices each cell left at its row\'s mean and divides by the connected workers', async () => {
     const queue = new Queue(QUEUE, { connection: redis });
     try {
       await queue.obliterate({ force: true });
@@ -103,6 +103,12 @@ describe('sweepStatus: waiting, cancelled or not queued', () => {
         await Promise.all(workers.map((w) => w.close(true)));
         for (const c of clients) c.disconnect();
       }
+      // Each cell left is priced at its own row's mean: the scratch cell finished in 10 s, the kd cell
+      // left costs the kd row's 30 s (not the mean of all finished cells, 20 s).
+      await redis.hset(KEYS.seconds, 'c-escratch', '10');
+      await redis.hset(KEYS.run('c-escratch'), 'metrics.json', '{}');
+      const s2 = await sweepStatus(second, redis);
+      expect([s2.counts.done, s2.counts.waiting, s2.eta]).toEqual([2, 1, 30]);
     } finally {
       await queue.close();
     }

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { releaseJobId, teacherJobId } from './job-ids';
 import type { SweepPlan } from './plan';
 import { KEYS, QUEUE, type ReleaseJob } from './queue';
+import { mean } from './table';
 
 /**
  * `waiting`: queued, or held by a release job of the sweep until its teacher is trained. `unqueued`:
@@ -17,9 +18,10 @@ export interface SweepStatus {
   counts: Record<CellState, number>;
   cells: { id: string; state: CellState; progress?: { phase: string; epoch: number; epochs: number }; error?: string; attempts?: number }[];
   /**
-   * Seconds of this sweep's work left: mean seconds of its finished cells × cells left (waiting,
-   * running) / the workers it can use (its running cells, or the connected workers if more, up to the
-   * cells left); null before its first cell finishes. It starts after the `ahead` jobs.
+   * Seconds of this sweep's work left: the sum over its cells left (waiting, running) of the mean
+   * seconds of the finished cells of the same row (of all its finished cells for a row with none yet),
+   * / the workers it can use (its running cells, or the connected workers if more, up to the cells
+   * left); null before its first cell finishes. It starts after the `ahead` jobs.
    */
   eta: number | null;
   /**
@@ -67,11 +69,10 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: 
       counts[state]++;
       cells.push(entry);
     }
-    const secs = (await redis.hmget(KEYS.seconds, ...cells.map((c) => c.id))).filter((s): s is string => s !== null).map(Number);
-    const mean = secs.length ? secs.reduce((a, b) => a + b, 0) / secs.length : null;
     const left = counts.waiting + counts.running;
     const workers = left > 0 ? Math.min(left, Math.max(1, counts.running, await queue.getWorkersCount())) : 1;
-    const eta = mean === null ? null : (mean * left) / workers;
+    const work = await secondsLeft(plan, cells, redis);
+    const eta = work === null ? null : work / workers;
     // The wait list in the order workers take it; this sweep's jobs: its cells and its teacher jobs.
     const mine = new Set([...cells.map((c) => c.id), ...new Set(plan.cells.flatMap((c) => c.teachers.map((k) => teacherJobId(k, plan.id))))]);
     const order = await queue.getRanges(['wait'], 0, -1, true);
@@ -82,6 +83,24 @@ export async function sweepStatus(plan: Pick<SweepPlan, 'cells' | 'id'>, redis: 
   }
 }
 
+/**
+ * Seconds of work in the cells left (`eta`): each one its row's mean of finished cells, so a sweep
+ * whose rows differ in length (a DML cohort beside a scratch student) is not priced at one mean.
+ */
+async function secondsLeft(plan: Pick<SweepPlan, 'cells'>, cells: SweepStatus['cells'], redis: Redis): Promise<number | null> {
+  const rowOf = new Map(plan.cells.map((c) => [c.id, c.row]));
+  const secs = await redis.hmget(KEYS.seconds, ...cells.map((c) => c.id));
+  const byRow = new Map<string, number[]>();
+  cells.forEach((c, i) => {
+    const v = secs[i];
+    if (v === null) return;
+    const row = rowOf.get(c.id) as string;
+    byRow.set(row, [...(byRow.get(row) ?? []), Number(v)]);
+  });
+  const all = [...byRow.values()].flat();
+  if (all.length === 0) return null;
+  return cells.filter((c) => c.state === 'waiting' || c.state === 'running').reduce((sum, c) => sum + mean(byRow.get(rowOf.get(c.id) as string) ?? all), 0);
+}
 
 /**
  * The cells that the sweep's release jobs still hold behind a teacher (ids as `submitSweep` makes
