@@ -96,15 +96,15 @@ export function program(state: ProgramState = { exitCode: 0 }): Command {
     .option('--quiet', 'no progress output')
     .action(async (what: string, file: string | undefined, o: Record<string, string | boolean | undefined>) => {
       if (what === 'status') {
-        process.stdout.write(`${await sweepStatusCommand(file, o as { out?: string; redis?: string; json?: boolean; watch?: boolean; cacheDir?: string; quiet?: boolean })}\n`);
+        process.stdout.write(`${await sweepStatusCommand(file, o as Parameters<typeof sweepStatusCommand>[1])}\n`);
         return;
       }
       if (what === 'cancel') {
-        process.stdout.write(`${await sweepCancelCommand(file, o as { out?: string; redis?: string; rows?: string; json?: boolean; cacheDir?: string; quiet?: boolean })}\n`);
+        process.stdout.write(`${await sweepCancelCommand(file, o as Parameters<typeof sweepCancelCommand>[1])}\n`);
         return;
       }
       if (what === 'table') {
-        process.stdout.write(`${await sweepTableCommand(file, o as { out?: string; redis?: string; offline?: boolean; cacheDir?: string; quiet?: boolean })}\n`);
+        process.stdout.write(`${await sweepTableCommand(file, o as Parameters<typeof sweepTableCommand>[1])}\n`);
         return;
       }
       state.exitCode = (await sweepCommand(what, o as never)).exitCode;

@@ -133,12 +133,20 @@ export async function sweepCommand(file: string, o: SweepCliOptions): Promise<{ 
   }
 }
 
+/** The options `kd sweep status|table|cancel` share: where the sweep folder is, its Redis, and how to plan it when missing. */
+export interface SweepQueryOptions {
+  out?: string;
+  redis?: string;
+  cacheDir?: string;
+  quiet?: boolean;
+}
+
 /**
  * The sweep folder of `kd sweep status|table|cancel [FILE] [--out DIR]`. A FILE whose folder is not
  * here (a machine other than the submitter's, a fresh clone) is planned into it first, as
  * `kd sweep FILE --plan` does: its cells' ids are what Redis knows them by.
  */
-async function sweepFolder(file: string | undefined, o: { out?: string; redis?: string; cacheDir?: string; quiet?: boolean }): Promise<string> {
+async function sweepFolder(file: string | undefined, o: SweepQueryOptions): Promise<string> {
   const out = path.resolve(o.out ?? (file ? defaultSweepOut(loadSweepFile(file).name) : '.'));
   if (file && !fs.existsSync(path.join(out, 'sweep.json'))) {
     if (!o.quiet) process.stderr.write(`sweep: ${path.relative('.', out) || '.'} holds no plan of ${file}: planning it (nothing is enqueued)\n`);
@@ -151,7 +159,7 @@ async function sweepFolder(file: string | undefined, o: { out?: string; redis?: 
  * `kd sweep status`: done / running / failed / waiting (cancelled, not queued), ETA; with --watch, until
  * no cell is left waiting or running (a cell not queued in this Redis is not waited for).
  */
-export async function sweepStatusCommand(file: string | undefined, o: { out?: string; redis?: string; json?: boolean; watch?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+export async function sweepStatusCommand(file: string | undefined, o: SweepQueryOptions & { json?: boolean; watch?: boolean }): Promise<string> {
   const out = await sweepFolder(file, o);
   return withSweepRedis(out, o.redis, async (redis, plan) => {
     let s = await sweepStatus(plan, redis);
@@ -176,7 +184,7 @@ export async function sweepStatusCommand(file: string | undefined, o: { out?: st
 }
 
 /** `kd sweep table`: finished runs copied from Redis into `<out>/runs/`, then table.{md,csv,json,svg}. */
-export async function sweepTableCommand(file: string | undefined, o: { out?: string; redis?: string; offline?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+export async function sweepTableCommand(file: string | undefined, o: SweepQueryOptions & { offline?: boolean }): Promise<string> {
   const out = await sweepFolder(file, o);
   const write = async () => {
     const { readSweepFolder } = await import('@tfkd/sweep');
@@ -192,7 +200,7 @@ export async function sweepTableCommand(file: string | undefined, o: { out?: str
  * queue — waiting ones are removed, running ones finish, finished ones keep their results. Running
  * `kd sweep FILE` again puts cancelled cells back.
  */
-export async function sweepCancelCommand(file: string | undefined, o: { out?: string; redis?: string; rows?: string; json?: boolean; cacheDir?: string; quiet?: boolean }): Promise<string> {
+export async function sweepCancelCommand(file: string | undefined, o: SweepQueryOptions & { rows?: string; json?: boolean }): Promise<string> {
   const out = await sweepFolder(file, o);
   return withSweepRedis(out, o.redis, async (redis, plan) => {
     const wanted = o.rows ? o.rows.split(',').map((r) => r.trim()).filter(Boolean) : null;
